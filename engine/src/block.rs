@@ -1,0 +1,93 @@
+//! Immutable blocks in object storage: `<tenant>/<block ulid>/` holding `meta.json` and one
+//! Parquet file per logical table (see `FORMAT.md`). `meta.json` is written last: a block
+//! without it is incomplete and ignored.
+
+mod meta;
+mod write;
+
+pub use meta::{BLOCK_FORMAT_VERSION, BlockFile, BlockMeta, BlockStats};
+pub use write::{BlockContents, write_block};
+
+use std::sync::Arc;
+
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::error::{Error, Result};
+use crate::model::{TenantId, TimeRange};
+use crate::schema::TableKind;
+
+/// A block known to the engine.
+#[derive(Debug)]
+pub struct Block {
+    pub meta: BlockMeta,
+}
+
+impl Block {
+    pub fn id(&self) -> &str {
+        &self.meta.ulid
+    }
+
+    pub fn overlaps(&self, range: &TimeRange) -> bool {
+        range.overlaps(self.meta.min_time_nanos, self.meta.max_time_nanos)
+    }
+
+    pub fn file(&self, table: TableKind) -> Option<&BlockFile> {
+        self.meta.files.iter().find(|f| f.path == table.file_name())
+    }
+
+    /// The object-store path of a table's file.
+    pub fn path(&self, tenant: &TenantId, table: TableKind) -> Path {
+        block_dir(tenant, &self.meta.ulid).child_path(table.file_name())
+    }
+}
+
+pub(crate) trait ChildPath {
+    fn child_path(&self, relative: &str) -> Path;
+}
+
+impl ChildPath for Path {
+    fn child_path(&self, relative: &str) -> Path {
+        relative
+            .split('/')
+            .fold(self.clone(), |path, part| path.clone().join(part))
+    }
+}
+
+pub fn block_dir(tenant: &TenantId, ulid: &str) -> Path {
+    Path::from(tenant.as_str()).join(ulid)
+}
+
+/// Lists the tenants that have blocks.
+pub async fn list_tenants(store: &dyn ObjectStore) -> Result<Vec<TenantId>> {
+    let listing = store.list_with_delimiter(None).await?;
+    Ok(listing
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().and_then(|name| TenantId::new(name).ok()))
+        .collect())
+}
+
+/// Loads every complete block of a tenant, oldest first.
+pub async fn load_blocks(store: &dyn ObjectStore, tenant: &TenantId) -> Result<Vec<Arc<Block>>> {
+    let listing = store
+        .list_with_delimiter(Some(&Path::from(tenant.as_str())))
+        .await?;
+    let mut blocks = Vec::new();
+    for dir in listing.common_prefixes {
+        let meta_path = dir.clone().join(meta::META_FILE);
+        let bytes = match store.get(&meta_path).await {
+            Ok(result) => result.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => {
+                tracing::warn!(block = %dir, "ignoring a block without meta.json (an interrupted flush)");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let meta: BlockMeta = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::corrupt(format!("block meta {meta_path}"), e))?;
+        blocks.push(Arc::new(Block { meta }));
+    }
+    blocks.sort_by(|a, b| a.meta.ulid.cmp(&b.meta.ulid));
+    Ok(blocks)
+}

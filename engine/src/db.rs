@@ -1,0 +1,432 @@
+//! The engine: per-tenant heads with their WAL segments, flushing to blocks, and snapshots for
+//! queries.
+//!
+//! Each tenant has one *generation* taking writes: a head and the WAL segments whose records it
+//! holds. An append holds the generation's read lock from the WAL write to the head apply, so a
+//! flush, which takes the write lock to swap in a fresh generation, never separates a record from
+//! the head it was applied to. The swapped-out head stays queryable (as *flushing*) until its
+//! block is registered, in the same critical section that removes it: a query never sees both or
+//! neither.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use object_store::ObjectStore;
+use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, RwLock as AsyncRwLock};
+
+use crate::batch::ProfileBatch;
+use crate::block::{self, Block, BlockContents};
+use crate::error::{Error, Result};
+use crate::head::{AppendStats, Head};
+use crate::model::{TenantId, TimeRange};
+use crate::wal::{Segment, SegmentId, Wal};
+
+/// When heads become blocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeadConfig {
+    /// Flush a tenant's head once it holds about this many bytes.
+    pub max_head_bytes: usize,
+    /// Flush a head this long after its first write (Pyroscope's max block duration).
+    #[serde(with = "humantime_serde")]
+    pub max_head_age: Duration,
+    /// How often the flusher checks the thresholds.
+    #[serde(with = "humantime_serde")]
+    pub flush_check_interval: Duration,
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        HeadConfig {
+            max_head_bytes: 512 << 20,
+            max_head_age: Duration::from_secs(3600),
+            flush_check_interval: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Everything the engine is opened with.
+pub struct EngineArgs {
+    /// Folder of the write-ahead log (local disk).
+    pub wal_dir: PathBuf,
+    /// Where blocks live.
+    pub store: Arc<dyn ObjectStore>,
+    pub head: HeadConfig,
+}
+
+/// A head that is taking writes, with the WAL segments it owns.
+struct Generation {
+    head: Arc<RwLock<Head>>,
+    segments: Vec<SegmentId>,
+    active: Arc<Segment>,
+    created: Instant,
+}
+
+/// What queries see of a tenant.
+#[derive(Default, Clone)]
+struct TenantView {
+    head: Option<Arc<RwLock<Head>>>,
+    flushing: Vec<Arc<RwLock<Head>>>,
+    blocks: Vec<Arc<Block>>,
+}
+
+struct TenantDb {
+    tenant: TenantId,
+    generation: AsyncRwLock<Generation>,
+    view: RwLock<TenantView>,
+    /// Swapped-out generations whose block is not written yet (a failed flush is retried).
+    unflushed: Mutex<Vec<Generation>>,
+    /// One flush at a time per tenant.
+    flush_lock: tokio::sync::Mutex<()>,
+}
+
+/// A consistent view of one tenant's data at one instant.
+#[derive(Clone)]
+pub struct TenantSnapshot {
+    pub tenant: TenantId,
+    /// The heads (taking writes, or being flushed).
+    pub heads: Vec<Arc<RwLock<Head>>>,
+    pub blocks: Vec<Arc<Block>>,
+}
+
+impl TenantSnapshot {
+    pub fn blocks_overlapping(&self, range: &TimeRange) -> impl Iterator<Item = &Arc<Block>> {
+        self.blocks.iter().filter(move |b| b.overlaps(range))
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EngineStats {
+    pub tenants: usize,
+    pub head_bytes: usize,
+    pub head_profiles: usize,
+    pub head_samples: usize,
+    pub blocks: usize,
+}
+
+pub struct Engine {
+    wal: Wal,
+    store: Arc<dyn ObjectStore>,
+    config: HeadConfig,
+    tenants: RwLock<FxHashMap<TenantId, Arc<TenantDb>>>,
+    /// Tenant creation is serialised so two first pushes do not open two generations.
+    create_lock: Mutex<()>,
+    flush_wanted: Notify,
+    flushes: std::sync::atomic::AtomicU64,
+    closed: AtomicBool,
+}
+
+impl Engine {
+    /// Opens the engine: loads block metadata and replays the WAL segments no block holds.
+    pub async fn open(args: EngineArgs) -> Result<Arc<Self>> {
+        let wal = Wal::open(&args.wal_dir)?;
+        let engine = Engine {
+            wal,
+            store: args.store,
+            config: args.head,
+            tenants: RwLock::new(FxHashMap::default()),
+            create_lock: Mutex::new(()),
+            flush_wanted: Notify::new(),
+            flushes: Default::default(),
+            closed: AtomicBool::new(false),
+        };
+        let mut tenants = block::list_tenants(engine.store.as_ref()).await?;
+        tenants.extend(engine.wal.tenants()?);
+        tenants.sort();
+        tenants.dedup();
+        for tenant in tenants {
+            engine.open_tenant(tenant).await?;
+        }
+        Ok(Arc::new(engine))
+    }
+
+    async fn open_tenant(&self, tenant: TenantId) -> Result<()> {
+        let blocks = block::load_blocks(self.store.as_ref(), &tenant).await?;
+        let flushed: std::collections::HashSet<&str> = blocks
+            .iter()
+            .flat_map(|b| b.meta.wal_segments.iter().map(String::as_str))
+            .collect();
+        let mut head = Head::new();
+        let mut replayed = Vec::new();
+        for segment in self.wal.segments(&tenant)? {
+            if flushed.contains(segment.to_string().as_str()) {
+                self.wal.delete_segment(&tenant, segment)?;
+                continue;
+            }
+            let records = self.wal.replay(&tenant, segment, |bytes| {
+                // A record that cannot be applied is logged and skipped: one bad record must
+                // not keep the tenant's other data from starting.
+                let applied = ProfileBatch::from_wal_record(bytes).and_then(|b| head.append(&b));
+                if let Err(e) = applied {
+                    tracing::error!(tenant = %tenant, %segment, error = %e, "skipping a wal record that cannot be applied");
+                }
+                Ok(())
+            })?;
+            tracing::info!(tenant = %tenant, %segment, records, "replayed wal segment");
+            replayed.push(segment);
+        }
+        let active = self.wal.create_segment(&tenant)?;
+        replayed.push(active.id);
+        let head = Arc::new(RwLock::new(head));
+        let db = TenantDb {
+            tenant: tenant.clone(),
+            generation: AsyncRwLock::new(Generation {
+                head: head.clone(),
+                segments: replayed,
+                active,
+                created: Instant::now(),
+            }),
+            view: RwLock::new(TenantView {
+                head: Some(head),
+                flushing: Vec::new(),
+                blocks,
+            }),
+            unflushed: Mutex::new(Vec::new()),
+            flush_lock: tokio::sync::Mutex::new(()),
+        };
+        self.tenants.write().insert(tenant, Arc::new(db));
+        Ok(())
+    }
+
+    fn tenant_db(&self, tenant: &TenantId) -> Option<Arc<TenantDb>> {
+        self.tenants.read().get(tenant).cloned()
+    }
+
+    async fn tenant_db_or_create(&self, tenant: &TenantId) -> Result<Arc<TenantDb>> {
+        if let Some(db) = self.tenant_db(tenant) {
+            return Ok(db);
+        }
+        let _guard = self.create_lock.lock();
+        if let Some(db) = self.tenant_db(tenant) {
+            return Ok(db);
+        }
+        let active = self.wal.create_segment(tenant)?;
+        let head = Arc::new(RwLock::new(Head::new()));
+        let db = Arc::new(TenantDb {
+            tenant: tenant.clone(),
+            generation: AsyncRwLock::new(Generation {
+                head: head.clone(),
+                segments: vec![active.id],
+                active,
+                created: Instant::now(),
+            }),
+            view: RwLock::new(TenantView {
+                head: Some(head),
+                ..Default::default()
+            }),
+            unflushed: Mutex::new(Vec::new()),
+            flush_lock: tokio::sync::Mutex::new(()),
+        });
+        self.tenants.write().insert(tenant.clone(), db.clone());
+        Ok(db)
+    }
+
+    /// Stores a batch durably: WAL fsync, then the head. Returns once both are done.
+    pub async fn append(&self, tenant: &TenantId, batch: ProfileBatch) -> Result<AppendStats> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        batch.check()?;
+        let db = self.tenant_db_or_create(tenant).await?;
+        let record = batch.to_wal_record();
+        let generation = db.generation.read().await;
+        self.wal.append(&generation.active, record).await?;
+        // Applying a large profile is CPU work: keep it off the I/O threads.
+        let head = generation.head.clone();
+        let (stats, bytes) = tokio::task::spawn_blocking(move || {
+            let mut head = head.write();
+            let stats = head.append(&batch)?;
+            Ok::<_, Error>((stats, head.estimated_bytes()))
+        })
+        .await
+        .map_err(|e| Error::corrupt("head append task", e))??;
+        let full = bytes >= self.config.max_head_bytes;
+        drop(generation);
+        if full {
+            self.flush_wanted.notify_one();
+        }
+        Ok(stats)
+    }
+
+    /// The tenant's heads and blocks at this instant.
+    pub fn snapshot(&self, tenant: &TenantId) -> TenantSnapshot {
+        let Some(db) = self.tenant_db(tenant) else {
+            return TenantSnapshot {
+                tenant: tenant.clone(),
+                heads: Vec::new(),
+                blocks: Vec::new(),
+            };
+        };
+        let view = db.view.read();
+        TenantSnapshot {
+            tenant: tenant.clone(),
+            heads: view.head.iter().chain(&view.flushing).cloned().collect(),
+            blocks: view.blocks.clone(),
+        }
+    }
+
+    pub fn tenants(&self) -> Vec<TenantId> {
+        let mut tenants: Vec<_> = self.tenants.read().keys().cloned().collect();
+        tenants.sort();
+        tenants
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let tenants: Vec<_> = self.tenants.read().values().cloned().collect();
+        let mut stats = EngineStats {
+            tenants: tenants.len(),
+            ..Default::default()
+        };
+        for db in tenants {
+            let view = db.view.read().clone();
+            for head in view.head.iter().chain(&view.flushing) {
+                let head = head.read();
+                stats.head_bytes += head.estimated_bytes();
+                stats.head_profiles += head.profile_count();
+                stats.head_samples += head.sample_count();
+            }
+            stats.blocks += view.blocks.len();
+        }
+        stats
+    }
+
+    /// How many blocks have been written since the engine opened.
+    pub fn flush_count(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
+    }
+
+    /// Flushes one tenant's head into a block, if it holds anything. Returns the new blocks' ids.
+    pub async fn flush_tenant(&self, tenant: &TenantId) -> Result<Vec<String>> {
+        let Some(db) = self.tenant_db(tenant) else {
+            return Ok(Vec::new());
+        };
+        let _flushing = db.flush_lock.lock().await;
+        // Swap in a fresh generation; in-flight appends finish first.
+        {
+            let mut generation = db.generation.write().await;
+            let idle = generation.head.read().is_empty() && generation.segments.len() == 1;
+            if !idle {
+                let active = self.wal.create_segment(tenant)?;
+                let head = Arc::new(RwLock::new(Head::new()));
+                let old = std::mem::replace(
+                    &mut *generation,
+                    Generation {
+                        head: head.clone(),
+                        segments: vec![active.id],
+                        active,
+                        created: Instant::now(),
+                    },
+                );
+                let mut view = db.view.write();
+                view.flushing.push(old.head.clone());
+                view.head = Some(head);
+                db.unflushed.lock().push(old);
+            }
+        }
+
+        let pending = std::mem::take(&mut *db.unflushed.lock());
+        let mut written = Vec::new();
+        let mut first_error = None;
+        for old in pending {
+            match self.write_generation(tenant, &old).await {
+                Ok(block) => {
+                    {
+                        let mut view = db.view.write();
+                        view.flushing.retain(|h| !Arc::ptr_eq(h, &old.head));
+                        if let Some(block) = &block {
+                            view.blocks.push(block.clone());
+                        }
+                    }
+                    for segment in &old.segments {
+                        self.wal.delete_segment(tenant, *segment)?;
+                    }
+                    if let Some(block) = block {
+                        self.flushes.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(tenant = %tenant, block = %block.id(), "flushed head to block");
+                        written.push(block.id().to_string());
+                    }
+                }
+                Err(e) => {
+                    // The head keeps serving reads and its segments stay on disk: nothing is
+                    // lost, and the next flush tries again.
+                    tracing::error!(tenant = %tenant, error = %e, "flush failed; the head stays in memory and in the wal");
+                    db.unflushed.lock().push(old);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(written), Err)
+    }
+
+    async fn write_generation(
+        &self,
+        tenant: &TenantId,
+        old: &Generation,
+    ) -> Result<Option<Arc<Block>>> {
+        let contents = BlockContents::build(&old.head.read())?;
+        let Some(contents) = contents else {
+            return Ok(None);
+        };
+        let block = block::write_block(&self.store, tenant, contents, &old.segments).await?;
+        Ok(Some(Arc::new(block)))
+    }
+
+    /// Flushes every tenant whose head is over a threshold.
+    pub async fn flush_due(&self) -> Result<()> {
+        let dbs: Vec<_> = self.tenants.read().values().cloned().collect();
+        for db in dbs {
+            let due = {
+                let generation = db.generation.read().await;
+                let head = generation.head.read();
+                !head.is_empty()
+                    && (head.estimated_bytes() >= self.config.max_head_bytes
+                        || generation.created.elapsed() >= self.config.max_head_age)
+            };
+            if due {
+                self.flush_tenant(&db.tenant).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes heads when they pass a threshold, until the engine closes.
+    pub async fn run_flusher(self: Arc<Self>) {
+        while !self.closed.load(Ordering::Acquire) {
+            tokio::select! {
+                _ = self.flush_wanted.notified() => {}
+                _ = tokio::time::sleep(self.config.flush_check_interval) => {}
+            }
+            if self.closed.load(Ordering::Acquire) {
+                break;
+            }
+            if let Err(e) = self.flush_due().await {
+                tracing::error!(error = %e, "periodic flush failed");
+            }
+        }
+    }
+
+    /// Refuses new writes, flushes every head, and stops the WAL writer.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        self.flush_wanted.notify_one();
+        let mut first_error = None;
+        for tenant in self.tenants() {
+            if let Err(e) = self.flush_tenant(&tenant).await {
+                tracing::error!(tenant = %tenant, error = %e, "flush at shutdown failed; the wal keeps the data");
+                first_error.get_or_insert(e);
+            }
+        }
+        self.wal.close();
+        first_error.map_or(Ok(()), Err)
+    }
+}

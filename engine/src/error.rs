@@ -1,0 +1,156 @@
+//! The engine's error type and the status vocabulary every crate shares.
+
+use std::fmt;
+
+/// What kind of failure an error is, independent of the surface that reports it.
+///
+/// Only the edges (HTTP, Connect, Flight) turn a kind into a wire status, through
+/// [`ErrorKind::connect_code`], [`ErrorKind::http_status`] and [`ErrorKind::legacy_http_status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The request is wrong: bad labels, bad selector, out-of-range parameter.
+    InvalidArgument,
+    /// The payload could not be decoded or is not a valid profile.
+    MalformedProfile,
+    /// The request body, before or after decompression, is over a size limit.
+    PayloadTooLarge,
+    /// A tenant is required and none was given.
+    Unauthenticated,
+    /// A rate or resource limit was hit.
+    ResourceExhausted,
+    /// The thing asked for does not exist.
+    NotFound,
+    /// The method or format is not implemented.
+    Unimplemented,
+    /// The service cannot take the request now (starting, shutting down, no replicas).
+    Unavailable,
+    /// A bug or an I/O failure on our side.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The Connect protocol error code.
+    pub fn connect_code(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument | ErrorKind::MalformedProfile => "invalid_argument",
+            ErrorKind::PayloadTooLarge | ErrorKind::ResourceExhausted => "resource_exhausted",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Unimplemented => "unimplemented",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status of a Connect error with this kind (connect-go's code to HTTP mapping).
+    pub fn http_status(self) -> u16 {
+        match self.connect_code() {
+            "invalid_argument" => 400,
+            "unauthenticated" => 401,
+            "not_found" => 404,
+            "resource_exhausted" => 429,
+            "unimplemented" => 501,
+            "unavailable" => 503,
+            _ => 500,
+        }
+    }
+
+    /// The HTTP status Pyroscope's legacy `/ingest` handler gives this kind.
+    pub fn legacy_http_status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidArgument => 400,
+            ErrorKind::Unauthenticated => 401,
+            ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::MalformedProfile | ErrorKind::Unimplemented => 422,
+            ErrorKind::ResourceExhausted => 429,
+            ErrorKind::NotFound => 404,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Internal => 500,
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.connect_code())
+    }
+}
+
+/// Errors of the storage engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{message}")]
+    Invalid { kind: ErrorKind, message: String },
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("{0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error("corrupt {what}: {detail}")]
+    Corrupt { what: String, detail: String },
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
+
+impl Error {
+    /// An error in the caller's input, with a message naming what is wrong.
+    pub fn invalid(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error::Invalid {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn io(path: impl fmt::Display, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    pub fn corrupt(what: impl Into<String>, detail: impl fmt::Display) -> Self {
+        Error::Corrupt {
+            what: what.into(),
+            detail: detail.to_string(),
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Invalid { kind, .. } => *kind,
+            Error::ShuttingDown => ErrorKind::Unavailable,
+            Error::DataFusion(e) => datafusion_kind(e),
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+fn datafusion_kind(error: &datafusion::error::DataFusionError) -> ErrorKind {
+    use datafusion::error::DataFusionError as E;
+    match error.find_root() {
+        E::ResourcesExhausted(_) => ErrorKind::ResourceExhausted,
+        E::Plan(_) | E::SQL(..) | E::SchemaError(..) => ErrorKind::InvalidArgument,
+        E::NotImplemented(_) => ErrorKind::Unimplemented,
+        _ => ErrorKind::Internal,
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for datafusion::error::DataFusionError {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::DataFusion(e) => e,
+            other => datafusion::error::DataFusionError::External(Box::new(other)),
+        }
+    }
+}

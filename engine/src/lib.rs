@@ -1,0 +1,33 @@
+//! hearth-engine: Hearth's storage engine, and nothing that talks to a network.
+//!
+//! It owns the profile data model (tenants, profile types, series and their fingerprints), the
+//! per-service symbol tables, the per-tenant in-memory head made durable by a write-ahead log,
+//! immutable Parquet blocks on an `object_store`, and the DataFusion table providers that read
+//! heads and blocks as one table each.
+//!
+//! Data flow: ingest hands the engine a [`ProfileBatch`] → the batch is framed into the WAL and
+//! fsynced (group commit) → applied to the tenant's [`Head`] → acknowledged. Heads are flushed to
+//! blocks by size or age and on shutdown; a flushed head's WAL segments are then deleted.
+//! Queries take a [`TenantSnapshot`] (heads and blocks at one instant) and scan it through the
+//! providers in [`table`].
+//!
+//! Invariants: an acknowledged batch is in the WAL or in a block; no record is both replayed and
+//! in a block (blocks name the WAL segments they hold); every read is scoped to one tenant.
+
+pub mod batch;
+pub mod block;
+pub mod db;
+pub mod error;
+pub mod head;
+pub mod matcher;
+pub mod model;
+pub mod pprof;
+pub mod schema;
+pub mod symbols;
+pub mod table;
+pub mod wal;
+
+pub use batch::{ProfileBatch, SeriesProfile};
+pub use db::{Engine, EngineArgs, HeadConfig, TenantSnapshot};
+pub use error::{Error, ErrorKind, Result};
+pub use head::Head;

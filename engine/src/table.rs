@@ -1,0 +1,227 @@
+//! DataFusion table providers: one per logical table, each over a tenant's heads and blocks.
+//!
+//! `scan()` does the metadata work: it keeps the heads and blocks whose time range overlaps the
+//! filters, drops blocks whose service names or profile types cannot match, and keeps only the
+//! matching series of a head. Head rows come from in-memory batches; block rows from a Parquet
+//! scan (`DataSourceExec`) over the engine's object store, with the filters as its pruning
+//! predicate. Filters stay `Inexact`: DataFusion re-applies them, so pruning only has to be sound.
+
+mod filters;
+mod label_fn;
+
+pub use filters::{ScanPruning, matcher_expr};
+pub use label_fn::{LABEL_FUNCTION, LabelFunction, label_udf};
+
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::DFSchema;
+use datafusion::datasource::TableType;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::error::Result;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
+use datafusion::prelude::SessionContext;
+use object_store::ObjectStore;
+
+use crate::block::Block;
+use crate::db::TenantSnapshot;
+use crate::matcher::matches_all;
+use crate::model::label;
+use crate::schema::TableKind;
+
+/// Where blocks are found by DataFusion's object-store registry.
+pub static BLOCKS_URL: LazyLock<ObjectStoreUrl> =
+    LazyLock::new(|| ObjectStoreUrl::parse("hearth://blocks").expect("valid url"));
+
+/// One logical table of one tenant, over a snapshot of its heads and blocks.
+pub struct ProfileTable {
+    kind: TableKind,
+    snapshot: Arc<TenantSnapshot>,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl fmt::Debug for ProfileTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProfileTable")
+            .field("table", &self.kind.name())
+            .field("tenant", &self.snapshot.tenant.as_str())
+            .field("heads", &self.snapshot.heads.len())
+            .field("blocks", &self.snapshot.blocks.len())
+            .finish()
+    }
+}
+
+impl ProfileTable {
+    pub fn new(
+        kind: TableKind,
+        snapshot: Arc<TenantSnapshot>,
+        store: Arc<dyn ObjectStore>,
+    ) -> Self {
+        ProfileTable {
+            kind,
+            snapshot,
+            store,
+        }
+    }
+
+    /// Whether a block may hold rows the filters accept.
+    fn block_may_match(&self, block: &Block, pruning: &ScanPruning) -> bool {
+        if !block.overlaps(&pruning.time) {
+            return false;
+        }
+        let listed = |name: &str, values: &[String]| {
+            pruning
+                .required_value(name)
+                .is_none_or(|v| values.iter().any(|x| x == v))
+        };
+        listed(label::SERVICE_NAME, &block.meta.service_names)
+            && listed(label::PROFILE_TYPE, &block.meta.profile_types)
+    }
+
+    fn head_batches(&self, pruning: &ScanPruning) -> crate::Result<Vec<arrow::array::RecordBatch>> {
+        let mut batches = Vec::new();
+        for head in &self.snapshot.heads {
+            let head = head.read();
+            if !head.overlaps(&pruning.time) {
+                continue;
+            }
+            if self.kind == TableKind::Series {
+                let batch = head.series_batch_where(|s| {
+                    pruning.time.overlaps(s.min_time, s.max_time)
+                        && matches_all(&pruning.matchers, &s.labels)
+                        && pruning
+                            .series_ids
+                            .as_ref()
+                            .is_none_or(|ids| ids.contains(&s.labels.fingerprint().0))
+                })?;
+                batches.push(batch);
+            } else {
+                batches.extend(head.table_batches(self.kind)?);
+            }
+        }
+        batches.retain(|b| b.num_rows() > 0);
+        Ok(batches)
+    }
+
+    fn parquet_scan(
+        &self,
+        state: &dyn Session,
+        blocks: &[&Arc<Block>],
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = self.kind.schema();
+        state
+            .runtime_env()
+            .register_object_store(BLOCKS_URL.as_ref(), self.store.clone());
+        let mut source = ParquetSource::new(schema.clone());
+        if let Some(predicate) = conjunction(filters.iter().cloned()) {
+            let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+            // A filter the Parquet reader cannot evaluate is still applied above the scan.
+            if let Ok(predicate) = state.create_physical_expr(predicate, &df_schema) {
+                source = source.with_predicate(predicate);
+            }
+        }
+        let mut config = FileScanConfigBuilder::new(BLOCKS_URL.clone(), Arc::new(source));
+        for block in blocks {
+            let Some(file) = block.file(self.kind) else {
+                continue;
+            };
+            let path = block.path(&self.snapshot.tenant, self.kind);
+            config = config.with_file(PartitionedFile::new(path.to_string(), file.size_bytes));
+        }
+        let config = config
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+#[async_trait]
+impl TableProvider for ProfileTable {
+    fn schema(&self) -> SchemaRef {
+        self.kind.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let pruning = ScanPruning::from_filters(filters);
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+
+        let head_batches = self.head_batches(&pruning)?;
+        if !head_batches.is_empty() {
+            let memory = MemorySourceConfig::try_new_exec(
+                &[head_batches],
+                self.kind.schema(),
+                projection.cloned(),
+            )?;
+            inputs.push(memory);
+        }
+
+        let blocks: Vec<&Arc<Block>> = self
+            .snapshot
+            .blocks
+            .iter()
+            .filter(|b| self.block_may_match(b, &pruning))
+            .collect();
+        if !blocks.is_empty() {
+            inputs.push(self.parquet_scan(state, &blocks, projection, filters, limit)?);
+        }
+
+        match inputs.len() {
+            0 => {
+                let schema = match projection {
+                    Some(p) => Arc::new(self.kind.schema().project(p)?),
+                    None => self.kind.schema(),
+                };
+                Ok(Arc::new(EmptyExec::new(schema)))
+            }
+            _ => UnionExec::try_new(inputs),
+        }
+    }
+}
+
+/// Registers every logical table of one tenant snapshot, and the `label` function, in `ctx`.
+pub fn register_tables(
+    ctx: &SessionContext,
+    snapshot: Arc<TenantSnapshot>,
+    store: Arc<dyn ObjectStore>,
+) -> Result<()> {
+    for kind in TableKind::ALL {
+        ctx.register_table(
+            kind.name(),
+            Arc::new(ProfileTable::new(kind, snapshot.clone(), store.clone())),
+        )?;
+    }
+    ctx.register_udf(label_udf().as_ref().clone());
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! What `scan()` can learn from pushed-down filters: a time range, label matchers and series
+//! ids. Filters are always re-applied by DataFusion (`Inexact`), so this only has to be sound:
+//! it may keep too much, never too little.
+
+use std::collections::BTreeSet;
+
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, col, lit};
+use datafusion::prelude::Expr as DfExpr;
+
+use super::label_fn::{LABEL_FUNCTION, label_udf};
+use crate::matcher::{LabelMatcher, MatchOp};
+use crate::model::{TimeRange, label};
+use crate::schema;
+
+/// `label(labels, 'name') <op> 'value'`, the expression a matcher becomes.
+pub fn matcher_expr(matcher: &LabelMatcher) -> Expr {
+    let value = label_udf().call(vec![col(schema::LABELS), lit(matcher.name.as_str())]);
+    match matcher.op {
+        MatchOp::Equal => value.eq(lit(matcher.value.as_str())),
+        MatchOp::NotEqual => value.not_eq(lit(matcher.value.as_str())),
+        MatchOp::Regex => binary(value, Operator::RegexMatch, lit(matcher.anchored_pattern())),
+        MatchOp::NotRegex => binary(
+            value,
+            Operator::RegexNotMatch,
+            lit(matcher.anchored_pattern()),
+        ),
+    }
+}
+
+fn binary(left: Expr, op: Operator, right: Expr) -> Expr {
+    Expr::BinaryExpr(BinaryExpr::new(Box::new(left), op, Box::new(right)))
+}
+
+/// What the filters of one scan say.
+#[derive(Debug, Clone)]
+pub struct ScanPruning {
+    /// Rows outside cannot match. For the series table it bounds `[min_time, max_time]`.
+    pub time: TimeRange,
+    /// Every matcher must hold for a series to match.
+    pub matchers: Vec<LabelMatcher>,
+    /// When set, only these series can match.
+    pub series_ids: Option<BTreeSet<u64>>,
+}
+
+impl ScanPruning {
+    pub fn from_filters(filters: &[Expr]) -> Self {
+        let mut pruning = ScanPruning {
+            time: TimeRange::ALL,
+            matchers: Vec::new(),
+            series_ids: None,
+        };
+        for filter in filters {
+            for conjunct in split_conjunction(filter) {
+                pruning.learn(conjunct);
+            }
+        }
+        pruning
+    }
+
+    fn learn(&mut self, expr: &Expr) {
+        match expr {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                if let Some(matcher) = label_comparison(left, *op, right) {
+                    self.matchers.push(matcher);
+                } else if let (Some(column), Some(value)) = (column_name(left), literal(right)) {
+                    self.learn_comparison(column, *op, value);
+                } else if let (Some(value), Some(column)) = (literal(left), column_name(right))
+                    && let Some(op) = op.swap()
+                {
+                    self.learn_comparison(column, op, value);
+                }
+            }
+            Expr::InList(list) if !list.negated => {
+                if column_name(&list.expr) == Some(schema::SERIES_ID) {
+                    let ids: Option<BTreeSet<u64>> = list
+                        .list
+                        .iter()
+                        .map(|e| literal(e).and_then(as_u64))
+                        .collect();
+                    if let Some(ids) = ids {
+                        self.restrict_series(ids);
+                    }
+                }
+            }
+            Expr::Between(between) if !between.negated => {
+                if let (Some(column), Some(low), Some(high)) = (
+                    column_name(&between.expr),
+                    literal(&between.low),
+                    literal(&between.high),
+                ) {
+                    self.learn_comparison(column, Operator::GtEq, low);
+                    self.learn_comparison(column, Operator::LtEq, high);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn restrict_series(&mut self, ids: BTreeSet<u64>) {
+        self.series_ids = Some(match self.series_ids.take() {
+            Some(known) => known.intersection(&ids).copied().collect(),
+            None => ids,
+        });
+    }
+
+    fn learn_comparison(&mut self, column: &str, op: Operator, value: &ScalarValue) {
+        match column {
+            schema::TIME => {
+                if let Some(t) = as_nanos(value) {
+                    self.bound_time(op, t, op);
+                }
+            }
+            // A series overlaps [start, end) when max_time >= start and min_time < end.
+            schema::MAX_TIME => {
+                if let Some(t) = as_nanos(value)
+                    && matches!(op, Operator::Gt | Operator::GtEq | Operator::Eq)
+                {
+                    self.bound_time(op, t, Operator::GtEq);
+                }
+            }
+            schema::MIN_TIME => {
+                if let Some(t) = as_nanos(value)
+                    && matches!(op, Operator::Lt | Operator::LtEq | Operator::Eq)
+                {
+                    self.bound_time(op, t, Operator::LtEq);
+                }
+            }
+            schema::SERIES_ID if op == Operator::Eq => {
+                if let Some(id) = as_u64(value) {
+                    self.restrict_series(BTreeSet::from([id]));
+                }
+            }
+            schema::SERVICE_NAME | "profile_type" if op == Operator::Eq => {
+                if let Some(v) = as_str(value) {
+                    let name = if column == "profile_type" {
+                        label::PROFILE_TYPE
+                    } else {
+                        label::SERVICE_NAME
+                    };
+                    self.matchers.push(LabelMatcher::equal(name, v));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Narrows the time range by `time <op> t`; `allowed` limits which side may move.
+    fn bound_time(&mut self, op: Operator, t: i64, allowed: Operator) {
+        let lower = matches!(allowed, Operator::Gt | Operator::GtEq | Operator::Eq);
+        let upper = matches!(allowed, Operator::Lt | Operator::LtEq | Operator::Eq);
+        let range = match op {
+            Operator::Gt if lower => TimeRange::new(t.saturating_add(1), i64::MAX),
+            Operator::GtEq if lower => TimeRange::new(t, i64::MAX),
+            Operator::Lt if upper => TimeRange::new(i64::MIN, t),
+            Operator::LtEq if upper => TimeRange::new(i64::MIN, t.saturating_add(1)),
+            Operator::Eq => TimeRange::new(t, t.saturating_add(1)),
+            _ => return,
+        };
+        self.time = self.time.intersect(&range);
+    }
+
+    /// The matchers that decide on one label, when they are equalities.
+    pub fn required_value(&self, name: &str) -> Option<&str> {
+        self.matchers
+            .iter()
+            .find(|m| m.name == name && m.op == MatchOp::Equal)
+            .map(|m| m.value.as_str())
+    }
+}
+
+/// Recognises `label(labels, 'name') <op> 'value'`.
+fn label_comparison(left: &Expr, op: Operator, right: &Expr) -> Option<LabelMatcher> {
+    let DfExpr::ScalarFunction(function) = left else {
+        return None;
+    };
+    if function.name() != LABEL_FUNCTION {
+        return None;
+    }
+    let [labels, name] = &function.args[..] else {
+        return None;
+    };
+    if column_name(labels) != Some(schema::LABELS) {
+        return None;
+    }
+    let name = as_str(literal(name)?)?;
+    let value = as_str(literal(right)?)?;
+    match op {
+        Operator::Eq => Some(LabelMatcher::equal(name, value)),
+        Operator::NotEq => LabelMatcher::new(name, MatchOp::NotEqual, value).ok(),
+        // The pattern is already anchored; run it as it is.
+        Operator::RegexMatch => LabelMatcher::new(name, MatchOp::Regex, value).ok(),
+        Operator::RegexNotMatch => LabelMatcher::new(name, MatchOp::NotRegex, value).ok(),
+        _ => None,
+    }
+}
+
+fn column_name(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Column(c) => Some(c.name.as_str()),
+        Expr::Cast(cast) => column_name(&cast.expr),
+        _ => None,
+    }
+}
+
+fn literal(expr: &Expr) -> Option<&ScalarValue> {
+    match expr {
+        Expr::Literal(value, _) => Some(value),
+        _ => None,
+    }
+}
+
+fn as_str(value: &ScalarValue) -> Option<&str> {
+    match value {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::Utf8View(Some(s))
+        | ScalarValue::LargeUtf8(Some(s)) => Some(s),
+        ScalarValue::Dictionary(_, inner) => as_str(inner),
+        _ => None,
+    }
+}
+
+fn as_u64(value: &ScalarValue) -> Option<u64> {
+    match value {
+        ScalarValue::UInt64(Some(v)) => Some(*v),
+        ScalarValue::Int64(Some(v)) => u64::try_from(*v).ok(),
+        ScalarValue::UInt32(Some(v)) => Some(*v as u64),
+        ScalarValue::Int32(Some(v)) => u64::try_from(*v).ok(),
+        _ => None,
+    }
+}
+
+fn as_nanos(value: &ScalarValue) -> Option<i64> {
+    match value {
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => v.checked_mul(1_000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000_000),
+        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000_000),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(nanos: i64) -> Expr {
+        lit(ScalarValue::TimestampNanosecond(
+            Some(nanos),
+            Some("UTC".into()),
+        ))
+    }
+
+    #[test]
+    fn learns_time_matchers_and_series() {
+        let filters = vec![
+            col("time").gt_eq(ts(100)).and(col("time").lt(ts(200))),
+            matcher_expr(&LabelMatcher::equal("service_name", "api")),
+            matcher_expr(&LabelMatcher::new("region", MatchOp::Regex, "eu-.*").unwrap()),
+            col("series_id").in_list(vec![lit(1u64), lit(2u64)], false),
+        ];
+        let p = ScanPruning::from_filters(&filters);
+        assert_eq!(p.time, TimeRange::new(100, 200));
+        assert_eq!(p.required_value("service_name"), Some("api"));
+        assert!(p.matchers[1].matches_value("eu-west"));
+        assert!(!p.matchers[1].matches_value("us-eu-west"));
+        assert_eq!(p.series_ids, Some(BTreeSet::from([1, 2])));
+    }
+
+    #[test]
+    fn series_time_bounds_only_move_the_sound_side() {
+        let filters = vec![col("max_time").gt_eq(ts(10)), col("min_time").lt_eq(ts(20))];
+        assert_eq!(
+            ScanPruning::from_filters(&filters).time,
+            TimeRange::new(10, 21)
+        );
+        // `max_time <= x` says nothing about overlap with a later range start.
+        let filters = vec![col("max_time").lt_eq(ts(20))];
+        assert_eq!(ScanPruning::from_filters(&filters).time, TimeRange::ALL);
+    }
+
+    #[test]
+    fn disjunctions_are_not_pruned() {
+        let filters = vec![
+            matcher_expr(&LabelMatcher::equal("a", "1"))
+                .or(matcher_expr(&LabelMatcher::equal("a", "2"))),
+        ];
+        assert!(ScanPruning::from_filters(&filters).matchers.is_empty());
+    }
+}
