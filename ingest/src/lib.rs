@@ -1,1 +1,25 @@
-//! placeholder
+//! hearth-ingest: what agents send, made into what the engine stores.
+//!
+//! It owns pprof decoding with Pyroscope's normalisation (series per sample type, profile-type
+//! labels, sample labels that become series labels, span ids split out, time fixes), the
+//! semantics of Pyroscope's two push endpoints (`POST /ingest` and `push.v1.PusherService/Push`),
+//! label validation, and the per-tenant limits (sizes, label rules, rate). The transport (HTTP,
+//! Connect framing, `Content-Encoding`) stays in the binary; this crate starts from decoded
+//! requests and ends at [`hearth_engine::Engine::append`]. The distributor and ingester roles of
+//! the cluster issue will live here too.
+//!
+//! Invariant: a request is checked whole before any of it is stored, and every refusal carries
+//! a status kind, a Pyroscope discard reason and a message naming what is wrong.
+
+pub mod error;
+pub mod labels;
+pub mod legacy;
+pub mod limits;
+pub mod metrics;
+pub mod normalize;
+pub mod rate;
+pub mod service;
+
+pub use error::{Error, Result};
+pub use limits::IngestLimits;
+pub use service::{IngestService, PushOutcome};

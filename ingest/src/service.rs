@@ -1,0 +1,298 @@
+//! The ingest service: what `/ingest` and `push.v1.PusherService/Push` do once the transport
+//! has read the request. Decoding and normalising run on the blocking pool; a request is stored
+//! whole or not at all (every profile is checked before the first is stored).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hearth_engine::model::{Labels, TenantId, label};
+use hearth_engine::{Engine, ErrorKind, ProfileBatch};
+use hearth_proto::push::v1::PushRequest;
+
+use crate::error::{Error, Result, reason};
+use crate::labels::validate_labels;
+use crate::legacy::{Format, IngestParams, display_names};
+use crate::limits::IngestLimits;
+use crate::metrics::{EndpointLabel, IngestMetrics, ReasonLabel};
+use crate::normalize::{NormalizeArgs, metric_name, normalize, now_nanos};
+use crate::rate::RateLimiter;
+
+/// What one request stored.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PushOutcome {
+    pub profiles: usize,
+    pub samples: usize,
+}
+
+pub struct IngestService {
+    engine: Arc<Engine>,
+    limits: Arc<IngestLimits>,
+    rate: RateLimiter,
+    metrics: Arc<IngestMetrics>,
+}
+
+impl IngestService {
+    pub fn new(engine: Arc<Engine>, limits: IngestLimits) -> Self {
+        IngestService {
+            rate: RateLimiter::new(limits.ingestion_rate_mb, limits.ingestion_burst_size_mb),
+            engine,
+            limits: Arc::new(limits),
+            metrics: Arc::new(IngestMetrics::default()),
+        }
+    }
+
+    pub fn limits(&self) -> &IngestLimits {
+        &self.limits
+    }
+
+    pub fn metrics(&self) -> &Arc<IngestMetrics> {
+        &self.metrics
+    }
+
+    /// Counts a refused request by its reason.
+    pub fn record_error(&self, error: &Error) {
+        self.metrics
+            .errors
+            .get_or_create(&ReasonLabel {
+                reason: error.reason(),
+            })
+            .inc();
+    }
+
+    /// `push.v1.PusherService/Push`. `body_bytes` is the request's size on the wire.
+    pub async fn push(
+        &self,
+        tenant: &TenantId,
+        request: PushRequest,
+        body_bytes: usize,
+    ) -> Result<PushOutcome> {
+        let result = self.push_inner(tenant, request, body_bytes).await;
+        self.finish("push", body_bytes, &result);
+        result
+    }
+
+    async fn push_inner(
+        &self,
+        tenant: &TenantId,
+        request: PushRequest,
+        body_bytes: usize,
+    ) -> Result<PushOutcome> {
+        self.rate.admit(tenant, body_bytes)?;
+        let limits = self.limits.clone();
+        let batches = tokio::task::spawn_blocking(move || prepare_push(request, &limits))
+            .await
+            .map_err(|e| Error::rejected(ErrorKind::Internal, reason::INTERNAL, e.to_string()))??;
+        self.store(tenant, batches).await
+    }
+
+    /// `POST /ingest`, with the request's query pairs, `Content-Type` and body (transport
+    /// encodings already undone).
+    pub async fn ingest(
+        &self,
+        tenant: &TenantId,
+        query: &[(String, String)],
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<PushOutcome> {
+        let body_bytes = body.len();
+        let result = self.ingest_inner(tenant, query, content_type, body).await;
+        self.finish("ingest", body_bytes, &result);
+        result
+    }
+
+    async fn ingest_inner(
+        &self,
+        tenant: &TenantId,
+        query: &[(String, String)],
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<PushOutcome> {
+        self.rate.admit(tenant, body.len())?;
+        let params = IngestParams::parse(query)?;
+        let format = Format::select(params.format.as_deref(), content_type);
+        let (profile, sample_type_config) = match format {
+            Format::Pprof => (body, None),
+            Format::PprofMultipart => pprof_form(content_type.unwrap_or_default(), body).await?,
+            other => {
+                return Err(Error::rejected(
+                    ErrorKind::Unimplemented,
+                    reason::UNSUPPORTED_FORMAT,
+                    format!(
+                        "ingest format {} is not supported yet: send pprof (format=pprof, or a multipart form with a 'profile' field)",
+                        other.name()
+                    ),
+                ));
+            }
+        };
+        let limits = self.limits.clone();
+        let batch = tokio::task::spawn_blocking(move || {
+            prepare_ingest(&params, profile, sample_type_config.as_deref(), &limits)
+        })
+        .await
+        .map_err(|e| Error::rejected(ErrorKind::Internal, reason::INTERNAL, e.to_string()))??;
+        self.store(tenant, vec![batch]).await
+    }
+
+    async fn store(&self, tenant: &TenantId, batches: Vec<ProfileBatch>) -> Result<PushOutcome> {
+        let mut outcome = PushOutcome::default();
+        for batch in batches {
+            let stats = self.engine.append(tenant, batch).await?;
+            outcome.profiles += stats.profiles;
+            outcome.samples += stats.samples;
+        }
+        Ok(outcome)
+    }
+
+    fn finish(&self, endpoint: &'static str, body_bytes: usize, result: &Result<PushOutcome>) {
+        let label = EndpointLabel { endpoint };
+        self.metrics
+            .received_bytes
+            .get_or_create(&label)
+            .inc_by(body_bytes as u64);
+        match result {
+            Ok(outcome) => {
+                self.metrics.pushes.get_or_create(&label).inc();
+                self.metrics.profiles.inc_by(outcome.profiles as u64);
+                self.metrics.samples.inc_by(outcome.samples as u64);
+            }
+            Err(e) => self.record_error(e),
+        }
+    }
+}
+
+/// Decodes and normalises every profile of a push; the first error refuses the whole request.
+fn prepare_push(request: PushRequest, limits: &IngestLimits) -> Result<Vec<ProfileBatch>> {
+    if request.series.iter().all(|s| s.samples.is_empty()) {
+        return Err(Error::invalid(
+            reason::MALFORMED_PROFILE,
+            "no profiles received",
+        ));
+    }
+    let now = now_nanos();
+    let mut batches = Vec::new();
+    for series in request.series {
+        let mut pairs: Vec<(String, String)> = series
+            .labels
+            .into_iter()
+            .map(|l| (l.name, l.value))
+            .collect();
+        if !pairs.iter().any(|(n, _)| n == label::SERVICE_NAME) {
+            pairs.push((label::SERVICE_NAME.into(), label::UNKNOWN_SERVICE.into()));
+        }
+        let labels = validate_labels(pairs, limits)?;
+        for sample in series.samples {
+            let (pprof, index) =
+                ProfileBatch::decode_pprof(&sample.raw_profile, limits.max_profile_bytes)
+                    .map_err(|e| profile_error(e, &labels, ErrorKind::InvalidArgument))?;
+            batches.push(normalize(NormalizeArgs {
+                labels: labels.clone(),
+                raw: sample.raw_profile,
+                pprof,
+                index,
+                profile_id: sample.id,
+                default_time_nanos: now,
+                limits,
+            })?);
+        }
+    }
+    Ok(batches)
+}
+
+/// Builds the series labels of an `/ingest` pprof and normalises it.
+fn prepare_ingest(
+    params: &IngestParams,
+    profile: Bytes,
+    sample_type_config: Option<&[u8]>,
+    limits: &IngestLimits,
+) -> Result<ProfileBatch> {
+    let display = display_names(sample_type_config)?;
+    let mut base = Labels::default();
+    let (pprof, index) = ProfileBatch::decode_pprof(&profile, limits.max_profile_bytes)
+        .map_err(|e| profile_error(e, &base, ErrorKind::PayloadTooLarge))?;
+    let sample_types: Vec<String> = pprof
+        .sample_type
+        .iter()
+        .map(|t| hearth_engine::pprof::string(&pprof, t.r#type).to_string())
+        .collect();
+    let mut pairs: Vec<(String, String)> = params
+        .labels
+        .iter()
+        .filter(|(name, _)| !name.starts_with("__") || name == label::SESSION_ID)
+        .cloned()
+        .collect();
+    pairs.push((label::NAME.into(), metric_name(&sample_types, &display)));
+    pairs.push((label::DELTA.into(), "false".into()));
+    pairs.push((label::SPY.into(), params.spy_name.clone()));
+    if !pairs.iter().any(|(n, _)| n == label::SERVICE_NAME) {
+        pairs.push((label::SERVICE_NAME.into(), params.app_name.clone()));
+    }
+    base = validate_labels(pairs, limits)?;
+    normalize(NormalizeArgs {
+        labels: base,
+        raw: profile,
+        pprof,
+        index,
+        profile_id: String::new(),
+        default_time_nanos: params.from_nanos,
+        limits,
+    })
+}
+
+/// A decode failure with the series it was for; an over-size profile gets `too_large`.
+fn profile_error(error: hearth_engine::Error, labels: &Labels, too_large: ErrorKind) -> Error {
+    let series = if labels.is_empty() {
+        String::new()
+    } else {
+        format!(" with labels '{labels}'")
+    };
+    match error.kind() {
+        ErrorKind::PayloadTooLarge => Error::rejected(
+            too_large,
+            reason::PROFILE_SIZE_LIMIT,
+            format!("the profile{series} exceeds the size limit: {error}"),
+        ),
+        kind => Error::rejected(
+            kind,
+            reason::MALFORMED_PROFILE,
+            format!("the profile{series} is invalid: {error}"),
+        ),
+    }
+}
+
+/// Reads the pprof form of a multipart `/ingest` body: `profile`, optional `sample_type_config`.
+async fn pprof_form(content_type: &str, body: Bytes) -> Result<(Bytes, Option<Bytes>)> {
+    let form_error = |message: String| {
+        Error::rejected(
+            ErrorKind::MalformedProfile,
+            reason::MALFORMED_PROFILE,
+            format!("failed to parse pprof /ingest multipart form: {message}"),
+        )
+    };
+    let boundary = multer::parse_boundary(content_type).map_err(|e| form_error(e.to_string()))?;
+    let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(body) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    let (mut profile, mut config) = (None, None);
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| form_error(e.to_string()))?
+    {
+        let name = field.name().unwrap_or_default().to_string();
+        let bytes = field.bytes().await.map_err(|e| form_error(e.to_string()))?;
+        match name.as_str() {
+            "profile" => profile = Some(bytes),
+            "sample_type_config" => config = Some(bytes),
+            "prev_profile" => {
+                return Err(Error::rejected(
+                    ErrorKind::MalformedProfile,
+                    reason::UNSUPPORTED_CLIENT,
+                    "failed to parse pprof /ingest multipart form: unsupported client version. \
+                     Please update github.com/grafana/pyroscope-go to the latest version",
+                ));
+            }
+            _ => {}
+        }
+    }
+    let profile = profile.ok_or_else(|| form_error("the form has no 'profile' field".into()))?;
+    Ok((profile, config))
+}
