@@ -1,1 +1,80 @@
-fn main() {}
+//! `hearth`: the continuous-profiling database in one binary.
+//!
+//! With no arguments it runs every component in one process (`--target all`), serves HTTP on
+//! `0.0.0.0:4040` and keeps its data under `./data`. This file parses flags, loads the config
+//! and starts [`server::run`].
+
+mod config;
+mod connect;
+mod http;
+mod metrics;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::{Config, Flags, LogFormat, Target};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hearth",
+    version,
+    about = "Continuous-profiling database, Pyroscope-compatible"
+)]
+struct Args {
+    /// YAML config file; flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The components to run.
+    #[arg(long, value_enum)]
+    target: Option<Target>,
+    /// The HTTP listen address (default 0.0.0.0:4040).
+    #[arg(long, value_name = "HOST:PORT")]
+    http_addr: Option<SocketAddr>,
+    /// Where the WAL and local blocks live (default ./data).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Require X-Scope-OrgID on every request.
+    #[arg(long)]
+    multitenancy_enabled: Option<bool>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    config.apply_flags(Flags {
+        target: args.target,
+        http_addr: args.http_addr,
+        data_dir: args.data_dir,
+        multitenancy_enabled: args.multitenancy_enabled,
+        log_format: args.log_format,
+    });
+    config.validate()?;
+    init_logging(config.server.log_format);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hearth")
+        .build()?
+        .block_on(server::run(config))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -122,6 +122,15 @@ pub struct Engine {
     closed: AtomicBool,
 }
 
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("tenants", &self.tenants.read().len())
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
 impl Engine {
     /// Opens the engine: loads block metadata and replays the WAL segments no block holds.
     pub async fn open(args: EngineArgs) -> Result<Arc<Self>> {

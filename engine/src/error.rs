@@ -134,7 +134,8 @@ impl Error {
     }
 }
 
-fn datafusion_kind(error: &datafusion::error::DataFusionError) -> ErrorKind {
+/// The kind of a DataFusion error, from its root cause.
+pub fn datafusion_kind(error: &datafusion::error::DataFusionError) -> ErrorKind {
     use datafusion::error::DataFusionError as E;
     match error.find_root() {
         E::ResourcesExhausted(_) => ErrorKind::ResourceExhausted,

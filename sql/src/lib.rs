@@ -1,1 +1,18 @@
-//! placeholder
+//! hearth-sql: how Hearth answers questions, and nothing that talks to a network.
+//!
+//! It owns the label-selector language ([`selector`]), the query service with Pyroscope's
+//! `querier.v1` semantics planned on DataFusion over the engine's table providers
+//! ([`service`]), and, in later issues, the SQL surface (tables, functions, table functions)
+//! and the `RemoteExecutor` trait for fan-out to ingesters. Transports (Connect, HTTP, Flight)
+//! call into this crate and translate its answers.
+//!
+//! Invariant: every plan is built over one tenant's snapshot, so a query can only see that
+//! tenant's data.
+
+pub mod error;
+pub mod selector;
+pub mod service;
+
+pub use error::{Error, Result};
+pub use selector::Selector;
+pub use service::{MillisRange, QueryService};

@@ -1,0 +1,253 @@
+//! The query service: Pyroscope `querier.v1` semantics planned on DataFusion. Each request
+//! gets a session over one tenant's snapshot; every answer comes from a plan over the engine's
+//! table providers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::UInt64Type;
+use datafusion::functions_nested::expr_fn::map_keys;
+use datafusion::logical_expr::{Expr, col, lit};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use hearth_engine::Engine;
+use hearth_engine::model::{Labels, ProfileType, TenantId};
+use hearth_engine::schema::{self, TableKind};
+use hearth_engine::table::{label_udf, matcher_expr, register_tables};
+
+use crate::error::{Error, Result};
+use crate::selector::Selector;
+
+/// A query's time range in Unix milliseconds, as the Connect API sends it; 0 leaves a side open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MillisRange {
+    pub start: i64,
+    pub end: i64,
+}
+
+impl MillisRange {
+    pub fn new(start: i64, end: i64) -> Result<Self> {
+        if start != 0 && end != 0 && end < start {
+            return Err(Error::invalid(format!(
+                "end ({end} ms) is before start ({start} ms)"
+            )));
+        }
+        Ok(MillisRange { start, end })
+    }
+
+    fn start_nanos(&self) -> Option<i64> {
+        (self.start != 0).then(|| self.start.saturating_mul(1_000_000))
+    }
+
+    /// Inclusive end: the whole last millisecond.
+    fn end_nanos(&self) -> Option<i64> {
+        (self.end != 0).then(|| self.end.saturating_mul(1_000_000).saturating_add(999_999))
+    }
+}
+
+fn timestamp(nanos: i64) -> Expr {
+    lit(datafusion::common::ScalarValue::TimestampNanosecond(
+        Some(nanos),
+        Some("UTC".into()),
+    ))
+}
+
+/// Answers querier requests for every tenant of one engine.
+pub struct QueryService {
+    engine: Arc<Engine>,
+    target_partitions: usize,
+}
+
+impl QueryService {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        QueryService {
+            engine,
+            target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// A session over one tenant's snapshot, with every table and function registered.
+    pub fn session(&self, tenant: &TenantId) -> Result<SessionContext> {
+        let config = SessionConfig::new()
+            .with_target_partitions(self.target_partitions)
+            .with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        register_tables(
+            &ctx,
+            Arc::new(self.engine.snapshot(tenant)),
+            self.engine.store().clone(),
+        )?;
+        Ok(ctx)
+    }
+
+    /// The series table, kept to series overlapping `range` and matching any of `selectors`.
+    async fn matching_series(
+        &self,
+        ctx: &SessionContext,
+        selectors: &[Selector],
+        range: MillisRange,
+    ) -> Result<DataFrame> {
+        let mut df = ctx.table(TableKind::Series.name()).await?;
+        if let Some(start) = range.start_nanos() {
+            df = df.filter(col(schema::MAX_TIME).gt_eq(timestamp(start)))?;
+        }
+        if let Some(end) = range.end_nanos() {
+            df = df.filter(col(schema::MIN_TIME).lt_eq(timestamp(end)))?;
+        }
+        let any_selector = selectors
+            .iter()
+            .map(|s| {
+                s.matchers
+                    .iter()
+                    .map(matcher_expr)
+                    .reduce(Expr::and)
+                    .unwrap_or(lit(true))
+            })
+            .reduce(Expr::or);
+        if let Some(filter) = any_selector {
+            df = df.filter(filter)?;
+        }
+        Ok(df)
+    }
+
+    /// `ProfileTypes`: the profile types with data in the range, sorted by id.
+    pub async fn profile_types(
+        &self,
+        tenant: &TenantId,
+        range: MillisRange,
+    ) -> Result<Vec<ProfileType>> {
+        let ctx = self.session(tenant)?;
+        let df = self
+            .matching_series(&ctx, &[], range)
+            .await?
+            .select(vec![col("profile_type")])?
+            .distinct()?;
+        let mut types = Vec::new();
+        for id in strings(df.collect().await?) {
+            types.push(ProfileType::parse(&id)?);
+        }
+        types.sort_by_key(ProfileType::id);
+        Ok(types)
+    }
+
+    /// `LabelNames`: every label name of the matching series, sorted.
+    pub async fn label_names(
+        &self,
+        tenant: &TenantId,
+        matchers: &[String],
+        range: MillisRange,
+    ) -> Result<Vec<String>> {
+        let selectors = parse_selectors(matchers)?;
+        let ctx = self.session(tenant)?;
+        let df = self
+            .matching_series(&ctx, &selectors, range)
+            .await?
+            .select(vec![map_keys(col(schema::LABELS)).alias("name")])?
+            .unnest_columns(&["name"])?
+            .distinct()?;
+        let names: BTreeSet<String> = strings(df.collect().await?).into_iter().collect();
+        Ok(names.into_iter().collect())
+    }
+
+    /// `LabelValues`: the values of one label over the matching series, sorted.
+    pub async fn label_values(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        matchers: &[String],
+        range: MillisRange,
+    ) -> Result<Vec<String>> {
+        if name.is_empty() {
+            return Err(Error::invalid("label name is required"));
+        }
+        let selectors = parse_selectors(matchers)?;
+        let ctx = self.session(tenant)?;
+        let value = label_udf().call(vec![col(schema::LABELS), lit(name)]);
+        let df = self
+            .matching_series(&ctx, &selectors, range)
+            .await?
+            .select(vec![value.alias("value")])?
+            .filter(col("value").not_eq(lit("")))?
+            .distinct()?;
+        let values: BTreeSet<String> = strings(df.collect().await?).into_iter().collect();
+        Ok(values.into_iter().collect())
+    }
+
+    /// `Series`: the label sets of the matching series, kept to `label_names` when given,
+    /// distinct and sorted.
+    pub async fn series(
+        &self,
+        tenant: &TenantId,
+        matchers: &[String],
+        label_names: &[String],
+        range: MillisRange,
+    ) -> Result<Vec<Labels>> {
+        let selectors = parse_selectors(matchers)?;
+        let ctx = self.session(tenant)?;
+        let df = self
+            .matching_series(&ctx, &selectors, range)
+            .await?
+            .select(vec![col(schema::SERIES_ID), col(schema::LABELS)])?;
+        let mut by_id: BTreeMap<u64, Labels> = BTreeMap::new();
+        for batch in df.collect().await? {
+            let ids = batch.column(0).as_primitive::<UInt64Type>();
+            let maps = batch.column(1).as_map();
+            for row in 0..batch.num_rows() {
+                by_id
+                    .entry(ids.value(row))
+                    .or_insert_with(|| labels_of(maps, row));
+            }
+        }
+        let mut sets: Vec<Labels> = by_id
+            .into_values()
+            .map(|labels| {
+                if label_names.is_empty() {
+                    return labels;
+                }
+                Labels::from_pairs(
+                    labels
+                        .iter()
+                        .filter(|l| label_names.contains(&l.name))
+                        .map(|l| (l.name.clone(), l.value.clone())),
+                )
+            })
+            .filter(|labels| !labels.is_empty())
+            .collect();
+        sets.sort_by_key(|l| l.to_string());
+        sets.dedup();
+        Ok(sets)
+    }
+}
+
+/// Parses the `matchers` of a request; each is a selector, and a series matching any is kept.
+pub fn parse_selectors(matchers: &[String]) -> Result<Vec<Selector>> {
+    matchers
+        .iter()
+        .filter(|m| !m.trim().is_empty())
+        .map(|m| Selector::parse(m))
+        .collect()
+}
+
+fn labels_of(maps: &arrow::array::MapArray, row: usize) -> Labels {
+    let keys = maps.keys().as_string::<i32>();
+    let values = maps.values().as_string::<i32>();
+    let offsets = maps.value_offsets();
+    let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+    Labels::from_pairs((start..end).map(|i| (keys.value(i), values.value(i))))
+}
+
+/// The first column of every row, as strings.
+fn strings(batches: Vec<RecordBatch>) -> Vec<String> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let column = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
+            .expect("string-like column");
+        let column = column.as_string::<i32>();
+        out.extend(column.iter().flatten().map(str::to_string));
+    }
+    out
+}

@@ -1,0 +1,114 @@
+//! The HTTP port: routing, tenancy, bounded body reading. Handlers are thin translations
+//! between wire messages and the crates' APIs.
+
+mod admin;
+mod ingest;
+mod querier;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use hearth_engine::ErrorKind;
+use hearth_engine::model::TenantId;
+use hearth_ingest::IngestService;
+use hearth_sql::QueryService;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use crate::metrics::Metrics;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub ingest: Arc<IngestService>,
+    pub query: Arc<QueryService>,
+    pub metrics: Metrics,
+    pub multitenancy_enabled: bool,
+    /// Cleared when shutdown starts.
+    pub ready: AtomicBool,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/ingest", post(ingest::ingest))
+        .route("/pyroscope/ingest", post(ingest::ingest))
+        .route("/push.v1.PusherService/Push", post(ingest::push))
+        .route("/querier.v1.QuerierService/{method}", post(querier::call))
+        .route("/ready", get(admin::ready))
+        .route("/metrics", get(admin::metrics))
+        .fallback(admin::not_found)
+        .with_state(state)
+}
+
+pub const TENANT_HEADER: &str = "x-scope-orgid";
+
+/// The tenant of a request: `anonymous` when multi-tenancy is off, else `X-Scope-OrgID`.
+pub fn tenant(
+    headers: &HeaderMap,
+    multitenancy_enabled: bool,
+) -> Result<TenantId, (ErrorKind, String)> {
+    if !multitenancy_enabled {
+        return Ok(TenantId::anonymous());
+    }
+    let Some(value) = headers.get(TENANT_HEADER) else {
+        return Err((
+            ErrorKind::Unauthenticated,
+            "no org id: the X-Scope-OrgID header is required when multi-tenancy is enabled".into(),
+        ));
+    };
+    let value = value.to_str().map_err(|_| {
+        (
+            ErrorKind::InvalidArgument,
+            "X-Scope-OrgID is not valid text".to_string(),
+        )
+    })?;
+    if value.contains('|') {
+        return Err((
+            ErrorKind::InvalidArgument,
+            format!("X-Scope-OrgID {value:?} names several tenants; this request takes one"),
+        ));
+    }
+    TenantId::new(value.trim()).map_err(|e| (e.kind(), e.to_string()))
+}
+
+/// Why a body could not be read.
+pub enum BodyError {
+    TooLarge(usize),
+    Read(String),
+}
+
+/// Reads a body of at most `limit` bytes.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge(limit)),
+        Err(e) => Err(BodyError::Read(e.to_string())),
+    }
+}
+
+impl BodyError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BodyError::TooLarge(_) => ErrorKind::PayloadTooLarge,
+            BodyError::Read(_) => ErrorKind::InvalidArgument,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            BodyError::TooLarge(limit) => {
+                format!("request body too large: the limit is {limit} bytes")
+            }
+            BodyError::Read(e) => format!("cannot read the request body: {e}"),
+        }
+    }
+}
+
+/// A plain-text response.
+pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (status, body.into()).into_response()
+}

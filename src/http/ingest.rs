@@ -1,0 +1,177 @@
+//! `POST /ingest` (Pyroscope's legacy push) and `POST /push.v1.PusherService/Push` (Connect).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use hearth_engine::ErrorKind;
+use hearth_ingest::error::reason;
+use hearth_proto::push::v1::{PushRequest, PushResponse};
+
+use super::{AppState, read_body, tenant};
+use crate::connect::{Codec, ConnectError, decode_body};
+
+/// A refusal on `/ingest`: Pyroscope's status for the kind, and `{"code", "message"}`.
+fn legacy_error(state: &AppState, error: hearth_ingest::Error) -> Response {
+    state.ingest.record_error(&error);
+    let status = StatusCode::from_u16(error.kind().legacy_http_status())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    // Pyroscope's HTTPToCode: 400 and 413 are invalid_argument, 422 has no Connect code.
+    let code = match status.as_u16() {
+        400 | 413 => "invalid_argument",
+        401 => "unauthenticated",
+        404 => "not_found",
+        429 => "resource_exhausted",
+        503 => "unavailable",
+        _ => "unknown",
+    };
+    if status.is_server_error() {
+        tracing::error!(error = %error, "ingest failed");
+    }
+    let body = serde_json::json!({ "code": code, "message": error.to_string() });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn rejected(
+    kind: ErrorKind,
+    why: &'static str,
+    message: impl Into<String>,
+) -> hearth_ingest::Error {
+    hearth_ingest::Error::rejected(kind, why, message)
+}
+
+pub async fn ingest(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let tenant = match tenant(&headers, state.multitenancy_enabled) {
+        Ok(t) => t,
+        Err((kind, message)) => {
+            return legacy_error(&state, rejected(kind, reason::UNAUTHENTICATED, message));
+        }
+    };
+    let query = match parse_query(uri.query().unwrap_or_default()) {
+        Ok(q) => q,
+        Err(message) => {
+            return legacy_error(
+                &state,
+                rejected(ErrorKind::InvalidArgument, reason::INVALID_LABELS, message),
+            );
+        }
+    };
+    let limits = state.ingest.limits();
+    let body = match read_body(body, limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => {
+            return legacy_error(
+                &state,
+                rejected(e.kind(), reason::BODY_SIZE_LIMIT, e.message()),
+            );
+        }
+    };
+    let body = match decode_body(&headers, body, limits.max_decompressed_body_bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            return legacy_error(
+                &state,
+                rejected(e.kind(), reason::BODY_SIZE_LIMIT, e.to_string()),
+            );
+        }
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    match state
+        .ingest
+        .ingest(&tenant, &query, content_type, body)
+        .await
+    {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(e) => legacy_error(&state, e),
+    }
+}
+
+pub async fn push(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    match push_inner(&state, &headers, body).await {
+        Ok(response) => response,
+        Err(error) => {
+            if error.kind == ErrorKind::Internal {
+                tracing::error!(error = %error.message, "push failed");
+            }
+            error.into_response()
+        }
+    }
+}
+
+async fn push_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ConnectError> {
+    let fail = |kind: ErrorKind, why: &'static str, message: String| {
+        let error = rejected(kind, why, message);
+        state.ingest.record_error(&error);
+        ConnectError::from(error)
+    };
+    let tenant = tenant(headers, state.multitenancy_enabled)
+        .map_err(|(kind, message)| fail(kind, reason::UNAUTHENTICATED, message))?;
+    let codec = Codec::from_headers(headers)?;
+    let limits = state.ingest.limits();
+    let body = read_body(body, limits.max_body_bytes)
+        .await
+        .map_err(|e| fail(e.kind(), reason::BODY_SIZE_LIMIT, e.message()))?;
+    let body_bytes = body.len();
+    let body = decode_body(headers, body, limits.max_decompressed_body_bytes)
+        .map_err(|e| fail(e.kind(), reason::BODY_SIZE_LIMIT, e.to_string()))?;
+    let request: PushRequest = codec.decode(&body).inspect_err(|e| {
+        state.ingest.record_error(&rejected(
+            e.kind,
+            reason::MALFORMED_PROFILE,
+            e.message.clone(),
+        ));
+    })?;
+    state.ingest.push(&tenant, request, body_bytes).await?;
+    Ok(codec.respond(&PushResponse {}, headers))
+}
+
+/// Query pairs, percent-decoded; a value that is not UTF-8 is refused, not mangled.
+fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
+    let decode = |part: &str| -> Result<String, String> {
+        let spaced = part.replace('+', " ");
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| format!("query parameter {part:?} is not valid UTF-8 once decoded"))
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((decode(key)?, decode(value)?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_query;
+
+    #[test]
+    fn query_decoding() {
+        let q = parse_query("name=app%7Benv%3Dtest%7D&from=1&x=a+b").unwrap();
+        assert_eq!(q[0], ("name".into(), "app{env=test}".into()));
+        assert_eq!(q[2].1, "a b");
+        let err = parse_query("name=%ff%fe").unwrap_err();
+        assert!(err.contains("not valid UTF-8"), "{err}");
+    }
+}

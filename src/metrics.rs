@@ -1,0 +1,75 @@
+//! `/metrics`: the ingest counters plus the engine's state, read at scrape time, in Prometheus
+//! text format.
+
+use std::sync::Arc;
+
+use hearth_engine::Engine;
+use hearth_ingest::metrics::IngestMetrics;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+pub struct Metrics {
+    registry: Registry,
+}
+
+/// Reads the engine's statistics on each scrape.
+#[derive(Debug)]
+struct EngineCollector {
+    engine: Arc<Engine>,
+}
+
+impl Collector for EngineCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.engine.stats();
+        let gauges = [
+            (
+                "hearth_head_bytes",
+                "Estimated bytes held by heads",
+                stats.head_bytes,
+            ),
+            (
+                "hearth_head_profiles",
+                "Profiles held by heads",
+                stats.head_profiles,
+            ),
+            (
+                "hearth_head_samples",
+                "Samples held by heads",
+                stats.head_samples,
+            ),
+            ("hearth_blocks", "Blocks known to the engine", stats.blocks),
+            ("hearth_tenants", "Tenants with data", stats.tenants),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value as i64);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        let flushes = ConstCounter::new(self.engine.flush_count());
+        flushes.encode(encoder.encode_descriptor(
+            "hearth_flushes",
+            "Heads flushed to blocks since start",
+            None,
+            flushes.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+impl Metrics {
+    pub fn new(ingest: &IngestMetrics, engine: Arc<Engine>) -> Self {
+        let mut registry = Registry::default();
+        ingest.register(&mut registry);
+        registry.register_collector(Box::new(EngineCollector { engine }));
+        Metrics { registry }
+    }
+
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,86 @@
+//! Composition: opens the engine, builds the services, serves HTTP, and shuts down gracefully
+//! (stop accepting, finish requests, flush heads).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use hearth_engine::{Engine, EngineArgs};
+use hearth_ingest::IngestService;
+use hearth_sql::QueryService;
+use object_store::local::LocalFileSystem;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let data_dir = &config.storage.data_dir;
+    let blocks_dir = data_dir.join("blocks");
+    std::fs::create_dir_all(&blocks_dir)
+        .with_context(|| format!("cannot create the data directory {}", blocks_dir.display()))?;
+    let store = LocalFileSystem::new_with_prefix(&blocks_dir)
+        .with_context(|| format!("cannot open block storage at {}", blocks_dir.display()))?;
+
+    let engine = Engine::open(EngineArgs {
+        wal_dir: data_dir.join("wal"),
+        store: Arc::new(store),
+        head: config.head.clone(),
+    })
+    .await
+    .context("cannot open the storage engine")?;
+    let ingest = Arc::new(IngestService::new(engine.clone(), config.limits.clone()));
+    let query = Arc::new(QueryService::new(engine.clone()));
+    let state = Arc::new(AppState {
+        metrics: Metrics::new(ingest.metrics(), engine.clone()),
+        ingest,
+        query,
+        multitenancy_enabled: config.multitenancy_enabled,
+        ready: AtomicBool::new(true),
+    });
+    let flusher = tokio::spawn(engine.clone().run_flusher());
+
+    let listener = TcpListener::bind(config.server.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.http_addr))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %data_dir.display(), "http server listening");
+
+    let shutdown_state = state.clone();
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            shutdown_state.ready.store(false, Ordering::Release);
+            tracing::info!("shutting down: finishing requests in flight");
+        })
+        .await
+        .context("http server failed")?;
+
+    tracing::info!("flushing heads");
+    engine
+        .shutdown()
+        .await
+        .context("flush at shutdown failed")?;
+    flusher.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

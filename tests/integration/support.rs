@@ -1,0 +1,268 @@
+//! Runs the real `hearth` binary on loopback for the tests: start, stop (SIGTERM), kill -9,
+//! restart on the same data, and small HTTP/Connect helpers.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::blocking::{Client, Response};
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn fixture(path: &str) -> Vec<u8> {
+    let path = fixtures().join(path);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+pub fn gunzip_if_gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return bytes.to_vec();
+    }
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// A running `hearth` process with its own data directory.
+pub struct Hearth {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    data_dir: PathBuf,
+    config: Option<PathBuf>,
+    _dir: tempfile::TempDir,
+    log: Arc<Mutex<String>>,
+    pub client: Client,
+}
+
+impl Hearth {
+    pub fn start() -> Self {
+        Self::start_with_config("")
+    }
+
+    /// Starts with a YAML config (empty for the defaults).
+    pub fn start_with_config(yaml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = (!yaml.is_empty()).then(|| {
+            let path = dir.path().join("hearth.yaml");
+            std::fs::write(&path, yaml).unwrap();
+            path
+        });
+        let data_dir = dir.path().join("data");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (child, addr) = spawn(&data_dir, config.as_deref(), &log);
+        Hearth {
+            child: Some(child),
+            addr,
+            data_dir,
+            config,
+            _dir: dir,
+            log,
+            client: Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, and waits for a clean exit (heads flushed).
+    pub fn stop(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = child.wait().unwrap();
+        assert!(
+            exit.success(),
+            "hearth exited with {exit}; log:\n{}",
+            self.log()
+        );
+    }
+
+    /// `kill -9`: no flush, no goodbye.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Starts again on the same data directory (a new port).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill first");
+        let (child, addr) = spawn(&self.data_dir, self.config.as_deref(), &self.log);
+        self.child = Some(child);
+        self.addr = addr;
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().unwrap()
+    }
+
+    /// A Connect JSON call; returns the status and the JSON body.
+    pub fn connect_json(
+        &self,
+        tenant: Option<&str>,
+        method: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .client
+            .post(self.url(method))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(tenant) = tenant {
+            request = request.header("X-Scope-OrgID", tenant);
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().unwrap();
+        let json = serde_json::from_str(&text).unwrap_or_else(|_| serde_json::Value::String(text));
+        (status, json)
+    }
+
+    /// `Series` label sets as sorted `name=value` lists, for the matchers given.
+    pub fn series(&self, tenant: Option<&str>, matchers: &[&str]) -> Vec<Vec<(String, String)>> {
+        let (status, body) = self.connect_json(
+            tenant,
+            "/querier.v1.QuerierService/Series",
+            serde_json::json!({ "matchers": matchers }),
+        );
+        assert_eq!(status, 200, "{body}");
+        let mut sets: Vec<Vec<(String, String)>> = body["labelsSet"]
+            .as_array()
+            .map(|sets| {
+                sets.iter()
+                    .map(|set| {
+                        set["labels"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|l| {
+                                (
+                                    l["name"].as_str().unwrap().to_string(),
+                                    l["value"].as_str().unwrap_or_default().to_string(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        sets.sort();
+        sets
+    }
+
+    /// Pushes a pprof through `push.v1.PusherService/Push` as pyroscope-rs does (proto, gzip).
+    pub fn push(&self, tenant: Option<&str>, labels: &[(&str, &str)], pprof: &[u8]) -> Response {
+        use hearth_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
+        use hearth_proto::types::v1::LabelPair;
+        let request = PushRequest {
+            series: vec![RawProfileSeries {
+                labels: labels
+                    .iter()
+                    .map(|(n, v)| LabelPair {
+                        name: n.to_string(),
+                        value: v.to_string(),
+                    })
+                    .collect(),
+                samples: vec![RawSample {
+                    raw_profile: pprof.to_vec().into(),
+                    id: uuid::Uuid::new_v4().to_string(),
+                }],
+                annotations: vec![],
+            }],
+        };
+        self.push_body(tenant, gzip(&prost::Message::encode_to_vec(&request)))
+    }
+
+    /// Posts a gzipped PushRequest body.
+    pub fn push_body(&self, tenant: Option<&str>, body: Vec<u8>) -> Response {
+        let mut request = self
+            .client
+            .post(self.url("/push.v1.PusherService/Push"))
+            .header("content-type", "application/proto")
+            .header("content-encoding", "gzip")
+            .body(body);
+        if let Some(tenant) = tenant {
+            request = request.header("X-Scope-OrgID", tenant);
+        }
+        request.send().unwrap()
+    }
+}
+
+impl Drop for Hearth {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn(data_dir: &Path, config: Option<&Path>, log: &Arc<Mutex<String>>) -> (Child, SocketAddr) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    command
+        .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let mut child = command.spawn().expect("hearth starts");
+    let stderr = child.stderr.take().unwrap();
+    let (found, addr) = mpsc::channel();
+    let log = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("http server listening")
+                && let Some(addr) = line
+                    .split("addr=")
+                    .nth(1)
+                    .and_then(|s| s.split_whitespace().next())
+            {
+                let _ = found.send(addr.parse::<SocketAddr>().unwrap());
+            }
+            let mut log = log.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    match addr.recv_timeout(Duration::from_secs(60)) {
+        Ok(addr) => (child, addr),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("hearth did not start listening");
+        }
+    }
+}
