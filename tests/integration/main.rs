@@ -1,7 +1,11 @@
 //! End-to-end tests of the `hearth` binary: real processes on loopback, real client requests,
 //! real profiles. One test binary (see `support` for the process harness).
 
+mod agent;
+mod bad_input;
 mod blocks;
+mod durability;
 mod expected;
 mod fixtures;
 mod support;
+mod tenancy;
