@@ -385,7 +385,7 @@ fn bad_input_is_refused_with_pyroscope_statuses_and_named_problems() {
     );
 
     // Still up, and the first data is intact.
-    let ready = hearth.client.get(hearth.url("/ready")).send().unwrap();
+    let ready = hearth.get("/ready");
     assert_eq!(ready.status().as_u16(), 200);
     assert_eq!(ready.text().unwrap(), "ready");
     let now: Vec<_> = hearth

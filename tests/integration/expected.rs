@@ -91,13 +91,16 @@ impl PprofFacts {
     }
 }
 
+/// A series as the test predicts it: its sample-label group and its profile type.
+pub type PredictedSeries = (Vec<(String, String)>, String);
+
 /// What a set of pushes should leave stored, by service.
 #[derive(Default)]
 pub struct Expectations {
     /// (service, profile type id) -> total value.
     pub totals: BTreeMap<(String, String), i64>,
     /// service -> its distinct (sample-label group, profile type) pairs: one series each.
-    pub series: BTreeMap<String, BTreeSet<(Vec<(String, String)>, String)>>,
+    pub series: BTreeMap<String, BTreeSet<PredictedSeries>>,
 }
 
 impl Expectations {

@@ -145,7 +145,7 @@ impl Hearth {
         let response = request.send().unwrap();
         let status = response.status().as_u16();
         let text = response.text().unwrap();
-        let json = serde_json::from_str(&text).unwrap_or_else(|_| serde_json::Value::String(text));
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
         (status, json)
     }
 

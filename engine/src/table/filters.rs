@@ -72,16 +72,13 @@ impl ScanPruning {
                     self.learn_comparison(column, op, value);
                 }
             }
-            Expr::InList(list) if !list.negated => {
-                if column_name(&list.expr) == Some(schema::SERIES_ID) {
-                    let ids: Option<BTreeSet<u64>> = list
-                        .list
-                        .iter()
-                        .map(|e| literal(e).and_then(as_u64))
-                        .collect();
-                    if let Some(ids) = ids {
-                        self.restrict_series(ids);
-                    }
+            Expr::InList(list)
+                if !list.negated && column_name(&list.expr) == Some(schema::SERIES_ID) =>
+            {
+                let ids: Option<BTreeSet<u64>> =
+                    list.list.iter().map(|e| literal(e).and_then(as_u64)).collect();
+                if let Some(ids) = ids {
+                    self.restrict_series(ids);
                 }
             }
             Expr::Between(between) if !between.negated => {
