@@ -189,3 +189,76 @@ async fn series_pruning_by_label_in_scan() {
         .sum();
     assert_eq!(ids, 3);
 }
+
+/// The physical plan of a query, as text.
+async fn plan(engine: &Engine, tenant: &TenantId, sql: &str) -> String {
+    let ctx = SessionContext::new();
+    register_tables(
+        &ctx,
+        Arc::new(engine.snapshot(tenant)),
+        engine.store().clone(),
+    )
+    .unwrap();
+    let df = ctx.sql(sql).await.unwrap();
+    let plan = df.create_physical_plan().await.unwrap();
+    datafusion::physical_plan::displayable(plan.as_ref())
+        .indent(true)
+        .to_string()
+}
+
+#[tokio::test]
+async fn scan_skips_blocks_by_service_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = TenantId::new("t1").unwrap();
+    let engine = open(dir.path()).await;
+    for service in ["a", "b"] {
+        engine
+            .append(&tenant, batch(fixture("parca/fgprof.pb.gz"), service))
+            .await
+            .unwrap();
+        engine.flush_tenant(&tenant).await.unwrap();
+    }
+    let blocks = engine.snapshot(&tenant).blocks;
+    let block_of = |service: &str| {
+        blocks
+            .iter()
+            .find(|b| b.meta.service_names == vec![service.to_string()])
+            .unwrap()
+            .id()
+            .to_string()
+    };
+
+    let only_a = plan(
+        &engine,
+        &tenant,
+        "SELECT * FROM series WHERE label(labels, 'service_name') = 'a'",
+    )
+    .await;
+    assert!(only_a.contains(&block_of("a")), "{only_a}");
+    assert!(
+        !only_a.contains(&block_of("b")),
+        "block b is pruned:\n{only_a}"
+    );
+
+    let both = plan(&engine, &tenant, "SELECT * FROM series").await;
+    assert!(
+        both.contains(&block_of("a")) && both.contains(&block_of("b")),
+        "{both}"
+    );
+
+    // Profiles are at 1.7e18 ns; a later range keeps no block at all.
+    let later = plan(
+        &engine,
+        &tenant,
+        "SELECT * FROM samples WHERE time >= arrow_cast(1800000000000000000, 'Timestamp(ns, \"UTC\")')",
+    )
+    .await;
+    assert!(!later.contains(".parquet"), "no block overlaps:\n{later}");
+    let earlier = plan(
+        &engine,
+        &tenant,
+        "SELECT * FROM samples WHERE time >= arrow_cast(1600000000000000000, 'Timestamp(ns, \"UTC\")')",
+    )
+    .await;
+    assert_eq!(earlier.matches("samples.parquet").count(), 2, "{earlier}");
+}

@@ -4,8 +4,10 @@
 mod agent;
 mod bad_input;
 mod blocks;
+mod connect;
 mod durability;
 mod expected;
 mod fixtures;
+mod flush;
 mod support;
 mod tenancy;

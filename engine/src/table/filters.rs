@@ -75,8 +75,11 @@ impl ScanPruning {
             Expr::InList(list)
                 if !list.negated && column_name(&list.expr) == Some(schema::SERIES_ID) =>
             {
-                let ids: Option<BTreeSet<u64>> =
-                    list.list.iter().map(|e| literal(e).and_then(as_u64)).collect();
+                let ids: Option<BTreeSet<u64>> = list
+                    .list
+                    .iter()
+                    .map(|e| literal(e).and_then(as_u64))
+                    .collect();
                 if let Some(ids) = ids {
                     self.restrict_series(ids);
                 }
