@@ -9,6 +9,8 @@ use hearth_engine::{Engine, EngineArgs};
 use hearth_ingest::IngestService;
 use hearth_sql::QueryService;
 use object_store::local::LocalFileSystem;
+use std::future::IntoFuture;
+
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -47,15 +49,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %data_dir.display(), "http server listening");
 
-    let shutdown_state = state.clone();
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            shutdown_state.ready.store(false, Ordering::Release);
-            tracing::info!("shutting down: finishing requests in flight");
-        })
-        .await
-        .context("http server failed")?;
+    // On SIGTERM/SIGINT: stop accepting, give requests in flight `shutdown_grace`, then flush.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, http::router(state.clone())).with_graceful_shutdown(async move {
+        let mut stopped = stopped;
+        let _ = stopped.wait_for(|stop| *stop).await;
+    });
+    let server = server.into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result.context("http server failed")?,
+        () = shutdown_signal() => {
+            state.ready.store(false, Ordering::Release);
+            tracing::info!(grace = ?config.server.shutdown_grace, "shutting down: finishing requests in flight");
+            let _ = stop.send(true);
+            match tokio::time::timeout(config.server.shutdown_grace, &mut server).await {
+                Ok(result) => result.context("http server failed")?,
+                Err(_) => tracing::warn!("requests still in flight after the grace period; closing them"),
+            }
+        }
+    }
 
     tracing::info!("flushing heads");
     engine
