@@ -18,13 +18,21 @@ use hearth_proto::pprof::Profile;
 use prost::Message;
 
 fn env_or(key: &str, default: u64) -> u64 {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Server CPU seconds (user + system) from /proc/<pid>/stat.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
     ticks / 100.0
 }
@@ -39,7 +47,8 @@ fn variants(raw: &[u8], n: usize) -> Vec<Vec<u8>> {
         .map(|i| {
             let mut p = profile.clone();
             p.time_nanos = base + i as i64 * 10_000_000_000;
-            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
             encoder.write_all(&p.encode_to_vec()).unwrap();
             encoder.finish().unwrap()
         })
@@ -72,7 +81,9 @@ fn dir_size(dir: &Path, suffix: &str) -> u64 {
 fn main() {
     let seconds = env_or("HEARTH_BENCH_SECONDS", 20);
     let clients = env_or("HEARTH_BENCH_CLIENTS", 4) as usize;
-    let raw = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pprof/large.cpu")).unwrap();
+    let raw =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pprof/large.cpu"))
+            .unwrap();
     let bodies = Arc::new(variants(&raw, 64));
     let body_len = bodies[0].len();
 
@@ -102,15 +113,29 @@ fn main() {
     let start = Instant::now();
     let workers: Vec<_> = (0..clients)
         .map(|w| {
-            let (done, pushed, bodies, url, latencies) =
-                (done.clone(), pushed.clone(), bodies.clone(), url.clone(), latencies.clone());
+            let (done, pushed, bodies, url, latencies) = (
+                done.clone(),
+                pushed.clone(),
+                bodies.clone(),
+                url.clone(),
+                latencies.clone(),
+            );
             std::thread::spawn(move || {
                 let client = reqwest::blocking::Client::new();
                 let mut i = w;
                 while !done.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    let response = client.post(&url).body(bodies[i % bodies.len()].clone()).send().unwrap();
-                    assert_eq!(response.status().as_u16(), 200, "{}", response.text().unwrap());
+                    let response = client
+                        .post(&url)
+                        .body(bodies[i % bodies.len()].clone())
+                        .send()
+                        .unwrap();
+                    assert_eq!(
+                        response.status().as_u16(),
+                        200,
+                        "{}",
+                        response.text().unwrap()
+                    );
                     latencies.lock().push(t.elapsed());
                     pushed.fetch_add(1, Ordering::Relaxed);
                     i += clients;
@@ -131,14 +156,18 @@ fn main() {
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1e3;
 
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     child.wait().unwrap();
     let samples_rows: u64 = std::fs::read_dir(dir.path().join("blocks/anonymous"))
         .unwrap()
         .flatten()
         .map(|b| {
             let meta: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(b.path().join("meta.json")).unwrap()).unwrap();
+                serde_json::from_slice(&std::fs::read(b.path().join("meta.json")).unwrap())
+                    .unwrap();
             meta["stats"]["samples"].as_u64().unwrap()
         })
         .sum();
@@ -147,12 +176,29 @@ fn main() {
     let all_bytes = dir_size(&blocks_dir, "");
 
     println!("ingest_http: {clients} clients, {seconds} s, body {body_len} bytes (gzipped pprof)");
-    println!("  pushes                 {profiles:.0} ({:.1} profiles/s)", profiles / elapsed);
+    println!(
+        "  pushes                 {profiles:.0} ({:.1} profiles/s)",
+        profiles / elapsed
+    );
     println!("  compressed pprof       {:.1} MB/s", mb / elapsed);
-    println!("  samples (2 types)      {:.2} M/s", profiles * 2.0 * 20_430.0 / elapsed / 1e6);
-    println!("  server CPU             {cpu:.1} s over {elapsed:.1} s ({:.2} cores busy)", cpu / elapsed);
-    println!("  per server core        {:.1} MB/s, {:.1} profiles/s", mb / cpu, profiles / cpu);
-    println!("  push latency           p50 {:.1} ms, p99 {:.1} ms", pct(0.5), pct(0.99));
+    println!(
+        "  samples (2 types)      {:.2} M/s",
+        profiles * 2.0 * 20_430.0 / elapsed / 1e6
+    );
+    println!(
+        "  server CPU             {cpu:.1} s over {elapsed:.1} s ({:.2} cores busy)",
+        cpu / elapsed
+    );
+    println!(
+        "  per server core        {:.1} MB/s, {:.1} profiles/s",
+        mb / cpu,
+        profiles / cpu
+    );
+    println!(
+        "  push latency           p50 {:.1} ms, p99 {:.1} ms",
+        pct(0.5),
+        pct(0.99)
+    );
     println!("  on disk after flush    {samples_rows} sample rows");
     println!(
         "    samples.parquet      {samples_bytes} bytes = {:.2} bytes/sample",

@@ -51,10 +51,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     // On SIGTERM/SIGINT: stop accepting, give requests in flight `shutdown_grace`, then flush.
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, http::router(state.clone())).with_graceful_shutdown(async move {
-        let mut stopped = stopped;
-        let _ = stopped.wait_for(|stop| *stop).await;
-    });
+    let server =
+        axum::serve(listener, http::router(state.clone())).with_graceful_shutdown(async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|stop| *stop).await;
+        });
     let server = server.into_future();
     tokio::pin!(server);
     tokio::select! {
