@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use hearth_engine::HeadConfig;
 use hearth_ingest::IngestLimits;
+use hearth_sql::QueryConfig;
 use serde::{Deserialize, Serialize};
 
 /// The components a process runs. Only `all` exists until the cluster issue adds the others.
@@ -41,6 +42,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub head: HeadConfig,
     pub limits: IngestLimits,
+    pub query: QueryConfig,
 }
 
 impl Default for Config {
@@ -52,6 +54,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             head: HeadConfig::default(),
             limits: IngestLimits::default(),
+            query: QueryConfig::default(),
         }
     }
 }

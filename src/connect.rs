@@ -156,6 +156,16 @@ impl ConnectError {
         }
     }
 
+    /// A procedure the service does not have: HTTP 404 (connect-go's router) with code
+    /// `unimplemented`, which is what Connect clients read from a 404.
+    pub fn unknown_method(message: impl Into<String>) -> Self {
+        ConnectError {
+            kind: ErrorKind::Unimplemented,
+            message: message.into(),
+            status_override: Some(StatusCode::NOT_FOUND),
+        }
+    }
+
     /// The Connect protocol answers an unsupported content type with HTTP 415.
     fn unsupported_media_type(content_type: &str) -> Self {
         ConnectError {

@@ -4,6 +4,7 @@
 mod admin;
 mod ingest;
 mod querier;
+mod render;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -38,6 +39,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/pyroscope/ingest", post(ingest::ingest))
         .route("/push.v1.PusherService/Push", post(ingest::push))
         .route("/querier.v1.QuerierService/{method}", post(querier::call))
+        .route("/pyroscope/render", get(render::render))
+        .route("/pyroscope/render-diff", get(render::render_diff))
+        .route("/pyroscope/label-values", get(render::label_values))
         .route("/ready", get(admin::ready))
         .route("/metrics", get(admin::metrics))
         .fallback(admin::not_found)

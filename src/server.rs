@@ -29,11 +29,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         wal_dir: data_dir.join("wal"),
         store: Arc::new(store),
         head: config.head.clone(),
+        symbol_cache_bytes: config.query.symbol_cache_bytes,
     })
     .await
     .context("cannot open the storage engine")?;
     let ingest = Arc::new(IngestService::new(engine.clone(), config.limits.clone()));
-    let query = Arc::new(QueryService::new(engine.clone()));
+    let query = Arc::new(QueryService::new(engine.clone(), config.query.clone()));
     let state = Arc::new(AppState {
         metrics: Metrics::new(ingest.metrics(), engine.clone()),
         ingest,

@@ -3,9 +3,11 @@
 //! without it is incomplete and ignored.
 
 mod meta;
+mod symbols;
 mod write;
 
 pub use meta::{BLOCK_FORMAT_VERSION, BlockFile, BlockMeta, BlockStats};
+pub use symbols::read_block_symbols;
 pub use write::{BlockContents, write_block};
 
 use std::sync::Arc;

@@ -24,6 +24,7 @@ use crate::block::{self, Block, BlockContents};
 use crate::error::{Error, Result};
 use crate::head::{AppendStats, Head};
 use crate::model::{TenantId, TimeRange};
+use crate::symbol_set::{SymbolCache, SymbolSet, load_symbol_set};
 use crate::wal::{Segment, SegmentId, Wal};
 
 /// When heads become blocks.
@@ -57,6 +58,8 @@ pub struct EngineArgs {
     /// Where blocks live.
     pub store: Arc<dyn ObjectStore>,
     pub head: HeadConfig,
+    /// Bytes of block symbols kept in memory between queries.
+    pub symbol_cache_bytes: usize,
 }
 
 /// A head that is taking writes, with the WAL segments it owns.
@@ -113,6 +116,7 @@ pub struct EngineStats {
 pub struct Engine {
     wal: Wal,
     store: Arc<dyn ObjectStore>,
+    symbols: SymbolCache,
     config: HeadConfig,
     tenants: RwLock<FxHashMap<TenantId, Arc<TenantDb>>>,
     /// Tenant creation is serialised so two first pushes do not open two generations.
@@ -138,6 +142,7 @@ impl Engine {
         let engine = Engine {
             wal,
             store: args.store,
+            symbols: SymbolCache::new(args.symbol_cache_bytes),
             config: args.head,
             tenants: RwLock::new(FxHashMap::default()),
             create_lock: Mutex::new(()),
@@ -288,6 +293,16 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// The symbols of `services` in the snapshot's heads and in its blocks overlapping `range`.
+    pub async fn symbol_set(
+        &self,
+        snapshot: &TenantSnapshot,
+        range: &TimeRange,
+        services: &std::collections::BTreeSet<String>,
+    ) -> Result<SymbolSet> {
+        load_symbol_set(&self.symbols, &self.store, snapshot, range, services).await
     }
 
     pub fn stats(&self) -> EngineStats {

@@ -86,6 +86,8 @@ pub struct AppendStats {
 /// A tenant's in-memory data.
 #[derive(Debug)]
 pub struct Head {
+    /// `head-<ulid>`: the `source` of its rows.
+    id: String,
     series: FxHashMap<SeriesFingerprint, HeadSeries>,
     partition_names: Vec<Arc<str>>,
     partition_index: FxHashMap<Arc<str>, u32>,
@@ -107,6 +109,7 @@ impl Default for Head {
 impl Head {
     pub fn new() -> Self {
         Head {
+            id: format!("head-{}", ulid::Ulid::new()),
             series: FxHashMap::default(),
             partition_names: Vec::new(),
             partition_index: FxHashMap::default(),
@@ -122,6 +125,10 @@ impl Head {
 
     pub fn is_empty(&self) -> bool {
         self.profiles.is_empty()
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// `[min, max]` of profile times, `None` when empty.

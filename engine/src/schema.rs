@@ -15,6 +15,17 @@ pub const SERVICE_NAME: &str = "service_name";
 pub const LABELS: &str = "labels";
 pub const MIN_TIME: &str = "min_time";
 pub const MAX_TIME: &str = "max_time";
+/// The virtual column every table gets: the head or block a row comes from.
+pub const SOURCE: &str = "source";
+
+/// `source`: few distinct values per query, so dictionary-encoded.
+pub fn source_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::UInt16), Box::new(DataType::Utf8))
+}
+
+pub fn source_field() -> Field {
+    Field::new(SOURCE, source_type(), false)
+}
 
 pub fn time_type() -> DataType {
     DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
@@ -188,6 +199,15 @@ impl TableKind {
         }
     }
 
+    /// The table as queried: the stored columns plus the virtual `source`.
+    pub fn table_schema(self) -> SchemaRef {
+        let stored = self.schema();
+        let mut fields: Vec<Field> = stored.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(source_field());
+        Arc::new(Schema::new(fields))
+    }
+
+    /// The columns stored in heads and block files.
     pub fn schema(self) -> SchemaRef {
         match self {
             TableKind::Series => SERIES.clone(),

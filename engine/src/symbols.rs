@@ -133,6 +133,20 @@ impl StacktraceTree {
         node
     }
 
+    /// Rebuilds a tree from its nodes (node 0 the root; every parent before its children).
+    pub fn from_nodes(parents: Vec<u32>, locations: Vec<u32>) -> Self {
+        let mut children = FxHashMap::default();
+        children.reserve(parents.len());
+        for node in 1..parents.len() {
+            children.insert((parents[node], locations[node]), node as u32);
+        }
+        StacktraceTree {
+            parents,
+            locations,
+            children,
+        }
+    }
+
     /// Number of nodes, the root included.
     pub fn len(&self) -> usize {
         self.parents.len()
@@ -161,8 +175,8 @@ impl StacktraceTree {
     }
 }
 
-/// All symbols of one partition.
-#[derive(Debug, Default)]
+/// All symbols of one partition. String 0 is the empty string.
+#[derive(Debug)]
 pub struct SymbolPartition {
     /// Bytes of all distinct strings, kept as they are interned.
     string_bytes: usize,
@@ -173,11 +187,34 @@ pub struct SymbolPartition {
     pub stacktraces: StacktraceTree,
 }
 
+impl Default for SymbolPartition {
+    fn default() -> Self {
+        SymbolPartition::new()
+    }
+}
+
 impl SymbolPartition {
     pub fn new() -> Self {
-        let mut partition = SymbolPartition::default();
+        let mut partition = SymbolPartition {
+            string_bytes: 0,
+            strings: Interned::default(),
+            mappings: Interned::default(),
+            functions: Interned::default(),
+            locations: Interned::default(),
+            stacktraces: StacktraceTree::default(),
+        };
         partition.strings.intern(Arc::from(""));
         partition
+    }
+
+    /// Interns a string, keeping the byte count.
+    pub fn intern_string(&mut self, value: &str) -> u32 {
+        let known = self.strings.len();
+        let id = self.strings.intern(Arc::from(value));
+        if self.strings.len() > known {
+            self.string_bytes += value.len();
+        }
+        id
     }
 
     pub fn string(&self, id: u32) -> &str {
@@ -302,12 +339,7 @@ impl<'a> PprofImport<'a> {
         if self.strings[pos] != UNMAPPED {
             return self.strings[pos];
         }
-        let value = truncate_symbol(pprof::string(self.profile, index));
-        let known = partition.strings.len();
-        let id = partition.strings.intern(Arc::from(value));
-        if partition.strings.len() > known {
-            partition.string_bytes += value.len();
-        }
+        let id = partition.intern_string(truncate_symbol(pprof::string(self.profile, index)));
         self.strings[pos] = id;
         id
     }

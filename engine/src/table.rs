@@ -15,15 +15,17 @@ pub use label_fn::{LABEL_FUNCTION, LabelFunction, label_udf};
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::{DictionaryArray, RecordBatch, StringArray, UInt16Array};
+use arrow::datatypes::{DataType, SchemaRef, UInt16Type};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::DFSchema;
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::Result;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
@@ -38,7 +40,7 @@ use crate::block::Block;
 use crate::db::TenantSnapshot;
 use crate::matcher::matches_all;
 use crate::model::label;
-use crate::schema::TableKind;
+use crate::schema::{self, TableKind};
 
 /// Where blocks are found by DataFusion's object-store registry.
 pub static BLOCKS_URL: LazyLock<ObjectStoreUrl> =
@@ -89,28 +91,29 @@ impl ProfileTable {
             && listed(label::PROFILE_TYPE, &block.meta.profile_types)
     }
 
-    fn head_batches(&self, pruning: &ScanPruning) -> crate::Result<Vec<arrow::array::RecordBatch>> {
+    fn head_batches(&self, pruning: &ScanPruning) -> crate::Result<Vec<RecordBatch>> {
         let mut batches = Vec::new();
         for head in &self.snapshot.heads {
             let head = head.read();
             if !head.overlaps(&pruning.time) {
                 continue;
             }
-            if self.kind == TableKind::Series {
-                let batch = head.series_batch_where(|s| {
+            let stored = if self.kind == TableKind::Series {
+                vec![head.series_batch_where(|s| {
                     pruning.time.overlaps(s.min_time, s.max_time)
                         && matches_all(&pruning.matchers, &s.labels)
                         && pruning
                             .series_ids
                             .as_ref()
                             .is_none_or(|ids| ids.contains(&s.labels.fingerprint().0))
-                })?;
-                batches.push(batch);
+                })?]
             } else {
-                batches.extend(head.table_batches(self.kind)?);
+                head.table_batches(self.kind)?
+            };
+            for batch in stored.into_iter().filter(|b| b.num_rows() > 0) {
+                batches.push(with_source(self.kind, batch, head.id())?);
             }
         }
-        batches.retain(|b| b.num_rows() > 0);
         Ok(batches)
     }
 
@@ -122,13 +125,15 @@ impl ProfileTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let schema = self.kind.schema();
         state
             .runtime_env()
             .register_object_store(BLOCKS_URL.as_ref(), self.store.clone());
-        let mut source = ParquetSource::new(schema.clone());
+        let table_schema = TableSchema::builder(self.kind.schema())
+            .with_table_partition_cols(vec![Arc::new(schema::source_field())])
+            .build();
+        let mut source = ParquetSource::new(table_schema);
         if let Some(predicate) = conjunction(filters.iter().cloned()) {
-            let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+            let df_schema = DFSchema::try_from(self.kind.table_schema().as_ref().clone())?;
             // A filter the Parquet reader cannot evaluate is still applied above the scan.
             if let Ok(predicate) = state.create_physical_expr(predicate, &df_schema) {
                 source = source.with_predicate(predicate);
@@ -140,7 +145,14 @@ impl ProfileTable {
                 continue;
             };
             let path = block.path(&self.snapshot.tenant, self.kind);
-            config = config.with_file(PartitionedFile::new(path.to_string(), file.size_bytes));
+            let source = ScalarValue::Dictionary(
+                Box::new(DataType::UInt16),
+                Box::new(ScalarValue::Utf8(Some(block.id().to_string()))),
+            );
+            config = config.with_file(
+                PartitionedFile::new(path.to_string(), file.size_bytes)
+                    .with_partition_values(vec![source]),
+            );
         }
         let config = config
             .with_projection_indices(projection.cloned())?
@@ -153,7 +165,7 @@ impl ProfileTable {
 #[async_trait]
 impl TableProvider for ProfileTable {
     fn schema(&self) -> SchemaRef {
-        self.kind.schema()
+        self.kind.table_schema()
     }
 
     fn table_type(&self) -> TableType {
@@ -181,7 +193,7 @@ impl TableProvider for ProfileTable {
         if !head_batches.is_empty() {
             let memory = MemorySourceConfig::try_new_exec(
                 &[head_batches],
-                self.kind.schema(),
+                self.kind.table_schema(),
                 projection.cloned(),
             )?;
             inputs.push(memory);
@@ -200,14 +212,24 @@ impl TableProvider for ProfileTable {
         match inputs.len() {
             0 => {
                 let schema = match projection {
-                    Some(p) => Arc::new(self.kind.schema().project(p)?),
-                    None => self.kind.schema(),
+                    Some(p) => Arc::new(self.kind.table_schema().project(p)?),
+                    None => self.kind.table_schema(),
                 };
                 Ok(Arc::new(EmptyExec::new(schema)))
             }
             _ => UnionExec::try_new(inputs),
         }
     }
+}
+
+/// A stored batch with the `source` column appended: every row comes from `source`.
+fn with_source(kind: TableKind, batch: RecordBatch, source: &str) -> crate::Result<RecordBatch> {
+    let keys = UInt16Array::from(vec![0u16; batch.num_rows()]);
+    let values = Arc::new(StringArray::from(vec![source]));
+    let column = DictionaryArray::<UInt16Type>::try_new(keys, values)?;
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(column));
+    Ok(RecordBatch::try_new(kind.table_schema(), columns)?)
 }
 
 /// Registers every logical table of one tenant snapshot, and the `label` function, in `ctx`.

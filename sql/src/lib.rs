@@ -9,10 +9,14 @@
 //! Invariant: every plan is built over one tenant's snapshot, so a query can only see that
 //! tenant's data.
 
+pub mod config;
 pub mod error;
+pub mod select;
 pub mod selector;
 pub mod service;
 
+pub use config::QueryConfig;
 pub use error::{Error, Result};
+pub use select::{ProfileSelection, SeriesShape, ValueSeries};
 pub use selector::Selector;
 pub use service::{MillisRange, QueryService};

@@ -11,10 +11,11 @@ use datafusion::functions_nested::expr_fn::map_keys;
 use datafusion::logical_expr::{Expr, col, lit};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use hearth_engine::Engine;
-use hearth_engine::model::{Labels, ProfileType, TenantId};
+use hearth_engine::model::{Labels, ProfileType, TenantId, TimeRange};
 use hearth_engine::schema::{self, TableKind};
 use hearth_engine::table::{label_udf, matcher_expr, register_tables};
 
+use crate::config::QueryConfig;
 use crate::error::{Error, Result};
 use crate::selector::Selector;
 
@@ -43,9 +44,17 @@ impl MillisRange {
     fn end_nanos(&self) -> Option<i64> {
         (self.end != 0).then(|| self.end.saturating_mul(1_000_000).saturating_add(999_999))
     }
+
+    /// The range in nanoseconds, half-open, the end millisecond included.
+    pub fn nanos(&self) -> TimeRange {
+        TimeRange::new(
+            self.start_nanos().unwrap_or(i64::MIN),
+            self.end_nanos().map_or(i64::MAX, |e| e.saturating_add(1)),
+        )
+    }
 }
 
-fn timestamp(nanos: i64) -> Expr {
+pub(crate) fn timestamp(nanos: i64) -> Expr {
     lit(datafusion::common::ScalarValue::TimestampNanosecond(
         Some(nanos),
         Some("UTC".into()),
@@ -55,19 +64,45 @@ fn timestamp(nanos: i64) -> Expr {
 /// Answers querier requests for every tenant of one engine.
 pub struct QueryService {
     engine: Arc<Engine>,
+    config: QueryConfig,
     target_partitions: usize,
 }
 
 impl QueryService {
-    pub fn new(engine: Arc<Engine>) -> Self {
+    pub fn new(engine: Arc<Engine>, config: QueryConfig) -> Self {
         QueryService {
             engine,
+            config,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+
+    pub fn config(&self) -> &QueryConfig {
+        &self.config
+    }
+
+    pub(crate) fn target_partitions(&self) -> usize {
+        self.target_partitions
+    }
+
+    /// The flame-graph node limit of a request: the default when unset or 0, refused above the
+    /// maximum or below 0 (Pyroscope's `querier.max-flamegraph-nodes-*`).
+    pub fn max_nodes(&self, requested: Option<i64>) -> Result<i64> {
+        let max = self.config.max_flamegraph_nodes_max;
+        match requested {
+            None | Some(0) => Ok(self.config.max_flamegraph_nodes_default),
+            Some(n) if n < 0 => Err(Error::invalid(format!(
+                "max_nodes must be positive, got {n}"
+            ))),
+            Some(n) if max > 0 && n > max => Err(Error::invalid(format!(
+                "max_nodes {n} exceeds the limit of {max}"
+            ))),
+            Some(n) => Ok(n),
+        }
     }
 
     /// A session over one tenant's snapshot, with every table and function registered.
@@ -232,7 +267,7 @@ pub fn parse_selectors(matchers: &[String]) -> Result<Vec<Selector>> {
         .collect()
 }
 
-fn labels_of(maps: &arrow::array::MapArray, row: usize) -> Labels {
+pub(crate) fn labels_of(maps: &arrow::array::MapArray, row: usize) -> Labels {
     let keys = maps.keys().as_string::<i32>();
     let values = maps.values().as_string::<i32>();
     let offsets = maps.value_offsets();

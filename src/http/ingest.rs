@@ -144,7 +144,7 @@ async fn push_inner(
 }
 
 /// Query pairs, percent-decoded; a value that is not UTF-8 is refused, not mangled.
-fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
+pub(super) fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
     let decode = |part: &str| -> Result<String, String> {
         let spaced = part.replace('+', " ");
         percent_encoding::percent_decode_str(&spaced)

@@ -1,6 +1,9 @@
-//! `querier.v1.QuerierService` over Connect. The metadata methods are answered here through
-//! [`hearth_sql::QueryService`]; the profile methods come with the query issue and answer
-//! `unimplemented` until then.
+//! `querier.v1.QuerierService` over Connect: decoding, dispatch and the tenant; each method is
+//! a thin translation to [`hearth_sql::QueryService`] (metadata in `metadata.rs`, profile
+//! queries in `profiles.rs`).
+
+mod metadata;
+mod profiles;
 
 use std::sync::Arc;
 
@@ -10,9 +13,6 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use hearth_engine::ErrorKind;
 use hearth_engine::model::TenantId;
-use hearth_proto::querier::v1 as q;
-use hearth_proto::types::v1 as t;
-use hearth_sql::MillisRange;
 
 use super::{AppState, read_body, tenant};
 use crate::connect::{Codec, ConnectError, decode_body};
@@ -62,25 +62,24 @@ async fn dispatch(
         "LabelNames" => request.label_names().await,
         "LabelValues" => request.label_values().await,
         "Series" => request.series().await,
-        "SelectMergeStacktraces"
-        | "SelectMergeSpanProfile"
-        | "SelectMergeProfile"
-        | "SelectSeries"
-        | "SelectHeatmap"
-        | "Diff"
-        | "GetProfileStats"
-        | "AnalyzeQuery" => Err(ConnectError::new(
+        "SelectMergeStacktraces" => request.select_merge_stacktraces().await,
+        "SelectMergeSpanProfile" => request.select_merge_span_profile().await,
+        "SelectMergeProfile" => request.select_merge_profile().await,
+        "SelectSeries" => request.select_series().await,
+        "Diff" => request.diff().await,
+        "GetProfileStats" => request.get_profile_stats().await,
+        // Pyroscope's v1 querier answers SelectHeatmap with unimplemented too.
+        "SelectHeatmap" | "AnalyzeQuery" => Err(ConnectError::new(
             ErrorKind::Unimplemented,
-            format!("querier.v1.QuerierService/{method} is not implemented yet"),
+            format!("querier.v1.QuerierService/{method} is not implemented"),
         )),
-        other => Err(ConnectError::new(
-            ErrorKind::NotFound,
-            format!("querier.v1.QuerierService has no method {other:?}"),
-        )),
+        other => Err(ConnectError::unknown_method(format!(
+            "querier.v1.QuerierService has no method {other:?}"
+        ))),
     }
 }
 
-struct Request<'a> {
+pub(super) struct Request<'a> {
     state: &'a AppState,
     tenant: TenantId,
     codec: Codec,
@@ -89,82 +88,17 @@ struct Request<'a> {
 }
 
 impl Request<'_> {
-    fn decode<M>(&self) -> Result<M, ConnectError>
+    pub(super) fn decode<M>(&self) -> Result<M, ConnectError>
     where
         M: prost::Message + Default + serde::de::DeserializeOwned,
     {
         self.codec.decode(self.body)
     }
 
-    fn respond<M: prost::Message + serde::Serialize>(
+    pub(super) fn respond<M: prost::Message + serde::Serialize>(
         &self,
         message: &M,
     ) -> Result<Response, ConnectError> {
         Ok(self.codec.respond(message, self.headers))
-    }
-
-    async fn profile_types(&self) -> Result<Response, ConnectError> {
-        let req: q::ProfileTypesRequest = self.decode()?;
-        let range = MillisRange::new(req.start, req.end)?;
-        let types = self.state.query.profile_types(&self.tenant, range).await?;
-        self.respond(&q::ProfileTypesResponse {
-            profile_types: types
-                .into_iter()
-                .map(|p| t::ProfileType {
-                    id: p.id(),
-                    name: p.name,
-                    sample_type: p.sample_type,
-                    sample_unit: p.sample_unit,
-                    period_type: p.period_type,
-                    period_unit: p.period_unit,
-                })
-                .collect(),
-        })
-    }
-
-    async fn label_names(&self) -> Result<Response, ConnectError> {
-        let req: t::LabelNamesRequest = self.decode()?;
-        let range = MillisRange::new(req.start, req.end)?;
-        let names = self
-            .state
-            .query
-            .label_names(&self.tenant, &req.matchers, range)
-            .await?;
-        self.respond(&t::LabelNamesResponse { names })
-    }
-
-    async fn label_values(&self) -> Result<Response, ConnectError> {
-        let req: t::LabelValuesRequest = self.decode()?;
-        let range = MillisRange::new(req.start, req.end)?;
-        let names = self
-            .state
-            .query
-            .label_values(&self.tenant, &req.name, &req.matchers, range)
-            .await?;
-        self.respond(&t::LabelValuesResponse { names })
-    }
-
-    async fn series(&self) -> Result<Response, ConnectError> {
-        let req: q::SeriesRequest = self.decode()?;
-        let range = MillisRange::new(req.start, req.end)?;
-        let sets = self
-            .state
-            .query
-            .series(&self.tenant, &req.matchers, &req.label_names, range)
-            .await?;
-        self.respond(&q::SeriesResponse {
-            labels_set: sets
-                .into_iter()
-                .map(|labels| t::Labels {
-                    labels: labels
-                        .iter()
-                        .map(|l| t::LabelPair {
-                            name: l.name.clone(),
-                            value: l.value.clone(),
-                        })
-                        .collect(),
-                })
-                .collect(),
-        })
     }
 }

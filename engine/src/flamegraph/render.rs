@@ -1,0 +1,298 @@
+//! From a function tree to what clients read: Pyroscope's `FlameGraph` (4-tuples per node,
+//! delta-encoded x offsets), the `tree` bytes format, and the two-sided `FlameGraphDiff`.
+//!
+//! Truncation follows Pyroscope: with more than `max_nodes` nodes, the threshold is the total of
+//! the `max_nodes`-th largest node; children below it (and any node already named `other`) are
+//! folded into one `other` child placed after the kept ones. `max_nodes <= 0` keeps everything.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use hearth_proto::querier::v1::{FlameGraph, FlameGraphDiff, Level};
+use rustc_hash::FxHashMap;
+
+use super::tree::{FunctionTree, NodeId, ROOT, put_varint};
+
+pub const OTHER: &str = "other";
+pub const TOTAL: &str = "total";
+
+/// The total a node needs to be shown: the `max_nodes`-th largest total, or 0.
+pub fn min_value(totals: &[i64], max_nodes: i64) -> i64 {
+    let shown = totals.len().saturating_sub(1) as i64; // the root is not a node
+    if max_nodes < 1 || shown <= max_nodes {
+        return 0;
+    }
+    let mut heap: BinaryHeap<Reverse<i64>> = BinaryHeap::with_capacity(max_nodes as usize + 1);
+    for &total in &totals[1..] {
+        if heap.len() < max_nodes as usize {
+            heap.push(Reverse(total));
+        } else if heap.peek().is_some_and(|Reverse(min)| total > *min) {
+            heap.pop();
+            heap.push(Reverse(total));
+        }
+    }
+    heap.peek().map_or(0, |Reverse(min)| *min)
+}
+
+/// One node to lay out: a tree node, or an `other` made of folded children.
+#[derive(Clone, Copy)]
+enum Item {
+    Node(NodeId),
+    Other { total: i64 },
+}
+
+/// Lays a tree out for a flame graph: for every visible node, in left-to-right pre-order, its
+/// level, absolute x, total, self and name.
+struct Layout {
+    nodes: Vec<(usize, i64, i64, i64, String)>,
+}
+
+fn layout(tree: &FunctionTree, totals: &[i64], max_nodes: i64) -> Layout {
+    let min = min_value(totals, max_nodes);
+    let children = tree.sorted_children();
+    let root_total = totals[0] - tree.self_value(ROOT);
+    let mut out = Vec::new();
+    let mut stack: Vec<(Item, usize, i64)> = vec![(Item::Node(ROOT), 0, 0)];
+    while let Some((item, level, x)) = stack.pop() {
+        let node = match item {
+            Item::Other { total } => {
+                out.push((level, x, total, total, OTHER.to_string()));
+                continue;
+            }
+            Item::Node(node) => node,
+        };
+        let (total, self_value, name) = if node == ROOT {
+            (root_total, 0, TOTAL.to_string())
+        } else {
+            (
+                totals[node as usize],
+                tree.self_value(node),
+                tree.name(node).to_string(),
+            )
+        };
+        out.push((level, x, total, self_value, name));
+        let mut next_x = x + self_value;
+        let mut pending = Vec::new();
+        let mut other = 0i64;
+        for &child in &children[node as usize] {
+            let child_total = totals[child as usize];
+            if child_total >= min && tree.name(child) != OTHER {
+                pending.push((Item::Node(child), level + 1, next_x));
+                next_x += child_total;
+            } else {
+                other += child_total;
+            }
+        }
+        if other != 0 {
+            pending.push((Item::Other { total: other }, level + 1, next_x));
+        }
+        stack.extend(pending.into_iter().rev());
+    }
+    Layout { nodes: out }
+}
+
+fn delta_encode(levels: &mut [Vec<i64>], stride: usize, x_fields: &[usize]) {
+    for level in levels {
+        for &field in x_fields {
+            let mut prev_end = 0i64;
+            for i in (0..level.len()).step_by(stride) {
+                let x = level[i + field];
+                let total = level[i + field + 1];
+                level[i + field] = x - prev_end;
+                prev_end = x + total;
+            }
+        }
+    }
+}
+
+/// Pyroscope's `FlameGraph` of a tree.
+pub fn flame_graph(tree: &FunctionTree, max_nodes: i64) -> FlameGraph {
+    let totals = tree.totals();
+    let layout = layout(tree, &totals, max_nodes);
+    let mut names: Vec<String> = Vec::new();
+    let mut name_index: FxHashMap<String, i64> = FxHashMap::default();
+    let mut levels: Vec<Vec<i64>> = Vec::new();
+    let mut max_self = 0;
+    let mut total = 0;
+    for (level, x, node_total, self_value, name) in layout.nodes {
+        if level == 0 {
+            total = node_total;
+        }
+        max_self = max_self.max(self_value);
+        let next = names.len() as i64;
+        let index = *name_index.entry(name.clone()).or_insert_with(|| {
+            names.push(name);
+            next
+        });
+        if levels.len() <= level {
+            levels.resize(level + 1, Vec::new());
+        }
+        levels[level].extend_from_slice(&[x, node_total, self_value, index]);
+    }
+    delta_encode(&mut levels, 4, &[0]);
+    FlameGraph {
+        names,
+        levels: levels.into_iter().map(|values| Level { values }).collect(),
+        total,
+        max_self,
+    }
+}
+
+/// The `tree` bytes format: pre-order from a virtual root with an empty name, each node as
+/// `uvarint(len(name)) name uvarint(self) uvarint(children)`.
+pub fn tree_bytes(tree: &FunctionTree, max_nodes: i64) -> Vec<u8> {
+    let totals = tree.totals();
+    let layout = layout(tree, &totals, max_nodes);
+    // Children counts from the pre-order levels.
+    let nodes = &layout.nodes;
+    let mut child_counts = vec![0u64; nodes.len()];
+    let mut open: Vec<usize> = Vec::new();
+    for (i, (level, ..)) in nodes.iter().enumerate() {
+        open.truncate(*level);
+        if let Some(&parent) = open.last() {
+            child_counts[parent] += 1;
+        }
+        open.push(i);
+    }
+    let mut out = Vec::new();
+    for (i, (level, _, _, self_value, name)) in nodes.iter().enumerate() {
+        let name = if *level == 0 { "" } else { name.as_str() };
+        put_varint(&mut out, name.len() as u64);
+        out.extend_from_slice(name.as_bytes());
+        put_varint(&mut out, (*self_value).max(0) as u64);
+        put_varint(&mut out, child_counts[i]);
+    }
+    out
+}
+
+/// Two trees side by side: `FlameGraphDiff` with 7-tuples
+/// `[left x, left total, left self, right x, right total, right self, name]`.
+pub fn flame_graph_diff(
+    left: &FunctionTree,
+    right: &FunctionTree,
+    max_nodes: i64,
+) -> FlameGraphDiff {
+    // One tree of names holding both sides: left selfs in `combined`, right selfs beside it.
+    let mut combined = FunctionTree::new();
+    combined.merge(left);
+    let mut map_right = vec![ROOT; right.len()];
+    let mut right_self: FxHashMap<NodeId, i64> = FxHashMap::default();
+    for node in 1..right.len() {
+        let parent = map_right[right.parent(node as NodeId) as usize];
+        let name = combined.name_id(right.name(node as NodeId));
+        let mapped = combined.child(parent, name);
+        map_right[node] = mapped;
+        *right_self.entry(mapped).or_default() += right.self_value(node as NodeId);
+    }
+    let n = combined.len();
+    let mut right_selfs = vec![0i64; n];
+    for (node, value) in right_self {
+        right_selfs[node as usize] = value;
+    }
+    let left_selfs: Vec<i64> = (0..n).map(|i| combined.self_value(i as NodeId)).collect();
+    let parents: Vec<NodeId> = (0..n).map(|i| combined.parent(i as NodeId)).collect();
+    let sum_up = |selfs: &[i64]| {
+        let mut totals = selfs.to_vec();
+        for node in (1..n).rev() {
+            totals[parents[node] as usize] += totals[node];
+        }
+        totals
+    };
+    let mut left_totals = sum_up(&left_selfs);
+    let mut right_totals = sum_up(&right_selfs);
+    left_totals[0] -= left_selfs[0];
+    right_totals[0] -= right_selfs[0];
+    let both: Vec<i64> = left_totals
+        .iter()
+        .zip(&right_totals)
+        .map(|(l, r)| l + r)
+        .collect();
+    let min = min_value(&both, max_nodes);
+    let children = combined.sorted_children();
+
+    let mut names: Vec<String> = Vec::new();
+    let mut name_index: FxHashMap<String, i64> = FxHashMap::default();
+    let mut levels: Vec<Vec<i64>> = Vec::new();
+    let mut max_self = 0i64;
+    // (node or folded other, level, left x, right x); an `other` carries its four values.
+    enum DiffItem {
+        Node(NodeId),
+        Other { left: i64, right: i64 },
+    }
+    let mut stack = vec![(DiffItem::Node(ROOT), 0usize, 0i64, 0i64)];
+    while let Some((item, level, lx, rx)) = stack.pop() {
+        let (lt, ls, rt, rs, name, node) = match item {
+            DiffItem::Other { left, right } => (left, left, right, right, OTHER.to_string(), None),
+            DiffItem::Node(ROOT) => (
+                left_totals[0],
+                0,
+                right_totals[0],
+                0,
+                TOTAL.to_string(),
+                Some(ROOT),
+            ),
+            DiffItem::Node(node) => {
+                let i = node as usize;
+                (
+                    left_totals[i],
+                    left_selfs[i],
+                    right_totals[i],
+                    right_selfs[i],
+                    combined.name(node).to_string(),
+                    Some(node),
+                )
+            }
+        };
+        max_self = max_self.max(ls).max(rs);
+        let next = names.len() as i64;
+        let index = *name_index.entry(name.clone()).or_insert_with(|| {
+            names.push(name);
+            next
+        });
+        if levels.len() <= level {
+            levels.resize(level + 1, Vec::new());
+        }
+        levels[level].extend_from_slice(&[lx, lt, ls, rx, rt, rs, index]);
+        let Some(node) = node else { continue };
+        let (mut nlx, mut nrx) = (lx + ls, rx + rs);
+        let mut pending = Vec::new();
+        let (mut other_left, mut other_right) = (0i64, 0i64);
+        for &child in &children[node as usize] {
+            let i = child as usize;
+            if both[i] >= min && combined.name(child) != OTHER {
+                pending.push((DiffItem::Node(child), level + 1, nlx, nrx));
+                nlx += left_totals[i];
+                nrx += right_totals[i];
+            } else {
+                other_left += left_totals[i];
+                other_right += right_totals[i];
+            }
+        }
+        if other_left != 0 || other_right != 0 {
+            pending.push((
+                DiffItem::Other {
+                    left: other_left,
+                    right: other_right,
+                },
+                level + 1,
+                nlx,
+                nrx,
+            ));
+        }
+        stack.extend(pending.into_iter().rev());
+    }
+    delta_encode(&mut levels, 7, &[0, 3]);
+    FlameGraphDiff {
+        names,
+        levels: levels.into_iter().map(|values| Level { values }).collect(),
+        total: left_totals[0] + right_totals[0],
+        max_self,
+        left_ticks: left_totals[0],
+        right_ticks: right_totals[0],
+    }
+}
+
+/// An empty flame graph as Pyroscope answers it: `names=["total"]`, one `[0,0,0,0]` level.
+pub fn empty_flame_graph() -> FlameGraph {
+    flame_graph(&FunctionTree::new(), 0)
+}

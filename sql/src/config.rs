@@ -1,0 +1,28 @@
+//! Query settings: limits Pyroscope users know, and memory bounds.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Flame-graph nodes when a request sets none (Pyroscope's
+    /// `querier.max-flamegraph-nodes-default`).
+    pub max_flamegraph_nodes_default: i64,
+    /// The most nodes a request may ask for (`querier.max-flamegraph-nodes-max`).
+    pub max_flamegraph_nodes_max: i64,
+    /// Memory one query may use; past it the query fails with `resource_exhausted`.
+    pub max_query_memory_bytes: usize,
+    /// Bytes of block symbols kept in memory between queries.
+    pub symbol_cache_bytes: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            max_flamegraph_nodes_default: 8192,
+            max_flamegraph_nodes_max: 1_048_576,
+            max_query_memory_bytes: 1 << 30,
+            symbol_cache_bytes: 512 << 20,
+        }
+    }
+}

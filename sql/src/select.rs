@@ -1,0 +1,449 @@
+//! The profile queries of `querier.v1`: merged stacks (as a function tree or a pprof), series
+//! of values over time, and profile statistics. Each is two DataFusion plans over one snapshot:
+//! the `series` table finds the matching series, then `samples` or `profiles` is read for
+//! those series only, aggregated by the stack-merge UDAFs or by time bucket.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Int64Type, UInt64Type};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::functions_aggregate::expr_fn::{count, sum};
+use datafusion::logical_expr::{Expr, cast, col, lit};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use hearth_engine::db::TenantSnapshot;
+use hearth_engine::flamegraph::{FlamegraphAggregate, FunctionTree};
+use hearth_engine::model::{Labels, ProfileType, TenantId, TimeRange};
+use hearth_engine::pprof_merge::{PprofAggregate, PprofBuilder, set_profile_type};
+use hearth_engine::schema::{self, TableKind};
+use hearth_engine::table::{matcher_expr, register_tables};
+use hearth_proto::pprof::Profile;
+
+use crate::error::{Error, Result};
+use crate::selector::Selector;
+use crate::service::{MillisRange, QueryService, timestamp};
+
+/// What a profile query selects: one profile type, a selector, a time range.
+#[derive(Debug, Clone)]
+pub struct ProfileSelection {
+    pub profile_type: ProfileType,
+    pub selector: Selector,
+    pub range: MillisRange,
+}
+
+impl ProfileSelection {
+    /// From the Connect fields `profile_typeID`, `label_selector`, `start`, `end`.
+    pub fn parse(
+        profile_type_id: &str,
+        label_selector: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Self> {
+        if profile_type_id.is_empty() {
+            return Err(Error::invalid("profile_typeID is required"));
+        }
+        let profile_type =
+            ProfileType::parse(profile_type_id).map_err(|e| Error::invalid(e.to_string()))?;
+        let selector = if label_selector.trim().is_empty() {
+            Selector::parse("{}")?
+        } else {
+            Selector::parse(label_selector)?
+        };
+        if start <= 0 || end <= 0 {
+            return Err(Error::invalid(format!(
+                "start and end are required (Unix milliseconds), got start={start} end={end}"
+            )));
+        }
+        let range = MillisRange::new(start, end)?;
+        Ok(ProfileSelection {
+            selector: selector.with_profile_type(profile_type.clone()),
+            profile_type,
+            range,
+        })
+    }
+
+    /// From a selector that names its profile type, e.g. `process_cpu:cpu:...{app="x"}`.
+    pub fn from_selector(selector: Selector, start: i64, end: i64) -> Result<Self> {
+        let Some(profile_type) = selector.profile_type.clone() else {
+            return Err(Error::invalid(format!(
+                "the query {selector} must start with a profile type, e.g. process_cpu:cpu:nanoseconds:cpu:nanoseconds{{}}"
+            )));
+        };
+        Ok(ProfileSelection {
+            profile_type,
+            selector,
+            range: MillisRange::new(start, end)?,
+        })
+    }
+
+    pub fn time_range(&self) -> TimeRange {
+        self.range.nanos()
+    }
+}
+
+/// How `SelectSeries` shapes its answer.
+#[derive(Debug, Clone)]
+pub struct SeriesShape {
+    /// Bucket width in milliseconds.
+    pub step_ms: i64,
+    pub group_by: Vec<String>,
+    pub average: bool,
+    /// Keep the top-N series by total.
+    pub limit: Option<usize>,
+}
+
+/// One `SelectSeries` series: its group labels and points `(timestamp ms, value)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueSeries {
+    pub labels: Labels,
+    pub points: Vec<(i64, f64)>,
+}
+
+/// Per bucket index: (sum of profile totals, number of profiles).
+type Buckets = BTreeMap<i64, (i64, i64)>;
+
+/// The series a selection matched.
+struct Matched {
+    labels: BTreeMap<u64, Labels>,
+    services: BTreeSet<String>,
+}
+
+impl Matched {
+    fn series_filter(&self) -> Expr {
+        col(schema::SERIES_ID).in_list(self.labels.keys().map(|&id| lit(id)).collect(), false)
+    }
+}
+
+fn time_filter(range: &TimeRange) -> Expr {
+    col(schema::TIME)
+        .gt_eq(timestamp(range.start))
+        .and(col(schema::TIME).lt(timestamp(range.end)))
+}
+
+impl QueryService {
+    /// A session over one snapshot, under the per-query memory limit.
+    fn bounded_session(&self, snapshot: &Arc<TenantSnapshot>) -> Result<SessionContext> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.config().max_query_memory_bytes, 1.0)
+            .build_arc()?;
+        let config = SessionConfig::new().with_target_partitions(self.target_partitions());
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        register_tables(&ctx, snapshot.clone(), self.engine().store().clone())?;
+        Ok(ctx)
+    }
+
+    async fn matched_series(
+        &self,
+        ctx: &SessionContext,
+        selection: &ProfileSelection,
+    ) -> Result<Matched> {
+        let range = selection.time_range();
+        let filter = selection.selector.matchers.iter().map(matcher_expr).fold(
+            col(schema::MAX_TIME)
+                .gt_eq(timestamp(range.start))
+                .and(col(schema::MIN_TIME).lt(timestamp(range.end))),
+            Expr::and,
+        );
+        let batches = ctx
+            .table(TableKind::Series.name())
+            .await?
+            .filter(filter)?
+            .select(vec![
+                col(schema::SERIES_ID),
+                col(schema::SERVICE_NAME),
+                col(schema::LABELS),
+            ])?
+            .collect()
+            .await?;
+        let mut matched = Matched {
+            labels: BTreeMap::new(),
+            services: BTreeSet::new(),
+        };
+        for batch in batches {
+            let ids = batch.column(0).as_primitive::<UInt64Type>();
+            let services = batch.column(1).as_string::<i32>();
+            let maps = batch.column(2).as_map();
+            for row in 0..batch.num_rows() {
+                matched.services.insert(services.value(row).to_string());
+                matched
+                    .labels
+                    .entry(ids.value(row))
+                    .or_insert_with(|| crate::service::labels_of(maps, row));
+            }
+        }
+        Ok(matched)
+    }
+
+    /// The selected samples merged into one function tree; `span_ids` keeps only those spans.
+    pub async fn merge_tree(
+        &self,
+        tenant: &TenantId,
+        selection: &ProfileSelection,
+        span_ids: Option<&[u64]>,
+    ) -> Result<FunctionTree> {
+        let snapshot = Arc::new(self.engine().snapshot(tenant));
+        let ctx = self.bounded_session(&snapshot)?;
+        let matched = self.matched_series(&ctx, selection).await?;
+        if matched.labels.is_empty() {
+            return Ok(FunctionTree::new());
+        }
+        let range = selection.time_range();
+        let symbols = self
+            .engine()
+            .symbol_set(&snapshot, &range, &matched.services)
+            .await?;
+        let flamegraph = FlamegraphAggregate::udaf(Arc::new(symbols));
+        let mut df = ctx
+            .table(TableKind::Samples.name())
+            .await?
+            .filter(time_filter(&range).and(matched.series_filter()))?;
+        if let Some(spans) = span_ids {
+            df =
+                df.filter(col("span_id").in_list(spans.iter().map(|&s| lit(s)).collect(), false))?;
+        }
+        let batches = df
+            .aggregate(
+                vec![],
+                vec![flamegraph.call(vec![
+                    col(schema::SOURCE),
+                    col(schema::SERVICE_NAME),
+                    col("stacktrace_id"),
+                    col("value"),
+                ])],
+            )?
+            .collect()
+            .await?;
+        let mut tree = FunctionTree::new();
+        for batch in batches {
+            for bytes in batch.column(0).as_binary::<i32>().iter().flatten() {
+                tree.merge(&FunctionTree::decode(bytes)?);
+            }
+        }
+        Ok(tree)
+    }
+
+    /// The selected samples merged into one pprof profile of the selection's type.
+    pub async fn merge_pprof(
+        &self,
+        tenant: &TenantId,
+        selection: &ProfileSelection,
+    ) -> Result<Profile> {
+        let snapshot = Arc::new(self.engine().snapshot(tenant));
+        let ctx = self.bounded_session(&snapshot)?;
+        let matched = self.matched_series(&ctx, selection).await?;
+        let range = selection.time_range();
+        let mut builder = PprofBuilder::new();
+        let mut period = 0;
+        if !matched.labels.is_empty() {
+            let symbols = self
+                .engine()
+                .symbol_set(&snapshot, &range, &matched.services)
+                .await?;
+            let pprof = PprofAggregate::udaf(Arc::new(symbols));
+            let batches = ctx
+                .table(TableKind::Samples.name())
+                .await?
+                .filter(time_filter(&range).and(matched.series_filter()))?
+                .aggregate(
+                    vec![],
+                    vec![pprof.call(vec![
+                        col(schema::SOURCE),
+                        col(schema::SERVICE_NAME),
+                        col("stacktrace_id"),
+                        col("value"),
+                    ])],
+                )?
+                .collect()
+                .await?;
+            for batch in batches {
+                for bytes in batch.column(0).as_binary::<i32>().iter().flatten() {
+                    let fragment: Profile = prost::Message::decode(bytes)
+                        .map_err(|e| Error::invalid(format!("corrupt pprof fragment: {e}")))?;
+                    builder.add_profile(&fragment)?;
+                }
+            }
+            period = self.period(&ctx, &matched, &range).await?;
+        }
+        let mut profile = builder.build();
+        let t = &selection.profile_type;
+        set_profile_type(
+            &mut profile,
+            (&t.sample_type, &t.sample_unit),
+            (&t.period_type, &t.period_unit),
+            period,
+        );
+        profile.time_nanos = range.start;
+        profile.duration_nanos = range.end - range.start;
+        Ok(profile)
+    }
+
+    /// The largest period among the selected profiles (they normally share one).
+    async fn period(
+        &self,
+        ctx: &SessionContext,
+        matched: &Matched,
+        range: &TimeRange,
+    ) -> Result<i64> {
+        let batches = ctx
+            .table(TableKind::Profiles.name())
+            .await?
+            .filter(time_filter(range).and(matched.series_filter()))?
+            .aggregate(
+                vec![],
+                vec![datafusion::functions_aggregate::expr_fn::max(col("period"))],
+            )?
+            .collect()
+            .await?;
+        Ok(batches
+            .first()
+            .and_then(|b| {
+                let column = b.column(0).as_primitive::<Int64Type>();
+                (!column.is_empty() && column.is_valid(0)).then(|| column.value(0))
+            })
+            .unwrap_or(0))
+    }
+
+    /// `SelectSeries`: per group of series, the sum (or average) of profile totals per bucket.
+    /// A point's timestamp is the right edge of its bucket `(t - step, t]` on the grid
+    /// `start, start + step, ...`; empty buckets are left out.
+    pub async fn select_series(
+        &self,
+        tenant: &TenantId,
+        selection: &ProfileSelection,
+        shape: &SeriesShape,
+    ) -> Result<Vec<ValueSeries>> {
+        if shape.step_ms < 1 {
+            return Err(Error::invalid("step must be at least 0.001 seconds"));
+        }
+        let snapshot = Arc::new(self.engine().snapshot(tenant));
+        let ctx = self.bounded_session(&snapshot)?;
+        let start_ms = selection.range.start;
+        let end_ms = selection.range.end;
+        let step = shape.step_ms;
+        // Profiles in (start - step, end]: the first bucket also takes the step before start.
+        let read = TimeRange::new(
+            start_ms
+                .saturating_sub(step)
+                .saturating_add(1)
+                .saturating_mul(1_000_000),
+            end_ms.saturating_add(1).saturating_mul(1_000_000),
+        );
+        let widened = ProfileSelection {
+            range: MillisRange::new(read.start / 1_000_000, end_ms)?,
+            ..selection.clone()
+        };
+        let matched = self.matched_series(&ctx, &widened).await?;
+        if matched.labels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let millis = cast(col(schema::TIME), DataType::Int64) / lit(1_000_000i64);
+        let bucket = (millis - lit(start_ms) + lit(step - 1)) / lit(step);
+        let batches = ctx
+            .table(TableKind::Profiles.name())
+            .await?
+            .filter(time_filter(&read).and(matched.series_filter()))?
+            .aggregate(
+                vec![col(schema::SERIES_ID), bucket.alias("bucket")],
+                vec![
+                    sum(col("total_value")).alias("total"),
+                    count(lit(1)).alias("profiles"),
+                ],
+            )?
+            .collect()
+            .await?;
+
+        let last_bucket = (end_ms - start_ms) / step;
+        // Group key -> bucket -> (sum, profiles).
+        let mut groups: BTreeMap<Vec<(String, String)>, Buckets> = BTreeMap::new();
+        for batch in batches {
+            let ids = batch.column(0).as_primitive::<UInt64Type>();
+            let buckets = batch.column(1).as_primitive::<Int64Type>();
+            let totals = batch.column(2).as_primitive::<Int64Type>();
+            let counts = batch.column(3).as_primitive::<Int64Type>();
+            for row in 0..batch.num_rows() {
+                let bucket = buckets.value(row);
+                if !(0..=last_bucket).contains(&bucket) {
+                    continue;
+                }
+                let labels = &matched.labels[&ids.value(row)];
+                let key: Vec<(String, String)> = shape
+                    .group_by
+                    .iter()
+                    .filter_map(|name| labels.get(name).map(|v| (name.clone(), v.to_string())))
+                    .collect();
+                let point = groups.entry(key).or_default().entry(bucket).or_default();
+                point.0 += totals.value(row);
+                point.1 += counts.value(row);
+            }
+        }
+        let mut series: Vec<(i64, ValueSeries)> = groups
+            .into_iter()
+            .map(|(key, buckets)| {
+                let total: i64 = buckets.values().map(|(sum, _)| sum).sum();
+                let points = buckets
+                    .into_iter()
+                    .map(|(bucket, (sum, profiles))| {
+                        let value = if shape.average {
+                            sum as f64 / profiles.max(1) as f64
+                        } else {
+                            sum as f64
+                        };
+                        (start_ms + bucket * step, value)
+                    })
+                    .collect();
+                (
+                    total,
+                    ValueSeries {
+                        labels: Labels::from_pairs(key),
+                        points,
+                    },
+                )
+            })
+            .collect();
+        if let Some(limit) = shape.limit {
+            series.sort_by_key(|s| std::cmp::Reverse(s.0));
+            series.truncate(limit);
+        }
+        let mut series: Vec<ValueSeries> = series.into_iter().map(|(_, s)| s).collect();
+        series.sort_by_key(|s| s.labels.to_string());
+        Ok(series)
+    }
+
+    /// Whether the tenant has data, and its oldest and newest profile times (ms).
+    pub async fn profile_stats(&self, tenant: &TenantId) -> Result<Option<(i64, i64)>> {
+        let ctx = self.session(tenant)?;
+        let batches = ctx
+            .table(TableKind::Series.name())
+            .await?
+            .aggregate(
+                vec![],
+                vec![
+                    datafusion::functions_aggregate::expr_fn::min(cast(
+                        col(schema::MIN_TIME),
+                        DataType::Int64,
+                    )),
+                    datafusion::functions_aggregate::expr_fn::max(cast(
+                        col(schema::MAX_TIME),
+                        DataType::Int64,
+                    )),
+                ],
+            )?
+            .collect()
+            .await?;
+        let Some(batch) = batches.first().filter(|b| b.num_rows() > 0) else {
+            return Ok(None);
+        };
+        let (oldest, newest) = (
+            batch.column(0).as_primitive::<Int64Type>(),
+            batch.column(1).as_primitive::<Int64Type>(),
+        );
+        if oldest.is_null(0) {
+            return Ok(None);
+        }
+        Ok(Some((
+            oldest.value(0) / 1_000_000,
+            newest.value(0) / 1_000_000,
+        )))
+    }
+}
