@@ -296,3 +296,70 @@ pub fn flame_graph_diff(
 pub fn empty_flame_graph() -> FlameGraph {
     flame_graph(&FunctionTree::new(), 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(stacks: &[(&[&str], i64)]) -> FunctionTree {
+        let mut t = FunctionTree::new();
+        for (stack, value) in stacks {
+            t.insert_stack(stack.iter().copied(), *value);
+        }
+        t
+    }
+
+    #[test]
+    fn empty_is_total_with_one_zero_node() {
+        let graph = empty_flame_graph();
+        assert_eq!(graph.names, vec!["total"]);
+        assert_eq!(graph.levels.len(), 1);
+        assert_eq!(graph.levels[0].values, vec![0, 0, 0, 0]);
+        assert_eq!(graph.total, 0);
+    }
+
+    #[test]
+    fn layout_and_folding() {
+        let t = tree(&[(&["main", "b"], 3), (&["main", "a"], 5), (&["main"], 1), (&["gc"], 1)]);
+        let graph = flame_graph(&t, 0);
+        assert_eq!(graph.total, 10);
+        // Level 1: gc at 0 (total 1), main right after (total 9).
+        let gc = graph.names.iter().position(|n| n == "gc").unwrap() as i64;
+        let main = graph.names.iter().position(|n| n == "main").unwrap() as i64;
+        assert_eq!(graph.levels[1].values, vec![0, 1, 1, gc, 0, 9, 1, main]);
+        // Level 2: a after main's self (x = 2), then b.
+        let a = graph.names.iter().position(|n| n == "a").unwrap() as i64;
+        let b = graph.names.iter().position(|n| n == "b").unwrap() as i64;
+        assert_eq!(graph.levels[2].values, vec![2, 5, 5, a, 0, 3, 3, b]);
+        assert_eq!(graph.max_self, 5);
+
+        // Three nodes shown: totals 9, 5, 3 kept, gc (1) folded into other.
+        let folded = flame_graph(&t, 3);
+        assert!(folded.names.contains(&OTHER.to_string()));
+        assert!(!folded.names.contains(&"gc".to_string()));
+        assert_eq!(min_value(&t.totals(), 3), 3);
+        assert_eq!(min_value(&t.totals(), 4), 0, "4 nodes fit without folding");
+    }
+
+    #[test]
+    fn diff_keeps_both_sides() {
+        let left = tree(&[(&["main", "a"], 4)]);
+        let right = tree(&[(&["main", "b"], 6)]);
+        let diff = flame_graph_diff(&left, &right, 0);
+        assert_eq!((diff.left_ticks, diff.right_ticks, diff.total), (4, 6, 10));
+        // Root: [0, 4, 0, 0, 6, 0, total].
+        assert_eq!(diff.levels[0].values, vec![0, 4, 0, 0, 6, 0, 0]);
+        let a = diff.names.iter().position(|n| n == "a").unwrap() as i64;
+        let b = diff.names.iter().position(|n| n == "b").unwrap() as i64;
+        // Level 2: a (left 4, right 0) then b (left 0, right 6), right x offsets delta-coded.
+        assert_eq!(diff.levels[2].values, vec![0, 4, 4, 0, 0, 0, a, 0, 0, 0, 0, 6, 6, b]);
+    }
+
+    #[test]
+    fn tree_bytes_are_preorder_with_child_counts() {
+        let t = tree(&[(&["a"], 2)]);
+        let bytes = tree_bytes(&t, 0);
+        // root: "" self 0, 1 child; a: "a" self 2, 0 children.
+        assert_eq!(bytes, vec![0, 0, 1, 1, b'a', 2, 0]);
+    }
+}
