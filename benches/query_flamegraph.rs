@@ -71,7 +71,9 @@ fn stop(mut child: Child) {
 fn main() {
     let profiles = env_or("HEARTH_BENCH_PROFILES", 500);
     let queries = env_or("HEARTH_BENCH_QUERIES", 5);
-    let raw = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pprof/large.cpu")).unwrap();
+    let raw =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pprof/large.cpu"))
+            .unwrap();
     let mut decoded = Vec::new();
     flate2::read::GzDecoder::new(raw.as_slice())
         .read_to_end(&mut decoded)
@@ -102,7 +104,8 @@ fn main() {
         .flatten()
         .map(|b| {
             let meta: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(b.path().join("meta.json")).unwrap()).unwrap();
+                serde_json::from_slice(&std::fs::read(b.path().join("meta.json")).unwrap())
+                    .unwrap();
             meta["stats"]["samples"].as_u64().unwrap()
         })
         .sum();
@@ -124,7 +127,9 @@ fn main() {
         let cpu_before = cpu_seconds(child.id());
         let started = Instant::now();
         let response = client
-            .post(format!("http://{addr}/querier.v1.QuerierService/SelectMergeStacktraces"))
+            .post(format!(
+                "http://{addr}/querier.v1.QuerierService/SelectMergeStacktraces"
+            ))
             .header("content-type", "application/proto")
             .body(request.encode_to_vec())
             .send()
@@ -141,7 +146,9 @@ fn main() {
     let peak = proc_field(child.id(), "status", "VmHWM:");
     stop(child);
 
-    println!("query_flamegraph: {profiles} pushes of large.cpu in {ingest_seconds:.1} s; {read} cpu samples in blocks");
+    println!(
+        "query_flamegraph: {profiles} pushes of large.cpu in {ingest_seconds:.1} s; {read} cpu samples in blocks"
+    );
     for (i, (t, c)) in times.iter().zip(&cpu).enumerate() {
         println!(
             "  query {}: {:.3} s, {:.1} M samples/s, server CPU {:.2} s = {:.1} M samples/s per core",

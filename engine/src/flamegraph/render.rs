@@ -320,7 +320,12 @@ mod tests {
 
     #[test]
     fn layout_and_folding() {
-        let t = tree(&[(&["main", "b"], 3), (&["main", "a"], 5), (&["main"], 1), (&["gc"], 1)]);
+        let t = tree(&[
+            (&["main", "b"], 3),
+            (&["main", "a"], 5),
+            (&["main"], 1),
+            (&["gc"], 1),
+        ]);
         let graph = flame_graph(&t, 0);
         assert_eq!(graph.total, 10);
         // Level 1: gc at 0 (total 1), main right after (total 9).
@@ -352,7 +357,10 @@ mod tests {
         let a = diff.names.iter().position(|n| n == "a").unwrap() as i64;
         let b = diff.names.iter().position(|n| n == "b").unwrap() as i64;
         // Level 2: a (left 4, right 0) then b (left 0, right 6), right x offsets delta-coded.
-        assert_eq!(diff.levels[2].values, vec![0, 4, 4, 0, 0, 0, a, 0, 0, 0, 0, 6, 6, b]);
+        assert_eq!(
+            diff.levels[2].values,
+            vec![0, 4, 4, 0, 0, 0, a, 0, 0, 0, 0, 6, 6, b]
+        );
     }
 
     #[test]
