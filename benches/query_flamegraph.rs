@@ -6,79 +6,20 @@
 //! `cargo bench --bench query_flamegraph` (env: HEARTH_BENCH_PROFILES, default 500, i.e. about
 //! 10 M samples of the cpu type; HEARTH_BENCH_QUERIES, default 5).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+#[path = "support/mod.rs"]
+mod support;
+
+use std::io::Write;
 use std::time::Instant;
 
-use hearth_proto::pprof::Profile;
 use hearth_proto::querier::v1::{SelectMergeStacktracesRequest, SelectMergeStacktracesResponse};
 use prost::Message;
-
-fn env_or(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn proc_field(pid: u32, file: &str, key: &str) -> String {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
-    text.lines()
-        .find(|l| l.starts_with(key))
-        .map(|l| l[key.len()..].trim().to_string())
-        .unwrap_or_default()
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
-}
-
-fn start(data: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .env("RUST_LOG", "warn,hearth::server=info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("hearth starts").unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
-}
-
-fn stop(mut child: Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
-}
+use support::{block_samples, cpu_seconds, env_or, large_cpu, start, status_field, stop};
 
 fn main() {
     let profiles = env_or("HEARTH_BENCH_PROFILES", 500);
     let queries = env_or("HEARTH_BENCH_QUERIES", 5);
-    let raw =
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pprof/large.cpu"))
-            .unwrap();
-    let mut decoded = Vec::new();
-    flate2::read::GzDecoder::new(raw.as_slice())
-        .read_to_end(&mut decoded)
-        .unwrap();
-    let base = Profile::decode(decoded.as_slice()).unwrap();
+    let (_, base) = large_cpu();
     let t0 = 1_790_000_000_000_000_000i64;
 
     let dir = tempfile::tempdir().unwrap();
@@ -99,16 +40,7 @@ fn main() {
     }
     let ingest_seconds = ingest_started.elapsed().as_secs_f64();
     stop(child);
-    let samples: u64 = std::fs::read_dir(dir.path().join("blocks/anonymous"))
-        .unwrap()
-        .flatten()
-        .map(|b| {
-            let meta: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(b.path().join("meta.json")).unwrap())
-                    .unwrap();
-            meta["stats"]["samples"].as_u64().unwrap()
-        })
-        .sum();
+    let samples = block_samples(dir.path(), "anonymous");
     // Both sample types are stored; the query reads the cpu one: half the rows.
     let read = samples / 2;
 
@@ -143,7 +75,7 @@ fn main() {
         times.push(started.elapsed().as_secs_f64());
         cpu.push(cpu_seconds(child.id()) - cpu_before);
     }
-    let peak = proc_field(child.id(), "status", "VmHWM:");
+    let peak = status_field(child.id(), "VmHWM:");
     stop(child);
 
     println!(

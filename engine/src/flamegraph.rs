@@ -1,13 +1,49 @@
 //! Flame graphs: the function tree stacks merge into, the `flamegraph` aggregate that builds it
-//! from samples, and the renderings clients read (Pyroscope's `FlameGraph`, `tree` bytes and
-//! `FlameGraphDiff`).
+//! from samples (a [`StackMerge`] state), and the renderings clients read (Pyroscope's
+//! `FlameGraph`, `tree` bytes and `FlameGraphDiff`).
 
-mod aggregate;
 mod render;
 mod resolve;
 mod tree;
 
-pub use aggregate::{FLAMEGRAPH_FUNCTION, FlamegraphAggregate};
+use std::sync::Arc;
+
+use datafusion::logical_expr::AggregateUDF;
+
+use crate::stack_merge::{StackMerge, StackMergeAggregate};
+use crate::symbol_set::SymbolSet;
+use crate::symbols::SymbolPartition;
+
+/// `flamegraph(source, service_name, stacktrace_id, value)`: the encoded function tree of the
+/// samples, to render with [`flame_graph`].
+pub fn flamegraph_udaf(symbols: Arc<SymbolSet>) -> AggregateUDF {
+    StackMergeAggregate::<FunctionTree>::udaf(symbols)
+}
+
+impl StackMerge for FunctionTree {
+    const NAME: &'static str = "flamegraph";
+
+    fn new() -> Self {
+        FunctionTree::new()
+    }
+
+    fn add_partition(&mut self, symbols: &SymbolPartition, values: &[i64]) {
+        add_partition(self, symbols, values);
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        FunctionTree::encode(self)
+    }
+
+    fn merge_encoded(&mut self, bytes: &[u8]) -> crate::Result<()> {
+        self.merge(&FunctionTree::decode(bytes)?);
+        Ok(())
+    }
+
+    fn size(&self) -> usize {
+        FunctionTree::size(self)
+    }
+}
 pub use render::{OTHER, empty_flame_graph, flame_graph, flame_graph_diff, min_value, tree_bytes};
 pub use resolve::{add_partition, unsymbolized_name};
 pub use tree::{FunctionTree, NodeId, ROOT};

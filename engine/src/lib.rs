@@ -26,6 +26,7 @@ pub mod pprof;
 pub mod pprof_merge;
 pub mod schema;
 pub mod stack_columns;
+pub mod stack_merge;
 pub mod symbol_set;
 pub mod symbols;
 pub mod table;

@@ -2,15 +2,48 @@
 //! deduplicated by content, samples with equal stacks summed. The `pprof` aggregate's partial
 //! state is itself an encoded `Profile` with one value per sample.
 
-mod aggregate;
+use std::sync::Arc;
 
-pub use aggregate::{PPROF_FUNCTION, PprofAggregate};
-
+use datafusion::logical_expr::AggregateUDF;
 use hearth_proto::pprof::{Function, Line, Location, Mapping, Profile, Sample, ValueType};
+use prost::Message;
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
+use crate::stack_merge::{StackMerge, StackMergeAggregate};
+use crate::symbol_set::SymbolSet;
 use crate::symbols::{Interned, SymbolPartition};
+
+/// `pprof(source, service_name, stacktrace_id, value)`: the samples merged into one encoded
+/// pprof `Profile` (one value per sample; set its type with [`set_profile_type`]).
+pub fn pprof_udaf(symbols: Arc<SymbolSet>) -> AggregateUDF {
+    StackMergeAggregate::<PprofBuilder>::udaf(symbols)
+}
+
+impl StackMerge for PprofBuilder {
+    const NAME: &'static str = "pprof";
+
+    fn new() -> Self {
+        PprofBuilder::new()
+    }
+
+    fn add_partition(&mut self, symbols: &SymbolPartition, values: &[i64]) {
+        PprofBuilder::add_partition(self, symbols, values);
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        self.build().encode_to_vec()
+    }
+
+    fn merge_encoded(&mut self, bytes: &[u8]) -> Result<()> {
+        let fragment = Profile::decode(bytes).map_err(|e| Error::corrupt("pprof fragment", e))?;
+        self.add_profile(&fragment)
+    }
+
+    fn size(&self) -> usize {
+        PprofBuilder::size(self)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct MappingKey {

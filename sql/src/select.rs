@@ -10,13 +10,16 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int64Type, UInt64Type};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
+use datafusion::logical_expr::AggregateUDF;
 use datafusion::logical_expr::{Expr, cast, col, lit};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use hearth_engine::db::TenantSnapshot;
-use hearth_engine::flamegraph::{FlamegraphAggregate, FunctionTree};
+use hearth_engine::flamegraph::{FunctionTree, flamegraph_udaf};
 use hearth_engine::model::{Labels, ProfileType, TenantId, TimeRange};
-use hearth_engine::pprof_merge::{PprofAggregate, PprofBuilder, set_profile_type};
+use hearth_engine::pprof_merge::{PprofBuilder, pprof_udaf, set_profile_type};
 use hearth_engine::schema::{self, TableKind};
+use hearth_engine::stack_merge::StackMerge;
+use hearth_engine::symbol_set::SymbolSet;
 use hearth_engine::table::{matcher_expr, register_tables};
 use hearth_proto::pprof::Profile;
 
@@ -100,6 +103,12 @@ pub struct ValueSeries {
     pub points: Vec<(i64, f64)>,
 }
 
+/// The encoded results of a stack-merge aggregate, and the selected profiles' period.
+struct MergedSamples {
+    states: Vec<Vec<u8>>,
+    period: i64,
+}
+
 /// Per bucket index: (sum of profile totals, number of profiles).
 type Buckets = BTreeMap<i64, (i64, i64)>;
 
@@ -175,25 +184,32 @@ impl QueryService {
         Ok(matched)
     }
 
-    /// The selected samples merged into one function tree; `span_ids` keeps only those spans.
-    pub async fn merge_tree(
+    /// Runs a stack-merge aggregate over the selected samples; returns its encoded results and,
+    /// when `want_period`, the selected profiles' period.
+    async fn merge_samples(
         &self,
         tenant: &TenantId,
         selection: &ProfileSelection,
         span_ids: Option<&[u64]>,
-    ) -> Result<FunctionTree> {
+        aggregate: fn(Arc<SymbolSet>) -> AggregateUDF,
+        want_period: bool,
+    ) -> Result<MergedSamples> {
         let snapshot = Arc::new(self.engine().snapshot(tenant));
         let ctx = self.bounded_session(&snapshot)?;
         let matched = self.matched_series(&ctx, selection).await?;
+        let mut merged = MergedSamples {
+            states: Vec::new(),
+            period: 0,
+        };
         if matched.labels.is_empty() {
-            return Ok(FunctionTree::new());
+            return Ok(merged);
         }
         let range = selection.time_range();
         let symbols = self
             .engine()
             .symbol_set(&snapshot, &range, &matched.services)
             .await?;
-        let flamegraph = FlamegraphAggregate::udaf(Arc::new(symbols));
+        let udaf = aggregate(Arc::new(symbols));
         let mut df = ctx
             .table(TableKind::Samples.name())
             .await?
@@ -205,7 +221,7 @@ impl QueryService {
         let batches = df
             .aggregate(
                 vec![],
-                vec![flamegraph.call(vec![
+                vec![udaf.call(vec![
                     col(schema::SOURCE),
                     col(schema::SERVICE_NAME),
                     col("stacktrace_id"),
@@ -214,11 +230,35 @@ impl QueryService {
             )?
             .collect()
             .await?;
-        let mut tree = FunctionTree::new();
         for batch in batches {
-            for bytes in batch.column(0).as_binary::<i32>().iter().flatten() {
-                tree.merge(&FunctionTree::decode(bytes)?);
-            }
+            merged.states.extend(
+                batch
+                    .column(0)
+                    .as_binary::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(<[u8]>::to_vec),
+            );
+        }
+        if want_period {
+            merged.period = self.period(&ctx, &matched, &range).await?;
+        }
+        Ok(merged)
+    }
+
+    /// The selected samples merged into one function tree; `span_ids` keeps only those spans.
+    pub async fn merge_tree(
+        &self,
+        tenant: &TenantId,
+        selection: &ProfileSelection,
+        span_ids: Option<&[u64]>,
+    ) -> Result<FunctionTree> {
+        let merged = self
+            .merge_samples(tenant, selection, span_ids, flamegraph_udaf, false)
+            .await?;
+        let mut tree = FunctionTree::new();
+        for state in &merged.states {
+            tree.merge(&FunctionTree::decode(state)?);
         }
         Ok(tree)
     }
@@ -229,41 +269,12 @@ impl QueryService {
         tenant: &TenantId,
         selection: &ProfileSelection,
     ) -> Result<Profile> {
-        let snapshot = Arc::new(self.engine().snapshot(tenant));
-        let ctx = self.bounded_session(&snapshot)?;
-        let matched = self.matched_series(&ctx, selection).await?;
-        let range = selection.time_range();
+        let merged = self
+            .merge_samples(tenant, selection, None, pprof_udaf, true)
+            .await?;
         let mut builder = PprofBuilder::new();
-        let mut period = 0;
-        if !matched.labels.is_empty() {
-            let symbols = self
-                .engine()
-                .symbol_set(&snapshot, &range, &matched.services)
-                .await?;
-            let pprof = PprofAggregate::udaf(Arc::new(symbols));
-            let batches = ctx
-                .table(TableKind::Samples.name())
-                .await?
-                .filter(time_filter(&range).and(matched.series_filter()))?
-                .aggregate(
-                    vec![],
-                    vec![pprof.call(vec![
-                        col(schema::SOURCE),
-                        col(schema::SERVICE_NAME),
-                        col("stacktrace_id"),
-                        col("value"),
-                    ])],
-                )?
-                .collect()
-                .await?;
-            for batch in batches {
-                for bytes in batch.column(0).as_binary::<i32>().iter().flatten() {
-                    let fragment: Profile = prost::Message::decode(bytes)
-                        .map_err(|e| Error::invalid(format!("corrupt pprof fragment: {e}")))?;
-                    builder.add_profile(&fragment)?;
-                }
-            }
-            period = self.period(&ctx, &matched, &range).await?;
+        for state in &merged.states {
+            builder.merge_encoded(state)?;
         }
         let mut profile = builder.build();
         let t = &selection.profile_type;
@@ -271,8 +282,9 @@ impl QueryService {
             &mut profile,
             (&t.sample_type, &t.sample_unit),
             (&t.period_type, &t.period_unit),
-            period,
+            merged.period,
         );
+        let range = selection.time_range();
         profile.time_nanos = range.start;
         profile.duration_nanos = range.end - range.start;
         Ok(profile)

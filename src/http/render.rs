@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use hearth_engine::ErrorKind;
 use hearth_engine::flamegraph::{flame_graph, flame_graph_diff};
-use hearth_engine::model::ProfileType;
+use hearth_engine::model::{ProfileType, TenantId};
 use hearth_ingest::legacy::parse_attime;
 use hearth_ingest::normalize::now_nanos;
 use hearth_sql::{MillisRange, ProfileSelection, Selector, SeriesShape, ValueSeries};
@@ -132,6 +132,17 @@ fn timeline(series: Option<&ValueSeries>, start_ms: i64, until_ms: i64, step_s: 
     json!({ "startTime": start_s, "samples": samples, "durationDelta": step_s, "watermarks": null })
 }
 
+/// The tenant and query parameters of a legacy read request.
+fn request(
+    state: &AppState,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(TenantId, Query), ConnectError> {
+    let tenant =
+        tenant(headers, state.multitenancy_enabled).map_err(|(k, m)| ConnectError::new(k, m))?;
+    Ok((tenant, params(uri)?))
+}
+
 fn json_response(value: Value) -> Response {
     (
         StatusCode::OK,
@@ -141,8 +152,15 @@ fn json_response(value: Value) -> Response {
         .into_response()
 }
 
-fn flamebearer_levels(levels: &[hearth_proto::querier::v1::Level]) -> Value {
-    Value::Array(levels.iter().map(|l| json!(l.values)).collect())
+/// The `flamebearer` object: names, levels as plain numbers, ticks and largest self.
+fn flamebearer(
+    names: &[String],
+    levels: &[hearth_proto::querier::v1::Level],
+    total: i64,
+    max_self: i64,
+) -> Value {
+    let levels: Vec<Value> = levels.iter().map(|l| json!(l.values)).collect();
+    json!({ "names": names, "levels": levels, "numTicks": total, "maxSelf": max_self })
 }
 
 pub async fn render(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderMap) -> Response {
@@ -156,9 +174,7 @@ async fn render_inner(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Response, ConnectError> {
-    let tenant =
-        tenant(headers, state.multitenancy_enabled).map_err(|(k, m)| ConnectError::new(k, m))?;
-    let query = params(uri)?;
+    let (tenant, query) = request(state, uri, headers)?;
     match get(&query, "format").unwrap_or("json") {
         "json" => {}
         other => {
@@ -203,12 +219,7 @@ async fn render_inner(
     };
     Ok(json_response(json!({
         "version": 1,
-        "flamebearer": {
-            "names": graph.names,
-            "levels": flamebearer_levels(&graph.levels),
-            "numTicks": graph.total,
-            "maxSelf": graph.max_self,
-        },
+        "flamebearer": flamebearer(&graph.names, &graph.levels, graph.total, graph.max_self),
         "metadata": metadata(&selection.profile_type, "single"),
         "timeline": timeline(single, start, end, step_s),
         "groups": groups,
@@ -231,9 +242,7 @@ async fn render_diff_inner(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Response, ConnectError> {
-    let tenant =
-        tenant(headers, state.multitenancy_enabled).map_err(|(k, m)| ConnectError::new(k, m))?;
-    let query = params(uri)?;
+    let (tenant, query) = request(state, uri, headers)?;
     let left = selection(&query, ["leftQuery", "leftFrom", "leftUntil"])?;
     let right = selection(&query, ["rightQuery", "rightFrom", "rightUntil"])?;
     if left.profile_type != right.profile_type {
@@ -248,12 +257,7 @@ async fn render_diff_inner(
     let diff = flame_graph_diff(&left_tree, &right_tree, max_nodes);
     Ok(json_response(json!({
         "version": 1,
-        "flamebearer": {
-            "names": diff.names,
-            "levels": flamebearer_levels(&diff.levels),
-            "numTicks": diff.total,
-            "maxSelf": diff.max_self,
-        },
+        "flamebearer": flamebearer(&diff.names, &diff.levels, diff.total, diff.max_self),
         "metadata": metadata(&left.profile_type, "double"),
         "leftTicks": diff.left_ticks,
         "rightTicks": diff.right_ticks,
@@ -280,9 +284,7 @@ async fn label_values_inner(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Response, ConnectError> {
-    let tenant =
-        tenant(headers, state.multitenancy_enabled).map_err(|(k, m)| ConnectError::new(k, m))?;
-    let query = params(uri)?;
+    let (tenant, query) = request(state, uri, headers)?;
     let label = get(&query, "label")
         .filter(|l| !l.is_empty())
         .ok_or_else(|| invalid("label parameter is required"))?;

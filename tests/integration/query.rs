@@ -107,18 +107,7 @@ fn decoded(bytes: &[u8]) -> Profile {
     Profile::decode(gunzip_if_gzip(bytes).as_slice()).unwrap()
 }
 
-const FIXTURES: &[&str] = &[
-    "pprof/large.cpu",
-    "pprof/cppbench.cpu_no_samples_type",
-    "pprof/go.nomappings.crash",
-    "parca/fgprof.pb.gz",
-    "parca/node-profile.pb.gz",
-    "parca/profile-with-labels.pb.gz",
-    "parca/stripped-cpu.stripped.pprof",
-    "captures/extracted/py-001.s0.r0.pb",
-    "captures/extracted/py-005.s0.r0.pb",
-    "captures/extracted/py-005.s1.r0.pb",
-];
+use super::fixtures::PROFILES as FIXTURES;
 
 #[test]
 fn flame_graphs_equal_an_independent_reference_from_heads_and_blocks() {

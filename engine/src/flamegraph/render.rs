@@ -91,6 +91,40 @@ fn layout(tree: &FunctionTree, totals: &[i64], max_nodes: i64) -> Layout {
     Layout { nodes: out }
 }
 
+/// Collects nodes level by level, each `values ++ [name index]`, naming each name once.
+#[derive(Default)]
+struct Levels {
+    names: Vec<String>,
+    name_index: FxHashMap<String, i64>,
+    levels: Vec<Vec<i64>>,
+}
+
+impl Levels {
+    fn push(&mut self, level: usize, name: String, values: &[i64]) {
+        let next = self.names.len() as i64;
+        let index = *self.name_index.entry(name.clone()).or_insert_with(|| {
+            self.names.push(name);
+            next
+        });
+        if self.levels.len() <= level {
+            self.levels.resize(level + 1, Vec::new());
+        }
+        self.levels[level].extend_from_slice(values);
+        self.levels[level].push(index);
+    }
+
+    /// Names and levels with x offsets (the fields `x_fields` of each node) delta-encoded.
+    fn finish(mut self, stride: usize, x_fields: &[usize]) -> (Vec<String>, Vec<Level>) {
+        delta_encode(&mut self.levels, stride, x_fields);
+        let levels = self
+            .levels
+            .into_iter()
+            .map(|values| Level { values })
+            .collect();
+        (self.names, levels)
+    }
+}
+
 fn delta_encode(levels: &mut [Vec<i64>], stride: usize, x_fields: &[usize]) {
     for level in levels {
         for &field in x_fields {
@@ -109,9 +143,7 @@ fn delta_encode(levels: &mut [Vec<i64>], stride: usize, x_fields: &[usize]) {
 pub fn flame_graph(tree: &FunctionTree, max_nodes: i64) -> FlameGraph {
     let totals = tree.totals();
     let layout = layout(tree, &totals, max_nodes);
-    let mut names: Vec<String> = Vec::new();
-    let mut name_index: FxHashMap<String, i64> = FxHashMap::default();
-    let mut levels: Vec<Vec<i64>> = Vec::new();
+    let mut levels = Levels::default();
     let mut max_self = 0;
     let mut total = 0;
     for (level, x, node_total, self_value, name) in layout.nodes {
@@ -119,20 +151,12 @@ pub fn flame_graph(tree: &FunctionTree, max_nodes: i64) -> FlameGraph {
             total = node_total;
         }
         max_self = max_self.max(self_value);
-        let next = names.len() as i64;
-        let index = *name_index.entry(name.clone()).or_insert_with(|| {
-            names.push(name);
-            next
-        });
-        if levels.len() <= level {
-            levels.resize(level + 1, Vec::new());
-        }
-        levels[level].extend_from_slice(&[x, node_total, self_value, index]);
+        levels.push(level, name, &[x, node_total, self_value]);
     }
-    delta_encode(&mut levels, 4, &[0]);
+    let (names, levels) = levels.finish(4, &[0]);
     FlameGraph {
         names,
-        levels: levels.into_iter().map(|values| Level { values }).collect(),
+        levels,
         total,
         max_self,
     }
@@ -210,9 +234,7 @@ pub fn flame_graph_diff(
     let min = min_value(&both, max_nodes);
     let children = combined.sorted_children();
 
-    let mut names: Vec<String> = Vec::new();
-    let mut name_index: FxHashMap<String, i64> = FxHashMap::default();
-    let mut levels: Vec<Vec<i64>> = Vec::new();
+    let mut levels = Levels::default();
     let mut max_self = 0i64;
     // (node or folded other, level, left x, right x); an `other` carries its four values.
     enum DiffItem {
@@ -244,15 +266,7 @@ pub fn flame_graph_diff(
             }
         };
         max_self = max_self.max(ls).max(rs);
-        let next = names.len() as i64;
-        let index = *name_index.entry(name.clone()).or_insert_with(|| {
-            names.push(name);
-            next
-        });
-        if levels.len() <= level {
-            levels.resize(level + 1, Vec::new());
-        }
-        levels[level].extend_from_slice(&[lx, lt, ls, rx, rt, rs, index]);
+        levels.push(level, name, &[lx, lt, ls, rx, rt, rs]);
         let Some(node) = node else { continue };
         let (mut nlx, mut nrx) = (lx + ls, rx + rs);
         let mut pending = Vec::new();
@@ -281,10 +295,10 @@ pub fn flame_graph_diff(
         }
         stack.extend(pending.into_iter().rev());
     }
-    delta_encode(&mut levels, 7, &[0, 3]);
+    let (names, levels) = levels.finish(7, &[0, 3]);
     FlameGraphDiff {
         names,
-        levels: levels.into_iter().map(|values| Level { values }).collect(),
+        levels,
         total: left_totals[0] + right_totals[0],
         max_self,
         left_ticks: left_totals[0],

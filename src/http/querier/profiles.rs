@@ -68,6 +68,26 @@ fn check_stacktraces_request(req: &q::SelectMergeStacktracesRequest) -> Result<(
 }
 
 impl Request<'_> {
+    /// A flame graph, or `tree` bytes when asked for that format.
+    async fn merged_stacks(
+        &self,
+        selection: &ProfileSelection,
+        spans: Option<&[u64]>,
+        max_nodes: i64,
+        as_tree: bool,
+    ) -> Result<(Option<q::FlameGraph>, bytes::Bytes), ConnectError> {
+        let tree = self
+            .state
+            .query
+            .merge_tree(&self.tenant, selection, spans)
+            .await?;
+        Ok(if as_tree {
+            (None, tree_bytes(&tree, max_nodes).into())
+        } else {
+            (Some(flame_graph(&tree, max_nodes)), bytes::Bytes::new())
+        })
+    }
+
     pub(super) async fn select_merge_stacktraces(&self) -> Result<Response, ConnectError> {
         let req: q::SelectMergeStacktracesRequest = self.decode()?;
         check_stacktraces_request(&req)?;
@@ -85,13 +105,13 @@ impl Request<'_> {
             q::ProfileFormat::try_from(req.format).unwrap_or(q::ProfileFormat::Unspecified);
         let mut response = q::SelectMergeStacktracesResponse::default();
         match format {
-            q::ProfileFormat::Unspecified | q::ProfileFormat::Flamegraph => {
-                let tree = query.merge_tree(&self.tenant, &selection, spans).await?;
-                response.flamegraph = Some(flame_graph(&tree, max_nodes));
-            }
-            q::ProfileFormat::Tree => {
-                let tree = query.merge_tree(&self.tenant, &selection, spans).await?;
-                response.tree = tree_bytes(&tree, max_nodes).into();
+            q::ProfileFormat::Unspecified
+            | q::ProfileFormat::Flamegraph
+            | q::ProfileFormat::Tree => {
+                let as_tree = format == q::ProfileFormat::Tree;
+                (response.flamegraph, response.tree) = self
+                    .merged_stacks(&selection, spans, max_nodes, as_tree)
+                    .await?;
             }
             q::ProfileFormat::Pprof => {
                 if spans.is_some() {

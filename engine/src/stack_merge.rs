@@ -1,11 +1,12 @@
-//! `flamegraph(source, service_name, stacktrace_id, value)`: a two-phase aggregate.
-//!
-//! The partial phase sums values per stack-trace id in dense arrays, one per symbol partition,
-//! then resolves them into a [`FunctionTree`] whose compact binary encoding is the partial
-//! state. The final phase merges trees by function name. The result is the encoded tree, which
-//! [`super::flame_graph`] renders with `max_nodes`.
+//! The stack-merge aggregates share one shape: `f(source, service_name, stacktrace_id, value)`
+//! sums values per stack-trace id in dense arrays (one per symbol partition), resolves them into
+//! a mergeable state against the query's symbols, and merges encoded states in the final phase.
+//! [`StackMergeAggregate`] is that shape; a [`StackMerge`] state says what is built:
+//! a function tree for `flamegraph`, a pprof profile for `pprof`.
 
+use std::fmt::Debug;
 use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray};
@@ -16,46 +17,61 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
 };
 
-use super::resolve::add_partition;
-use super::tree::FunctionTree;
 use crate::stack_columns::DenseStacks;
 use crate::symbol_set::SymbolSet;
+use crate::symbols::SymbolPartition;
 
-pub const FLAMEGRAPH_FUNCTION: &str = "flamegraph";
+/// What a stack-merge aggregate builds.
+pub trait StackMerge: Debug + Send + Sync + 'static {
+    /// The SQL name of the aggregate.
+    const NAME: &'static str;
 
-/// The aggregate, bound to the symbols of one query.
-#[derive(Debug)]
-pub struct FlamegraphAggregate {
-    signature: Signature,
-    symbols: Arc<SymbolSet>,
+    fn new() -> Self;
+    /// Adds `values[stacktrace_id]` of one symbol partition.
+    fn add_partition(&mut self, symbols: &SymbolPartition, values: &[i64]);
+    /// The compact binary state (also the aggregate's result).
+    fn encode(&self) -> Vec<u8>;
+    /// Adds an encoded state from another partial aggregate.
+    fn merge_encoded(&mut self, bytes: &[u8]) -> crate::Result<()>;
+    /// Approximate heap bytes.
+    fn size(&self) -> usize;
 }
 
-impl PartialEq for FlamegraphAggregate {
+/// A stack-merge aggregate bound to the symbols of one query.
+#[derive(Debug)]
+pub struct StackMergeAggregate<M> {
+    signature: Signature,
+    symbols: Arc<SymbolSet>,
+    state: PhantomData<fn() -> M>,
+}
+
+impl<M> PartialEq for StackMergeAggregate<M> {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.symbols, &other.symbols)
     }
 }
 
-impl Eq for FlamegraphAggregate {}
+impl<M> Eq for StackMergeAggregate<M> {}
 
-impl Hash for FlamegraphAggregate {
+impl<M> Hash for StackMergeAggregate<M> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         (Arc::as_ptr(&self.symbols) as usize).hash(state);
     }
 }
 
-impl FlamegraphAggregate {
+impl<M: StackMerge> StackMergeAggregate<M> {
     pub fn udaf(symbols: Arc<SymbolSet>) -> AggregateUDF {
-        AggregateUDF::new_from_impl(FlamegraphAggregate {
+        AggregateUDF::new_from_impl(StackMergeAggregate::<M> {
             signature: Signature::any(4, Volatility::Immutable),
             symbols,
+            state: PhantomData,
         })
     }
 }
 
-impl AggregateUDFImpl for FlamegraphAggregate {
+impl<M: StackMerge> AggregateUDFImpl for StackMergeAggregate<M> {
     fn name(&self) -> &str {
-        FLAMEGRAPH_FUNCTION
+        M::NAME
     }
 
     fn signature(&self) -> &Signature {
@@ -67,16 +83,16 @@ impl AggregateUDFImpl for FlamegraphAggregate {
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(FlamegraphAccumulator {
+        Ok(Box::new(StackMergeAccumulator {
             symbols: self.symbols.clone(),
             stacks: DenseStacks::default(),
-            tree: FunctionTree::new(),
+            merged: M::new(),
         }))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         Ok(vec![Arc::new(Field::new(
-            format!("{}[tree]", args.name),
+            format!("{}[state]", args.name),
             DataType::Binary,
             true,
         ))])
@@ -84,14 +100,14 @@ impl AggregateUDFImpl for FlamegraphAggregate {
 }
 
 #[derive(Debug)]
-struct FlamegraphAccumulator {
+struct StackMergeAccumulator<M> {
     symbols: Arc<SymbolSet>,
     stacks: DenseStacks,
-    tree: FunctionTree,
+    merged: M,
 }
 
-impl FlamegraphAccumulator {
-    /// Resolves the dense sums gathered so far into the tree.
+impl<M: StackMerge> StackMergeAccumulator<M> {
+    /// Resolves the dense sums gathered so far into the merged state.
     fn resolve(&mut self) -> Result<()> {
         for (source, service, values) in self.stacks.take() {
             let Some(partition) = self.symbols.get(&source, &service) else {
@@ -99,24 +115,24 @@ impl FlamegraphAccumulator {
                     "no symbols loaded for service {service:?} of source {source}"
                 )));
             };
-            add_partition(&mut self.tree, &partition.read(), &values);
+            self.merged.add_partition(&partition.read(), &values);
         }
         Ok(())
     }
 }
 
-impl Accumulator for FlamegraphAccumulator {
+impl<M: StackMerge> Accumulator for StackMergeAccumulator<M> {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         self.stacks.add(values)
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         self.resolve()?;
-        Ok(ScalarValue::Binary(Some(self.tree.encode())))
+        Ok(ScalarValue::Binary(Some(self.merged.encode())))
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of::<Self>() + self.stacks.size() + self.tree.size()
+        std::mem::size_of::<Self>() + self.stacks.size() + self.merged.size()
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
@@ -124,11 +140,10 @@ impl Accumulator for FlamegraphAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let trees = states[0].as_binary::<i32>();
-        for bytes in trees.iter().flatten() {
-            let other =
-                FunctionTree::decode(bytes).map_err(|e| DataFusionError::External(Box::new(e)))?;
-            self.tree.merge(&other);
+        for bytes in states[0].as_binary::<i32>().iter().flatten() {
+            self.merged
+                .merge_encoded(bytes)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
         }
         Ok(())
     }
