@@ -97,6 +97,16 @@ pub struct TenantSnapshot {
     pub blocks: Vec<Arc<Block>>,
 }
 
+impl std::fmt::Debug for TenantSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantSnapshot")
+            .field("tenant", &self.tenant.as_str())
+            .field("heads", &self.heads.len())
+            .field("blocks", &self.blocks.len())
+            .finish()
+    }
+}
+
 impl TenantSnapshot {
     pub fn blocks_overlapping(&self, range: &TimeRange) -> impl Iterator<Item = &Arc<Block>> {
         self.blocks.iter().filter(move |b| b.overlaps(range))
@@ -116,7 +126,7 @@ pub struct EngineStats {
 pub struct Engine {
     wal: Wal,
     store: Arc<dyn ObjectStore>,
-    symbols: SymbolCache,
+    symbols: Arc<SymbolCache>,
     config: HeadConfig,
     tenants: RwLock<FxHashMap<TenantId, Arc<TenantDb>>>,
     /// Tenant creation is serialised so two first pushes do not open two generations.
@@ -142,7 +152,7 @@ impl Engine {
         let engine = Engine {
             wal,
             store: args.store,
-            symbols: SymbolCache::new(args.symbol_cache_bytes),
+            symbols: Arc::new(SymbolCache::new(args.symbol_cache_bytes)),
             config: args.head,
             tenants: RwLock::new(FxHashMap::default()),
             create_lock: Mutex::new(()),
@@ -303,6 +313,11 @@ impl Engine {
         services: &std::collections::BTreeSet<String>,
     ) -> Result<SymbolSet> {
         load_symbol_set(&self.symbols, &self.store, snapshot, range, services).await
+    }
+
+    /// A symbol set over `snapshot` that loads partitions when first asked (for SQL).
+    pub fn lazy_symbol_set(&self, snapshot: Arc<TenantSnapshot>) -> SymbolSet {
+        SymbolSet::lazy(self.symbols.clone(), self.store.clone(), snapshot)
     }
 
     pub fn stats(&self) -> EngineStats {

@@ -44,6 +44,9 @@ impl StackMerge for FunctionTree {
         FunctionTree::size(self)
     }
 }
-pub use render::{OTHER, empty_flame_graph, flame_graph, flame_graph_diff, min_value, tree_bytes};
-pub use resolve::{add_partition, unsymbolized_name};
+pub use render::{
+    FlameNode, OTHER, empty_flame_graph, flame_graph, flame_graph_diff, flame_nodes,
+    function_totals, min_value, tree_bytes,
+};
+pub use resolve::{add_partition, stack_frames, unsymbolized_name};
 pub use tree::{FunctionTree, NodeId, ROOT};

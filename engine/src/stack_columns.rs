@@ -10,12 +10,12 @@ use arrow::datatypes::{DataType, Int64Type, UInt32Type};
 use datafusion::common::{DataFusionError, Result, exec_err};
 
 /// A string column as per-row indices into its distinct values.
-struct StringKeys {
-    keys: Vec<usize>,
-    values: Vec<Arc<str>>,
+pub struct StringKeys {
+    pub keys: Vec<usize>,
+    pub values: Vec<Arc<str>>,
 }
 
-fn string_keys(array: &ArrayRef, what: &str) -> Result<StringKeys> {
+pub fn string_keys(array: &ArrayRef, what: &str) -> Result<StringKeys> {
     if let Some(dict) = array.as_any_dictionary_opt() {
         let values = arrow::compute::cast(dict.values(), &DataType::Utf8)?;
         let values = values.as_string::<i32>();

@@ -110,7 +110,11 @@ impl<M: StackMerge> StackMergeAccumulator<M> {
     /// Resolves the dense sums gathered so far into the merged state.
     fn resolve(&mut self) -> Result<()> {
         for (source, service, values) in self.stacks.take() {
-            let Some(partition) = self.symbols.get(&source, &service) else {
+            let found = self
+                .symbols
+                .get(&source, &service)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let Some(partition) = found else {
                 return Err(DataFusionError::Execution(format!(
                     "no symbols loaded for service {service:?} of source {source}"
                 )));

@@ -10,30 +10,105 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::block::{Block, read_block_symbols};
 use crate::db::TenantSnapshot;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::TimeRange;
 use crate::symbols::SymbolPartition;
 
 type Partitions = HashMap<String, Arc<RwLock<SymbolPartition>>>;
 
-/// Symbol partitions by source (head id or block id) and service name.
+/// Partitions by (source, service name).
+type PartitionIndex = HashMap<(String, String), Arc<RwLock<SymbolPartition>>>;
+
+/// Symbol partitions by source (head id or block id) and service name. Preloaded for the
+/// query API, which knows its services up front; loaded on first use for SQL, which does not.
 #[derive(Debug, Default)]
 pub struct SymbolSet {
-    partitions: HashMap<(String, String), Arc<RwLock<SymbolPartition>>>,
+    partitions: RwLock<PartitionIndex>,
+    lazy: Option<LazyLoader>,
+}
+
+/// What a lazily loading set reads from.
+#[derive(Debug)]
+struct LazyLoader {
+    cache: Arc<SymbolCache>,
+    store: Arc<dyn ObjectStore>,
+    snapshot: Arc<TenantSnapshot>,
 }
 
 impl SymbolSet {
-    pub fn get(&self, source: &str, service: &str) -> Option<&Arc<RwLock<SymbolPartition>>> {
-        self.partitions
-            .get(&(source.to_string(), service.to_string()))
+    /// A set that finds partitions in `snapshot` when they are first asked for.
+    pub fn lazy(
+        cache: Arc<SymbolCache>,
+        store: Arc<dyn ObjectStore>,
+        snapshot: Arc<TenantSnapshot>,
+    ) -> Self {
+        SymbolSet {
+            partitions: RwLock::default(),
+            lazy: Some(LazyLoader {
+                cache,
+                store,
+                snapshot,
+            }),
+        }
+    }
+
+    /// The partition of `service` in `source`; a lazy set loads it (blocking) on first use.
+    pub fn get(&self, source: &str, service: &str) -> Result<Option<Arc<RwLock<SymbolPartition>>>> {
+        let key = (source.to_string(), service.to_string());
+        if let Some(found) = self.partitions.read().get(&key) {
+            return Ok(Some(found.clone()));
+        }
+        let Some(lazy) = &self.lazy else {
+            return Ok(None);
+        };
+        let head = lazy.snapshot.heads.iter().find(|h| h.read().id() == source);
+        let found = if let Some(head) = head {
+            head.read()
+                .partitions()
+                .find(|(name, _)| name.as_ref() == service)
+                .map(|(_, p)| p.clone())
+        } else if let Some(block) = lazy.snapshot.blocks.iter().find(|b| b.id() == source) {
+            let partitions = block_on_io(lazy.cache.block(&lazy.store, &lazy.snapshot, block))?;
+            partitions.get(service).cloned()
+        } else {
+            None
+        };
+        if let Some(partition) = &found {
+            self.partitions.write().insert(key, partition.clone());
+        }
+        Ok(found)
     }
 
     pub fn len(&self) -> usize {
-        self.partitions.len()
+        self.partitions.read().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.partitions.is_empty()
+        self.partitions.read().is_empty()
+    }
+}
+
+/// Runs object-store I/O from synchronous code inside query execution: on a multi-threaded
+/// runtime the worker hands its other tasks off while it waits; elsewhere a scoped thread with
+/// its own small runtime does the I/O.
+fn block_on_io<T: Send>(future: impl std::future::Future<Output = Result<T>> + Send) -> Result<T> {
+    use tokio::runtime::{Builder, Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| handle.block_on(future))
+        }
+        _ => std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| Error::io("symbol loader runtime", e))?;
+                    runtime.block_on(future)
+                })
+                .join()
+                .unwrap_or_else(|_| Err(Error::corrupt("symbol loader", "panicked")))
+        }),
     }
 }
 
@@ -121,12 +196,12 @@ pub async fn load_symbol_set(
     range: &TimeRange,
     services: &BTreeSet<String>,
 ) -> Result<SymbolSet> {
-    let mut set = SymbolSet::default();
+    let mut partitions = HashMap::new();
     for head in &snapshot.heads {
         let head = head.read();
         for (service, partition) in head.partitions() {
             if services.contains(service.as_ref()) {
-                set.partitions.insert(
+                partitions.insert(
                     (head.id().to_string(), service.to_string()),
                     partition.clone(),
                 );
@@ -142,13 +217,15 @@ pub async fn load_symbol_set(
         {
             continue;
         }
-        let partitions = cache.block(store, snapshot, block).await?;
-        for (service, partition) in partitions.iter() {
+        let loaded = cache.block(store, snapshot, block).await?;
+        for (service, partition) in loaded.iter() {
             if services.contains(service) {
-                set.partitions
-                    .insert((block.id().to_string(), service.clone()), partition.clone());
+                partitions.insert((block.id().to_string(), service.clone()), partition.clone());
             }
         }
     }
-    Ok(set)
+    Ok(SymbolSet {
+        partitions: RwLock::new(partitions),
+        lazy: None,
+    })
 }

@@ -8,9 +8,11 @@
 
 mod filters;
 mod label_fn;
+mod scan_exec;
 
 pub use filters::{ScanPruning, matcher_expr};
 pub use label_fn::{LABEL_FUNCTION, LabelFunction, label_udf};
+pub use scan_exec::{ProfileScanExec, ScanSummary};
 
 use std::fmt;
 use std::sync::{Arc, LazyLock};
@@ -91,13 +93,16 @@ impl ProfileTable {
             && listed(label::PROFILE_TYPE, &block.meta.profile_types)
     }
 
-    fn head_batches(&self, pruning: &ScanPruning) -> crate::Result<Vec<RecordBatch>> {
+    /// The rows of the heads the filters may match, and how many heads that is.
+    fn head_batches(&self, pruning: &ScanPruning) -> crate::Result<(Vec<RecordBatch>, usize)> {
         let mut batches = Vec::new();
+        let mut kept = 0;
         for head in &self.snapshot.heads {
             let head = head.read();
             if !head.overlaps(&pruning.time) {
                 continue;
             }
+            kept += 1;
             let stored = if self.kind == TableKind::Series {
                 vec![head.series_batch_where(|s| {
                     pruning.time.overlaps(s.min_time, s.max_time)
@@ -114,7 +119,7 @@ impl ProfileTable {
                 batches.push(with_source(self.kind, batch, head.id())?);
             }
         }
-        Ok(batches)
+        Ok((batches, kept))
     }
 
     fn parquet_scan(
@@ -189,7 +194,7 @@ impl TableProvider for ProfileTable {
         let pruning = ScanPruning::from_filters(filters);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
-        let head_batches = self.head_batches(&pruning)?;
+        let (head_batches, heads_kept) = self.head_batches(&pruning)?;
         if !head_batches.is_empty() {
             let memory = MemorySourceConfig::try_new_exec(
                 &[head_batches],
@@ -209,16 +214,25 @@ impl TableProvider for ProfileTable {
             inputs.push(self.parquet_scan(state, &blocks, projection, filters, limit)?);
         }
 
-        match inputs.len() {
+        let input: Arc<dyn ExecutionPlan> = match inputs.len() {
             0 => {
                 let schema = match projection {
                     Some(p) => Arc::new(self.kind.table_schema().project(p)?),
                     None => self.kind.table_schema(),
                 };
-                Ok(Arc::new(EmptyExec::new(schema)))
+                Arc::new(EmptyExec::new(schema))
             }
-            _ => UnionExec::try_new(inputs),
-        }
+            _ => UnionExec::try_new(inputs)?,
+        };
+        let summary = ScanSummary {
+            table: self.kind.name(),
+            heads: (heads_kept, self.snapshot.heads.len()),
+            blocks: (blocks.len(), self.snapshot.blocks.len()),
+            time: pruning.time,
+            matchers: pruning.matchers.iter().map(|m| m.to_string()).collect(),
+            series_ids: pruning.series_ids.as_ref().map(|ids| ids.len()),
+        };
+        Ok(Arc::new(ProfileScanExec::new(summary, input)))
     }
 }
 

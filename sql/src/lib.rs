@@ -11,12 +11,15 @@
 
 pub mod config;
 pub mod error;
+pub mod functions;
 pub mod select;
 pub mod selector;
 pub mod service;
+pub mod surface;
 
 pub use config::QueryConfig;
 pub use error::{Error, Result};
 pub use select::{ProfileSelection, SeriesShape, ValueSeries};
 pub use selector::Selector;
 pub use service::{MillisRange, QueryService};
+pub use surface::{CATALOG, PlannedSql, SCHEMA};

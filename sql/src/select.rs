@@ -91,6 +91,8 @@ pub struct SeriesShape {
     /// Bucket width in milliseconds.
     pub step_ms: i64,
     pub group_by: Vec<String>,
+    /// Keep every series apart (all its labels), instead of grouping by `group_by`.
+    pub by_series: bool,
     pub average: bool,
     /// Keep the top-N series by total.
     pub limit: Option<usize>,
@@ -132,11 +134,14 @@ fn time_filter(range: &TimeRange) -> Expr {
 
 impl QueryService {
     /// A session over one snapshot, under the per-query memory limit.
-    fn bounded_session(&self, snapshot: &Arc<TenantSnapshot>) -> Result<SessionContext> {
+    pub(crate) fn bounded_session(&self, snapshot: &Arc<TenantSnapshot>) -> Result<SessionContext> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.config().max_query_memory_bytes, 1.0)
             .build_arc()?;
-        let config = SessionConfig::new().with_target_partitions(self.target_partitions());
+        let config = SessionConfig::new()
+            .with_target_partitions(self.target_partitions())
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(crate::surface::CATALOG, crate::surface::SCHEMA);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         register_tables(&ctx, snapshot.clone(), self.engine().store().clone())?;
         Ok(ctx)
@@ -379,11 +384,18 @@ impl QueryService {
                     continue;
                 }
                 let labels = &matched.labels[&ids.value(row)];
-                let key: Vec<(String, String)> = shape
-                    .group_by
-                    .iter()
-                    .filter_map(|name| labels.get(name).map(|v| (name.clone(), v.to_string())))
-                    .collect();
+                let key: Vec<(String, String)> = if shape.by_series {
+                    labels
+                        .iter()
+                        .map(|l| (l.name.clone(), l.value.clone()))
+                        .collect()
+                } else {
+                    shape
+                        .group_by
+                        .iter()
+                        .filter_map(|name| labels.get(name).map(|v| (name.clone(), v.to_string())))
+                        .collect()
+                };
                 let point = groups.entry(key).or_default().entry(bucket).or_default();
                 point.0 += totals.value(row);
                 point.1 += counts.value(row);

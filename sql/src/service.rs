@@ -62,6 +62,7 @@ pub(crate) fn timestamp(nanos: i64) -> Expr {
 }
 
 /// Answers querier requests for every tenant of one engine.
+#[derive(Debug)]
 pub struct QueryService {
     engine: Arc<Engine>,
     config: QueryConfig,

@@ -198,6 +198,7 @@ async fn render_inner(
     let shape = SeriesShape {
         step_ms: step_s * 1000,
         group_by: group_by.clone(),
+        by_series: false,
         average,
         limit: None,
     };

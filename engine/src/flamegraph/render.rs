@@ -162,30 +162,92 @@ pub fn flame_graph(tree: &FunctionTree, max_nodes: i64) -> FlameGraph {
     }
 }
 
+/// One visible node of a flame graph, in pre-order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlameNode {
+    /// Position in pre-order; the root (`total`) is 0.
+    pub id: u32,
+    pub parent: Option<u32>,
+    pub depth: u32,
+    pub name: String,
+    pub self_value: i64,
+    pub total: i64,
+    pub children: u32,
+}
+
+/// The nodes a flame graph with `max_nodes` shows, in pre-order, with parents.
+pub fn flame_nodes(tree: &FunctionTree, max_nodes: i64) -> Vec<FlameNode> {
+    let totals = tree.totals();
+    let layout = layout(tree, &totals, max_nodes);
+    let mut nodes: Vec<FlameNode> = Vec::with_capacity(layout.nodes.len());
+    let mut open: Vec<u32> = Vec::new();
+    for (i, (level, _, total, self_value, name)) in layout.nodes.into_iter().enumerate() {
+        open.truncate(level);
+        let parent = open.last().copied();
+        if let Some(p) = parent {
+            nodes[p as usize].children += 1;
+        }
+        open.push(i as u32);
+        nodes.push(FlameNode {
+            id: i as u32,
+            parent,
+            depth: level as u32,
+            name,
+            self_value,
+            total,
+            children: 0,
+        });
+    }
+    nodes
+}
+
 /// The `tree` bytes format: pre-order from a virtual root with an empty name, each node as
 /// `uvarint(len(name)) name uvarint(self) uvarint(children)`.
 pub fn tree_bytes(tree: &FunctionTree, max_nodes: i64) -> Vec<u8> {
-    let totals = tree.totals();
-    let layout = layout(tree, &totals, max_nodes);
-    // Children counts from the pre-order levels.
-    let nodes = &layout.nodes;
-    let mut child_counts = vec![0u64; nodes.len()];
-    let mut open: Vec<usize> = Vec::new();
-    for (i, (level, ..)) in nodes.iter().enumerate() {
-        open.truncate(*level);
-        if let Some(&parent) = open.last() {
-            child_counts[parent] += 1;
-        }
-        open.push(i);
-    }
     let mut out = Vec::new();
-    for (i, (level, _, _, self_value, name)) in nodes.iter().enumerate() {
-        let name = if *level == 0 { "" } else { name.as_str() };
+    for node in flame_nodes(tree, max_nodes) {
+        let name = if node.depth == 0 {
+            ""
+        } else {
+            node.name.as_str()
+        };
         put_varint(&mut out, name.len() as u64);
         out.extend_from_slice(name.as_bytes());
-        put_varint(&mut out, (*self_value).max(0) as u64);
-        put_varint(&mut out, child_counts[i]);
+        put_varint(&mut out, node.self_value.max(0) as u64);
+        put_varint(&mut out, node.children as u64);
     }
+    out
+}
+
+/// Self and total per function name, largest self first. A function's total counts each stack
+/// once, however often the function recurses in it.
+pub fn function_totals(tree: &FunctionTree) -> Vec<(String, i64, i64)> {
+    let totals = tree.totals();
+    let mut by_name: FxHashMap<&str, (i64, i64)> = FxHashMap::default();
+    // Whether a node's name already appears among its ancestors.
+    let mut nested = vec![false; tree.len()];
+    for node in 1..tree.len() {
+        let id = node as NodeId;
+        let name = tree.name(id);
+        let mut ancestor = tree.parent(id);
+        while ancestor != ROOT {
+            if tree.name(ancestor) == name {
+                nested[node] = true;
+                break;
+            }
+            ancestor = tree.parent(ancestor);
+        }
+        let entry = by_name.entry(name).or_default();
+        entry.0 += tree.self_value(id);
+        if !nested[node] {
+            entry.1 += totals[node];
+        }
+    }
+    let mut out: Vec<(String, i64, i64)> = by_name
+        .into_iter()
+        .map(|(name, (self_value, total))| (name.to_string(), self_value, total))
+        .collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)));
     out
 }
 
@@ -375,6 +437,15 @@ mod tests {
             diff.levels[2].values,
             vec![0, 4, 4, 0, 0, 0, a, 0, 0, 0, 0, 6, 6, b]
         );
+    }
+
+    #[test]
+    fn function_totals_count_recursion_once() {
+        let t = tree(&[(&["main", "f", "f"], 3), (&["main", "g"], 1)]);
+        let totals = function_totals(&t);
+        assert_eq!(totals[0], ("f".to_string(), 3, 3));
+        assert!(totals.contains(&("main".to_string(), 0, 4)));
+        assert!(totals.contains(&("g".to_string(), 1, 1)));
     }
 
     #[test]

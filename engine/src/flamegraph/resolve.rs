@@ -27,6 +27,30 @@ pub fn unsymbolized_name(symbols: &SymbolPartition, location: u32) -> String {
     }
 }
 
+/// The frame names of a stack, root first: each location's lines caller first.
+pub fn stack_frames(symbols: &SymbolPartition, stacktrace: u32, out: &mut Vec<String>) {
+    let mut locations = Vec::new();
+    symbols.stacktraces.resolve(stacktrace, &mut locations);
+    out.clear();
+    for &location in locations.iter().rev() {
+        match symbols.locations.get(location) {
+            Some(loc) if !loc.lines.is_empty() => {
+                for line in loc.lines.iter().rev() {
+                    out.push(function_name(symbols, line.function).to_string());
+                }
+            }
+            _ => out.push(unsymbolized_name(symbols, location)),
+        }
+    }
+}
+
+fn function_name(symbols: &SymbolPartition, function: u32) -> &str {
+    symbols
+        .functions
+        .get(function)
+        .map_or("unknown", |f| symbols.string(f.name))
+}
+
 /// Adds `values[stacktrace_id]` of one partition into `tree`.
 pub fn add_partition(tree: &mut FunctionTree, symbols: &SymbolPartition, values: &[i64]) {
     let stacks = &symbols.stacktraces;
@@ -65,11 +89,7 @@ pub fn add_partition(tree: &mut FunctionTree, symbols: &SymbolPartition, values:
                 for line in loc.lines.iter().rev() {
                     let cached = &mut function_names[line.function as usize];
                     if *cached == u32::MAX {
-                        let name = symbols
-                            .functions
-                            .get(line.function)
-                            .map_or("unknown", |f| symbols.string(f.name));
-                        *cached = tree.name_id(name);
+                        *cached = tree.name_id(function_name(symbols, line.function));
                     }
                     current = tree.child(current, *cached);
                 }

@@ -61,6 +61,27 @@ impl ScanPruning {
 
     fn learn(&mut self, expr: &Expr) {
         match expr {
+            // `series_id = a OR series_id = b ...`, which is what DataFusion makes of a short IN.
+            Expr::BinaryExpr(BinaryExpr {
+                op: Operator::Or, ..
+            }) => {
+                let ids: Option<BTreeSet<u64>> = split_disjunction(expr)
+                    .into_iter()
+                    .map(|e| match e {
+                        Expr::BinaryExpr(BinaryExpr {
+                            left,
+                            op: Operator::Eq,
+                            right,
+                        }) if column_name(left) == Some(schema::SERIES_ID) => {
+                            literal(right).and_then(as_u64)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if let Some(ids) = ids {
+                    self.restrict_series(ids);
+                }
+            }
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
                 if let Some(matcher) = label_comparison(left, *op, right) {
                     self.matchers.push(matcher);
@@ -167,6 +188,22 @@ impl ScanPruning {
             .iter()
             .find(|m| m.name == name && m.op == MatchOp::Equal)
             .map(|m| m.value.as_str())
+    }
+}
+
+/// The operands of a chain of ORs.
+fn split_disjunction(expr: &Expr) -> Vec<&Expr> {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => {
+            let mut parts = split_disjunction(left);
+            parts.extend(split_disjunction(right));
+            parts
+        }
+        other => vec![other],
     }
 }
 
@@ -278,6 +315,21 @@ mod tests {
         // `max_time <= x` says nothing about overlap with a later range start.
         let filters = vec![col("max_time").lt_eq(ts(20))];
         assert_eq!(ScanPruning::from_filters(&filters).time, TimeRange::ALL);
+    }
+
+    #[test]
+    fn an_or_of_series_ids_is_a_set() {
+        let filters = vec![
+            col("series_id")
+                .eq(lit(1u64))
+                .or(col("series_id").eq(lit(2u64))),
+        ];
+        assert_eq!(
+            ScanPruning::from_filters(&filters).series_ids,
+            Some(BTreeSet::from([1, 2]))
+        );
+        let mixed = vec![col("series_id").eq(lit(1u64)).or(col("time").gt(lit(0i64)))];
+        assert_eq!(ScanPruning::from_filters(&mixed).series_ids, None);
     }
 
     #[test]

@@ -208,6 +208,7 @@ impl Request<'_> {
         let shape = SeriesShape {
             step_ms: (req.step * 1000.0).round() as i64,
             group_by: req.group_by.clone(),
+            by_series: false,
             average: req.aggregation == Some(t::TimeSeriesAggregationType::Average as i32),
             limit,
         };

@@ -1,0 +1,114 @@
+//! The SQL surface: one DataFusion session per statement over one tenant's snapshot, with the
+//! profile tables, Hearth's functions and the per-query memory bound. Transports (Flight SQL)
+//! call [`QueryService::sql_schema`], [`QueryService::sql_stream`] and
+//! [`QueryService::sql_tables`] and only translate.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ParamValues;
+use datafusion::common::ScalarValue;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{DataFrame, SessionContext};
+use hearth_engine::flamegraph::flamegraph_udaf;
+use hearth_engine::model::TenantId;
+use hearth_engine::pprof_merge::pprof_udaf;
+use hearth_engine::schema::TableKind;
+
+use crate::error::Result;
+use crate::functions::{ProfileTableFunction, TableFunctionKind, stack_frames_udf};
+use crate::service::QueryService;
+
+/// The catalog and schema tables are listed under.
+pub const CATALOG: &str = "hearth";
+pub const SCHEMA: &str = "public";
+
+/// A planned statement: its result schema and its parameters (`$1`, `$2`, ...).
+#[derive(Debug, Clone)]
+pub struct PlannedSql {
+    pub schema: SchemaRef,
+    pub parameters: SchemaRef,
+}
+
+impl QueryService {
+    /// A SQL session for one tenant: tables, `label`, `flamegraph`, `pprof`, `stack_frames`,
+    /// `flamegraph_table`, `top_functions`, `series_points`.
+    pub fn sql_session(self: &Arc<Self>, tenant: &TenantId) -> Result<SessionContext> {
+        let snapshot = Arc::new(self.engine().snapshot(tenant));
+        let ctx = self.bounded_session(&snapshot)?;
+        let symbols = Arc::new(self.engine().lazy_symbol_set(snapshot));
+        ctx.register_udaf(flamegraph_udaf(symbols.clone()));
+        ctx.register_udaf(pprof_udaf(symbols.clone()));
+        ctx.register_udf(stack_frames_udf(symbols));
+        for kind in [
+            TableFunctionKind::Flamegraph,
+            TableFunctionKind::TopFunctions,
+            TableFunctionKind::SeriesPoints,
+        ] {
+            ctx.register_udtf(
+                ProfileTableFunction::name(kind),
+                Arc::new(ProfileTableFunction::new(
+                    kind,
+                    self.clone(),
+                    tenant.clone(),
+                )),
+            );
+        }
+        Ok(ctx)
+    }
+
+    async fn sql_frame(self: &Arc<Self>, tenant: &TenantId, sql: &str) -> Result<DataFrame> {
+        let ctx = self.sql_session(tenant)?;
+        Ok(ctx.sql(sql).await?)
+    }
+
+    /// Plans a statement: its result schema and parameter types.
+    pub async fn sql_schema(self: &Arc<Self>, tenant: &TenantId, sql: &str) -> Result<PlannedSql> {
+        let frame = self.sql_frame(tenant, sql).await?;
+        let mut parameters: Vec<(String, DataType)> = frame
+            .logical_plan()
+            .get_parameter_types()?
+            .into_iter()
+            .map(|(name, t)| (name, t.unwrap_or(DataType::Utf8)))
+            .collect();
+        parameters.sort_by_key(|(name, _)| {
+            name.trim_start_matches('$')
+                .parse::<usize>()
+                .unwrap_or(usize::MAX)
+        });
+        let parameters = Schema::new(
+            parameters
+                .into_iter()
+                .map(|(name, t)| Field::new(name, t, true))
+                .collect::<Vec<_>>(),
+        );
+        Ok(PlannedSql {
+            schema: Arc::new(frame.schema().as_arrow().clone()),
+            parameters: Arc::new(parameters),
+        })
+    }
+
+    /// Runs a statement with its parameter values (in `$1, $2, ...` order).
+    pub async fn sql_stream(
+        self: &Arc<Self>,
+        tenant: &TenantId,
+        sql: &str,
+        parameters: Vec<ScalarValue>,
+    ) -> Result<SendableRecordBatchStream> {
+        let mut frame = self.sql_frame(tenant, sql).await?;
+        if !parameters.is_empty() {
+            frame = frame.with_param_values(ParamValues::List(
+                parameters.into_iter().map(Into::into).collect(),
+            ))?;
+        }
+        Ok(frame.execute_stream().await?)
+    }
+
+    /// The tables a tenant can query, with their schemas.
+    pub fn sql_tables(&self) -> Vec<(&'static str, SchemaRef)> {
+        TableKind::ALL
+            .iter()
+            .map(|kind| (kind.name(), kind.table_schema()))
+            .collect()
+    }
+}
