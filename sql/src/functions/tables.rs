@@ -286,7 +286,7 @@ impl TableFunctionImpl for ProfileTableFunction {
                         "series_points(selector, start, end, step_seconds) needs a step"
                     );
                 };
-                if !(step >= 0.001) {
+                if !step.is_finite() || step < 0.001 {
                     return plan_err!(
                         "series_points: step_seconds must be at least 0.001, got {step}"
                     );
