@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use hearth_engine::HeadConfig;
+use hearth_flight::FlightConfig;
 use hearth_ingest::IngestLimits;
 use hearth_sql::QueryConfig;
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,7 @@ pub struct Config {
     pub head: HeadConfig,
     pub limits: IngestLimits,
     pub query: QueryConfig,
+    pub flight: FlightConfig,
 }
 
 impl Default for Config {
@@ -55,6 +57,7 @@ impl Default for Config {
             head: HeadConfig::default(),
             limits: IngestLimits::default(),
             query: QueryConfig::default(),
+            flight: FlightConfig::default(),
         }
     }
 }
@@ -99,6 +102,7 @@ impl Default for StorageConfig {
 pub struct Flags {
     pub target: Option<Target>,
     pub http_addr: Option<SocketAddr>,
+    pub flight_addr: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub multitenancy_enabled: Option<bool>,
     pub log_format: Option<LogFormat>,
@@ -131,6 +135,9 @@ impl Config {
         if let Some(addr) = flags.http_addr {
             self.server.http_addr = addr;
         }
+        if let Some(addr) = flags.flight_addr {
+            self.flight.addr = addr;
+        }
         if let Some(dir) = flags.data_dir {
             self.storage.data_dir = dir;
         }
@@ -157,6 +164,8 @@ impl Config {
         if self.head.max_head_bytes == 0 {
             bail!("head.max_head_bytes must be positive");
         }
+        hearth_flight::Authenticator::new(&self.flight, self.multitenancy_enabled)
+            .map_err(anyhow::Error::msg)?;
         if self.head.flush_check_interval.is_zero() {
             bail!("head.flush_check_interval must be positive");
         }

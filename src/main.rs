@@ -1,7 +1,7 @@
 //! `hearth`: the continuous-profiling database in one binary.
 //!
 //! With no arguments it runs every component in one process (`--target all`), serves HTTP on
-//! `0.0.0.0:4040` and keeps its data under `./data`. This file parses flags, loads the config
+//! `0.0.0.0:4040` and Arrow Flight SQL on `0.0.0.0:4041`, and keeps its data under `./data`. This file parses flags, loads the config
 //! and starts [`server::run`].
 
 mod config;
@@ -33,6 +33,9 @@ struct Args {
     /// The HTTP listen address (default 0.0.0.0:4040).
     #[arg(long, value_name = "HOST:PORT")]
     http_addr: Option<SocketAddr>,
+    /// The Arrow Flight SQL listen address (default 0.0.0.0:4041).
+    #[arg(long, value_name = "HOST:PORT")]
+    flight_addr: Option<SocketAddr>,
     /// Where the WAL and local blocks live (default ./data).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -53,6 +56,7 @@ fn main() -> anyhow::Result<()> {
     config.apply_flags(Flags {
         target: args.target,
         http_addr: args.http_addr,
+        flight_addr: args.flight_addr,
         data_dir: args.data_dir,
         multitenancy_enabled: args.multitenancy_enabled,
         log_format: args.log_format,

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use hearth_engine::{Engine, EngineArgs};
+use hearth_flight::{Authenticator, HearthFlightSql};
 use hearth_ingest::IngestService;
 use hearth_sql::QueryService;
 use object_store::local::LocalFileSystem;
@@ -38,7 +39,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         metrics: Metrics::new(ingest.metrics(), engine.clone()),
         ingest,
-        query,
+        query: query.clone(),
         multitenancy_enabled: config.multitenancy_enabled,
         ready: AtomicBool::new(true),
     });
@@ -52,6 +53,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     // On SIGTERM/SIGINT: stop accepting, give requests in flight `shutdown_grace`, then flush.
     let (stop, stopped) = tokio::sync::watch::channel(false);
+
+    let flight_listener = TcpListener::bind(config.flight.addr)
+        .await
+        .with_context(|| format!("cannot listen on {} for Flight SQL", config.flight.addr))?;
+    let flight_addr = flight_listener.local_addr()?;
+    let auth = Authenticator::new(&config.flight, config.multitenancy_enabled)
+        .map_err(anyhow::Error::msg)?;
+    let flight_service = HearthFlightSql::new(query.clone(), auth);
+    let mut flight_stopped = stopped.clone();
+    let flight = tokio::spawn(hearth_flight::serve(
+        flight_listener,
+        flight_service,
+        async move {
+            let _ = flight_stopped.wait_for(|stop| *stop).await;
+        },
+    ));
+    tracing::info!(addr = %flight_addr, "flight sql listening");
+
     let server =
         axum::serve(listener, http::router(state.clone())).with_graceful_shutdown(async move {
             let mut stopped = stopped;
@@ -72,6 +91,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
 
+    if let Ok(Err(e)) = tokio::time::timeout(config.server.shutdown_grace, flight).await {
+        tracing::error!(error = %e, "flight sql server failed");
+    }
     tracing::info!("flushing heads");
     engine
         .shutdown()

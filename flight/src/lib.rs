@@ -1,10 +1,36 @@
 //! hearth-flight: Arrow Flight, for people and for the cluster.
 //!
-//! It will own the public Arrow Flight SQL server (statements, prepared statements, catalog
-//! browsing; tenant from `x-scope-orgid` metadata), Flight between components (ingesters serving
-//! head data and partial aggregates), and the `RemoteExecutor` over Flight that queriers use to
-//! fan out. The SQL planning stays in `hearth-sql`; this crate only translates between Flight
-//! and it. Until the Flight SQL issue lands it holds no code beyond this contract, and
-//! `hearth` starts no Flight listener.
+//! It owns the public Arrow Flight SQL server: statements, prepared statements with parameters,
+//! `GetSqlInfo`, `GetCatalogs`, `GetDbSchemas`, `GetTables` (with schemas) and `GetTableTypes`,
+//! so pandas/polars through ADBC, JDBC tools and Grafana's Flight SQL datasource can query
+//! profiles. Every call names one tenant (a bearer token's, else `x-scope-orgid`, else
+//! `anonymous`), and every statement is planned and run by `hearth-sql`: this crate translates
+//! and authenticates, nothing more. The cluster work adds Flight between components (ingesters
+//! serving heads and partial aggregates) and the querier's `RemoteExecutor` over it.
 
-pub use hearth_sql::QueryService;
+pub mod auth;
+pub mod config;
+pub mod service;
+
+use std::future::Future;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+pub use auth::Authenticator;
+pub use config::FlightConfig;
+pub use service::HearthFlightSql;
+
+/// Serves Flight SQL on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    service: HearthFlightSql,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    Server::builder()
+        .add_service(FlightServiceServer::new(service))
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await
+}

@@ -31,3 +31,22 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for datafusion::error::DataFusionError {
+    /// Keeps the kind visible to whoever classifies the DataFusion error later.
+    fn from(error: Error) -> Self {
+        use datafusion::error::DataFusionError as E;
+        match error {
+            Error::DataFusion(e) => e,
+            Error::Engine(e) => e.into(),
+            Error::Invalid { kind, message } => match kind {
+                ErrorKind::ResourceExhausted | ErrorKind::PayloadTooLarge => {
+                    E::ResourcesExhausted(message)
+                }
+                ErrorKind::InvalidArgument | ErrorKind::MalformedProfile => E::Plan(message),
+                ErrorKind::Unimplemented => E::NotImplemented(message),
+                _ => E::Execution(message),
+            },
+        }
+    }
+}

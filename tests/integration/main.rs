@@ -8,6 +8,7 @@ mod connect;
 mod durability;
 mod expected;
 mod fixtures;
+mod flight_sql;
 mod flush;
 mod grafana;
 mod query;

@@ -43,6 +43,7 @@ pub fn gunzip_if_gzip(bytes: &[u8]) -> Vec<u8> {
 pub struct Hearth {
     child: Option<Child>,
     pub addr: SocketAddr,
+    pub flight_addr: SocketAddr,
     data_dir: PathBuf,
     config: Option<PathBuf>,
     _dir: tempfile::TempDir,
@@ -65,10 +66,11 @@ impl Hearth {
         });
         let data_dir = dir.path().join("data");
         let log = Arc::new(Mutex::new(String::new()));
-        let (child, addr) = spawn(&data_dir, config.as_deref(), &log);
+        let (child, addr, flight_addr) = spawn(&data_dir, config.as_deref(), &log);
         Hearth {
             child: Some(child),
             addr,
+            flight_addr,
             data_dir,
             config,
             _dir: dir,
@@ -118,9 +120,10 @@ impl Hearth {
     /// Starts again on the same data directory (a new port).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill first");
-        let (child, addr) = spawn(&self.data_dir, self.config.as_deref(), &self.log);
+        let (child, addr, flight_addr) = spawn(&self.data_dir, self.config.as_deref(), &self.log);
         self.child = Some(child);
         self.addr = addr;
+        self.flight_addr = flight_addr;
     }
 
     pub fn get(&self, path: &str) -> Response {
@@ -228,10 +231,33 @@ impl Drop for Hearth {
     }
 }
 
-fn spawn(data_dir: &Path, config: Option<&Path>, log: &Arc<Mutex<String>>) -> (Child, SocketAddr) {
+/// The address in a `... listening addr=HOST:PORT` log line with this message.
+fn listening(line: &str, message: &str) -> Option<SocketAddr> {
+    if !line.contains(message) {
+        return None;
+    }
+    line.split("addr=")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn spawn(
+    data_dir: &Path,
+    config: Option<&Path>,
+    log: &Arc<Mutex<String>>,
+) -> (Child, SocketAddr, SocketAddr) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
     command
-        .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--http-addr",
+            "127.0.0.1:0",
+            "--flight-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -241,25 +267,24 @@ fn spawn(data_dir: &Path, config: Option<&Path>, log: &Arc<Mutex<String>>) -> (C
     }
     let mut child = command.spawn().expect("hearth starts");
     let stderr = child.stderr.take().unwrap();
-    let (found, addr) = mpsc::channel();
+    let (found, addrs) = mpsc::channel();
     let log = log.clone();
     std::thread::spawn(move || {
+        let mut http = None;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("http server listening")
-                && let Some(addr) = line
-                    .split("addr=")
-                    .nth(1)
-                    .and_then(|s| s.split_whitespace().next())
-            {
-                let _ = found.send(addr.parse::<SocketAddr>().unwrap());
+            if let Some(addr) = listening(&line, "http server listening") {
+                http = Some(addr);
+            }
+            if let (Some(http), Some(flight)) = (http, listening(&line, "flight sql listening")) {
+                let _ = found.send((http, flight));
             }
             let mut log = log.lock().unwrap();
             log.push_str(&line);
             log.push('\n');
         }
     });
-    match addr.recv_timeout(Duration::from_secs(60)) {
-        Ok(addr) => (child, addr),
+    match addrs.recv_timeout(Duration::from_secs(60)) {
+        Ok((http, flight)) => (child, http, flight),
         Err(_) => {
             let _ = child.kill();
             panic!("hearth did not start listening");

@@ -146,7 +146,7 @@ fn deferred(schema: SchemaRef, compute: Compute) -> Result<Arc<dyn TableProvider
 }
 
 fn external(e: crate::Error) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
+    e.into()
 }
 
 /// Which table function, bound to the query service and the tenant of the session.
