@@ -121,3 +121,22 @@ fn flight_sql_queries_are_memory_bounded() {
         "--memory".into(),
     ]);
 }
+
+#[test]
+fn flight_sql_tenant_from_x_scope_orgid() {
+    let hearth = Hearth::start_with_config("multitenancy_enabled: true\n");
+    let pprof = fixture("captures/extracted/py-005.s1.r0.pb");
+    for (tenant, service) in [("tenant-a", "python-app"), ("tenant-b", "b-app")] {
+        let response = hearth.push(
+            Some(tenant),
+            &[("__name__", "process_cpu"), ("service_name", service)],
+            &pprof,
+        );
+        assert_eq!(response.status().as_u16(), 200);
+    }
+    run_python(&[
+        "--flight".into(),
+        hearth.flight_addr.to_string(),
+        "--orgid".into(),
+    ]);
+}

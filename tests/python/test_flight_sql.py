@@ -161,6 +161,24 @@ def main_checks(flight, http):
         check("unknown token", "accepted", "UNAUTHENTICATED")
 
 
+def orgid_checks(flight):
+    """Multi-tenancy without tokens: x-scope-orgid metadata picks the tenant, as on HTTP."""
+    header = adbc_driver_flightsql.DatabaseOptions.RPC_CALL_HEADER_PREFIX.value + "x-scope-orgid"
+
+    def as_tenant(tenant):
+        return flightsql.connect(f"grpc://{flight}", db_kwargs={header: tenant})
+
+    for tenant, services in [("tenant-a", ["python-app"]), ("tenant-b", ["b-app"])]:
+        got = sorted(query(as_tenant(tenant), "SELECT DISTINCT service_name FROM series")["service_name"])
+        check(f"x-scope-orgid {tenant} sees its services only", got, services)
+    try:
+        query(flightsql.connect(f"grpc://{flight}"), "SELECT 1")
+    except Exception as e:
+        check("no x-scope-orgid is refused", "UNAUTHENTICATED" in str(e) and "x-scope-orgid" in str(e), True)
+    else:
+        check("no x-scope-orgid is refused", "accepted", "UNAUTHENTICATED")
+
+
 def memory_checks(flight):
     conn = flightsql.connect(f"grpc://{flight}")
     try:
@@ -181,9 +199,12 @@ if __name__ == "__main__":
     parser.add_argument("--flight", required=True)
     parser.add_argument("--http")
     parser.add_argument("--memory", action="store_true")
+    parser.add_argument("--orgid", action="store_true")
     args = parser.parse_args()
     if args.memory:
         memory_checks(args.flight)
+    elif args.orgid:
+        orgid_checks(args.flight)
     else:
         main_checks(args.flight, args.http)
     print("all checks passed")
