@@ -8,7 +8,7 @@ mod write;
 
 pub use meta::{BLOCK_FORMAT_VERSION, BlockFile, BlockMeta, BlockStats};
 pub use symbols::read_block_symbols;
-pub use write::{BlockContents, write_block};
+pub use write::{EncodedBlock, write_block};
 
 use std::sync::Arc;
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, RwLock as AsyncRwLock};
 
 use crate::batch::ProfileBatch;
-use crate::block::{self, Block, BlockContents};
+use crate::block::{self, Block, EncodedBlock};
 use crate::error::{Error, Result};
 use crate::head::{AppendStats, Head};
 use crate::model::{TenantId, TimeRange};
@@ -412,11 +412,15 @@ impl Engine {
         tenant: &TenantId,
         old: &Generation,
     ) -> Result<Option<Arc<Block>>> {
-        let contents = BlockContents::build(&old.head.read())?;
-        let Some(contents) = contents else {
+        // Sorting and compressing is CPU work: keep it off the async workers that answer pushes.
+        let head = old.head.clone();
+        let encoded = tokio::task::spawn_blocking(move || EncodedBlock::encode(&head.read()))
+            .await
+            .map_err(|e| Error::corrupt("block encode task", e))??;
+        let Some(encoded) = encoded else {
             return Ok(None);
         };
-        let block = block::write_block(&self.store, tenant, contents, &old.segments).await?;
+        let block = block::write_block(&self.store, tenant, encoded, &old.segments).await?;
         Ok(Some(Arc::new(block)))
     }
 

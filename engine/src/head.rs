@@ -10,6 +10,7 @@ use arrow::array::{
     ArrayRef, DictionaryArray, Int32Array, Int64Array, MapBuilder, RecordBatch, StringArray,
     StringBuilder, TimestampNanosecondArray, UInt32Array, UInt64Array,
 };
+use arrow::compute::concat_batches;
 use arrow::datatypes::Int32Type;
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
@@ -345,6 +346,52 @@ impl Head {
             batches.push(self.open.to_batch(&self.partition_name_array())?);
         }
         Ok(batches)
+    }
+
+    /// The samples sorted for a block, in batches of about `rows_per_batch` rows: by series and
+    /// time, each profile's rows in stack-trace order (as `append` left them). A profile's rows
+    /// are contiguous and never span a chunk, so sorting the profiles sorts the samples, and a
+    /// flush streams them without copying the whole table.
+    pub fn sorted_sample_batches(
+        &self,
+        rows_per_batch: usize,
+    ) -> Result<impl Iterator<Item = Result<RecordBatch>> + '_> {
+        let chunks = self.sample_batches()?;
+        let mut chunk_starts = Vec::with_capacity(chunks.len());
+        let mut at = 0usize;
+        for chunk in &chunks {
+            chunk_starts.push(at);
+            at += chunk.num_rows();
+        }
+        let mut offsets = Vec::with_capacity(self.profiles.len());
+        let mut at = 0usize;
+        for profile in &self.profiles {
+            offsets.push(at);
+            at += profile.sample_count as usize;
+        }
+        debug_assert_eq!(at, self.sample_rows, "profile rows cover the samples");
+        let mut order: Vec<u32> = (0..self.profiles.len() as u32).collect();
+        order.sort_by_key(|&i| {
+            let p = &self.profiles[i as usize];
+            (p.series_id, p.time)
+        });
+        let mut next = 0usize;
+        Ok(std::iter::from_fn(move || {
+            let mut slices = Vec::new();
+            let mut rows = 0usize;
+            while next < order.len() && rows < rows_per_batch.max(1) {
+                let profile = order[next] as usize;
+                next += 1;
+                let (offset, len) = (
+                    offsets[profile],
+                    self.profiles[profile].sample_count as usize,
+                );
+                let chunk = chunk_starts.partition_point(|&start| start <= offset) - 1;
+                slices.push(chunks[chunk].slice(offset - chunk_starts[chunk], len));
+                rows += len;
+            }
+            (!slices.is_empty()).then(|| Ok(concat_batches(&schema::SAMPLES, &slices)?))
+        }))
     }
 
     /// One batch per partition of a symbol table.

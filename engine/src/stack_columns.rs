@@ -16,7 +16,9 @@ pub struct StringKeys {
 }
 
 pub fn string_keys(array: &ArrayRef, what: &str) -> Result<StringKeys> {
-    if let Some(dict) = array.as_any_dictionary_opt() {
+    if let Some(dict) = array.as_any_dictionary_opt()
+        && !dict.values().is_empty()
+    {
         let values = arrow::compute::cast(dict.values(), &DataType::Utf8)?;
         let values = values.as_string::<i32>();
         return Ok(StringKeys {
@@ -65,36 +67,37 @@ impl DenseStacks {
         let stacks = stacks.as_primitive::<UInt32Type>();
         let values = arrow::compute::cast(value, &DataType::Int64)?;
         let values = values.as_primitive::<Int64Type>();
-        // Slots for the (source, service) pairs of this batch, found once each.
-        let mut batch_slots: HashMap<(usize, usize), usize> = HashMap::new();
-        for row in 0..stacks.len() {
-            if stacks.is_null(row) || values.is_null(row) {
+        // The slot of each (source, service) pair of this batch, found once per pair: a dense
+        // table over the two dictionaries' keys, so rows cost two array lookups, no hashing.
+        let width = services.values.len();
+        let mut batch_slots: Vec<usize> = vec![usize::MAX; sources.values.len() * width];
+        let (stack_ids, row_values) = (stacks.values(), values.values());
+        let nulls = stacks.null_count() + values.null_count() > 0;
+        for row in 0..stack_ids.len() {
+            if nulls && (stacks.is_null(row) || values.is_null(row)) {
                 continue;
             }
-            let key = (sources.keys[row], services.keys[row]);
-            let slot = match batch_slots.get(&key) {
-                Some(&slot) => slot,
-                None => {
-                    let pair = (
-                        sources.values[key.0].clone(),
-                        services.values[key.1].clone(),
-                    );
-                    let slot = *self.slot_of.entry(pair.clone()).or_insert_with(|| {
-                        self.partitions.push((pair.0, pair.1, Vec::new()));
-                        self.partitions.len() - 1
-                    });
-                    batch_slots.insert(key, slot);
-                    slot
-                }
-            };
+            let key = sources.keys[row] * width + services.keys[row];
+            let mut slot = batch_slots[key];
+            if slot == usize::MAX {
+                let pair = (
+                    sources.values[sources.keys[row]].clone(),
+                    services.values[services.keys[row]].clone(),
+                );
+                slot = *self.slot_of.entry(pair.clone()).or_insert_with(|| {
+                    self.partitions.push((pair.0, pair.1, Vec::new()));
+                    self.partitions.len() - 1
+                });
+                batch_slots[key] = slot;
+            }
             let dense = &mut self.partitions[slot].2;
-            let id = stacks.value(row) as usize;
+            let id = stack_ids[row] as usize;
             if id >= dense.len() {
                 dense.resize(id + 1, 0);
             }
-            dense[id] += values.value(row);
-            self.rows += 1;
+            dense[id] += row_values[row];
         }
+        self.rows += stack_ids.len() as u64;
         Ok(())
     }
 

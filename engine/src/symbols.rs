@@ -4,9 +4,10 @@
 //! Ids are positions in append-only tables: an id handed out stays valid for the life of the
 //! partition, which lets readers snapshot a table by its length.
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use hearth_proto::pprof::{Profile, Sample};
 use rustc_hash::FxHashMap;
 
@@ -56,31 +57,64 @@ pub struct Location {
     pub lines: Box<[Line]>,
 }
 
-/// An append-only table that hands out one id per distinct value.
+/// An append-only table that hands out one id per distinct value. Each value is stored once;
+/// the index holds ids only, and lookups can use a borrowed form of the value, so finding an
+/// existing value allocates nothing.
 #[derive(Debug)]
 pub struct Interned<T> {
     items: Vec<T>,
-    index: FxHashMap<T, u32>,
+    index: HashTable<u32>,
 }
 
 impl<T> Default for Interned<T> {
     fn default() -> Self {
         Interned {
             items: Vec::new(),
-            index: FxHashMap::default(),
+            index: HashTable::new(),
         }
     }
 }
 
-impl<T: Hash + Eq + Clone> Interned<T> {
+/// The hash every table here uses.
+pub fn hash_of<Q: Hash + ?Sized>(value: &Q) -> u64 {
+    rustc_hash::FxBuildHasher.hash_one(value)
+}
+
+impl<T: Hash + Eq> Interned<T> {
     pub fn intern(&mut self, value: T) -> u32 {
-        if let Some(&id) = self.index.get(&value) {
+        let hash = hash_of(&value);
+        let Interned { items, index } = self;
+        if let Some(&id) = index.find(hash, |&id| items[id as usize] == value) {
             return id;
         }
-        let id = self.items.len() as u32;
-        self.items.push(value.clone());
-        self.index.insert(value, id);
+        Self::insert_new(items, index, hash, value)
+    }
+
+    fn insert_new(items: &mut Vec<T>, index: &mut HashTable<u32>, hash: u64, value: T) -> u32 {
+        let id = items.len() as u32;
+        items.push(value);
+        debug_assert_eq!(
+            hash_of(&items[id as usize]),
+            hash,
+            "a borrowed form hashes like its value"
+        );
+        index.insert_unique(hash, id, |&i| hash_of(&items[i as usize]));
         id
+    }
+
+    /// The id of the value `eq` accepts, whose hash is `hash`; `make` builds it when new.
+    /// `hash` must equal the owned value's [`hash_of`].
+    pub fn intern_with(
+        &mut self,
+        hash: u64,
+        eq: impl Fn(&T) -> bool,
+        make: impl FnOnce() -> T,
+    ) -> u32 {
+        let Interned { items, index } = self;
+        if let Some(&id) = index.find(hash, |&id| eq(&items[id as usize])) {
+            return id;
+        }
+        Self::insert_new(items, index, hash, make())
     }
 
     pub fn items(&self) -> &[T] {
@@ -101,11 +135,15 @@ impl<T: Hash + Eq + Clone> Interned<T> {
 }
 
 /// The stack-trace tree: nodes with parent pointers; a stack is the path from a leaf to the root.
+/// Besides the (parent, location) → child index used to grow it, whole stacks are indexed by
+/// the hash of their locations, so a stack seen before costs one lookup and a walk up its
+/// parent pointers to confirm it, instead of one lookup per frame.
 #[derive(Debug)]
 pub struct StacktraceTree {
     parents: Vec<u32>,
     locations: Vec<u32>,
     children: FxHashMap<(u32, u32), u32>,
+    stacks: HashTable<u32>,
 }
 
 impl Default for StacktraceTree {
@@ -114,15 +152,35 @@ impl Default for StacktraceTree {
             parents: vec![0],
             locations: vec![u32::MAX],
             children: FxHashMap::default(),
+            stacks: HashTable::new(),
         }
     }
 }
 
 impl StacktraceTree {
+    /// Whether `leaf`'s path from the root is `root_first`.
+    fn is_path(&self, leaf: u32, root_first: &[u32]) -> bool {
+        let mut node = leaf;
+        for &location in root_first.iter().rev() {
+            if node == 0 || self.locations[node as usize] != location {
+                return false;
+            }
+            node = self.parents[node as usize];
+        }
+        node == 0
+    }
+
     /// Inserts a stack given root first; returns the leaf's id.
-    pub fn insert(&mut self, root_first: impl Iterator<Item = u32>) -> StacktraceId {
+    pub fn insert(&mut self, root_first: &[u32]) -> StacktraceId {
+        let hash = hash_of(root_first);
+        if let Some(&leaf) = self
+            .stacks
+            .find(hash, |&leaf| self.is_path(leaf, root_first))
+        {
+            return leaf;
+        }
         let mut node = 0u32;
-        for location in root_first {
+        for &location in root_first {
             let next_id = self.parents.len() as u32;
             node = *self.children.entry((node, location)).or_insert_with(|| {
                 self.parents.push(node);
@@ -130,6 +188,10 @@ impl StacktraceTree {
                 next_id
             });
         }
+        let (parents, locations) = (&self.parents, &self.locations);
+        self.stacks.insert_unique(hash, node, |&leaf| {
+            hash_of(&path_of(parents, locations, leaf))
+        });
         node
     }
 
@@ -144,6 +206,7 @@ impl StacktraceTree {
             parents,
             locations,
             children,
+            stacks: HashTable::new(),
         }
     }
 
@@ -173,6 +236,18 @@ impl StacktraceTree {
             id = self.parents[id as usize];
         }
     }
+}
+
+/// The locations of a leaf's path, root first (for rehashing the stack index).
+fn path_of(parents: &[u32], locations: &[u32], leaf: u32) -> Vec<u32> {
+    let mut path = Vec::new();
+    let mut node = leaf;
+    while node != 0 {
+        path.push(locations[node as usize]);
+        node = parents[node as usize];
+    }
+    path.reverse();
+    path
 }
 
 /// All symbols of one partition. String 0 is the empty string.
@@ -207,10 +282,12 @@ impl SymbolPartition {
         partition
     }
 
-    /// Interns a string, keeping the byte count.
+    /// Interns a string, keeping the byte count; a known string allocates nothing.
     pub fn intern_string(&mut self, value: &str) -> u32 {
         let known = self.strings.len();
-        let id = self.strings.intern(Arc::from(value));
+        let id = self
+            .strings
+            .intern_with(hash_of(value), |s| **s == *value, || Arc::from(value));
         if self.strings.len() > known {
             self.string_bytes += value.len();
         }
@@ -223,12 +300,14 @@ impl SymbolPartition {
 
     /// A rough count of the bytes this partition holds, for flush thresholds.
     pub fn estimated_bytes(&self) -> usize {
+        // Per entry: the value, its index slot and the allocator's overhead; a tree node is
+        // two u32s plus its (parent, location) index entry.
         self.string_bytes
-            + self.strings.len() * 40
-            + self.mappings.len() * 96
-            + self.functions.len() * 64
-            + self.locations.len() * 72
-            + self.stacktraces.len() * 24
+            + self.strings.len() * 48
+            + self.mappings.len() * 64
+            + self.functions.len() * 40
+            + self.locations.len() * 64
+            + self.stacktraces.len() * 40
     }
 }
 
@@ -241,6 +320,8 @@ pub struct PprofImport<'a> {
     mappings: Vec<u32>,
     locations: Vec<u32>,
     stack: Vec<u32>,
+    /// Scratch space for a location's lines.
+    lines: Vec<Line>,
 }
 
 const UNMAPPED: u32 = u32::MAX;
@@ -255,6 +336,7 @@ impl<'a> PprofImport<'a> {
             mappings: vec![UNMAPPED; profile.mapping.len()],
             locations: vec![UNMAPPED; profile.location.len()],
             stack: Vec::new(),
+            lines: Vec::new(),
         }
     }
 
@@ -268,7 +350,7 @@ impl<'a> PprofImport<'a> {
             let location = self.location(partition, self.index.location(id));
             self.stack.push(location);
         }
-        partition.stacktraces.insert(self.stack.iter().copied())
+        partition.stacktraces.insert(&self.stack)
     }
 
     fn location(&mut self, partition: &mut SymbolPartition, pos: usize) -> u32 {
@@ -280,19 +362,27 @@ impl<'a> PprofImport<'a> {
             .index
             .mapping(loc.mapping_id)
             .map(|m| self.mapping(partition, m));
-        let lines = loc
-            .line
-            .iter()
-            .map(|line| Line {
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.clear();
+        for line in &loc.line {
+            lines.push(Line {
                 function: self.function(partition, self.index.function(line.function_id)),
                 line: line.line,
-            })
-            .collect();
-        let id = partition.locations.intern(Location {
-            mapping,
-            address: loc.address,
-            lines,
-        });
+            });
+        }
+        let address = loc.address;
+        // Hashes like `Location`'s derived Hash: its fields in order.
+        let hash = hash_of(&(mapping, address, &lines[..]));
+        let id = partition.locations.intern_with(
+            hash,
+            |l| l.mapping == mapping && l.address == address && *l.lines == lines[..],
+            || Location {
+                mapping,
+                address,
+                lines: lines.as_slice().into(),
+            },
+        );
+        self.lines = lines;
         self.locations[pos] = id;
         id
     }
@@ -364,9 +454,9 @@ mod tests {
     #[test]
     fn the_same_stack_is_stored_once() {
         let mut tree = StacktraceTree::default();
-        let a = tree.insert([1, 2, 3].into_iter());
-        let b = tree.insert([1, 2, 3].into_iter());
-        let c = tree.insert([1, 2].into_iter());
+        let a = tree.insert(&[1, 2, 3]);
+        let b = tree.insert(&[1, 2, 3]);
+        let c = tree.insert(&[1, 2]);
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(tree.len(), 4);
@@ -375,6 +465,23 @@ mod tests {
         assert_eq!(stack, vec![3, 2, 1]);
         tree.resolve(0, &mut stack);
         assert!(stack.is_empty());
+        // A prefix of a known stack, and a stack that differs only at the root.
+        assert_eq!(tree.insert(&[1, 2]), c);
+        let d = tree.insert(&[9, 2, 3]);
+        assert_ne!(d, a);
+        tree.resolve(d, &mut stack);
+        assert_eq!(stack, vec![3, 2, 9]);
+    }
+
+    #[test]
+    fn interned_values_are_stored_once() {
+        let mut table: Interned<String> = Interned::default();
+        let a = table.intern("a".to_string());
+        let b = table.intern("b".to_string());
+        assert_eq!(table.intern("a".to_string()), a);
+        let found = table.intern_with(hash_of("b"), |s| s == "b", || unreachable!("known"));
+        assert_eq!(found, b);
+        assert_eq!(table.len(), 2);
     }
 
     #[test]

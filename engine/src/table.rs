@@ -4,15 +4,17 @@
 //! filters, drops blocks whose service names or profile types cannot match, and keeps only the
 //! matching series of a head. Head rows come from in-memory batches; block rows from a Parquet
 //! scan (`DataSourceExec`) over the engine's object store, with the filters as its pruning
-//! predicate. Filters stay `Inexact`: DataFusion re-applies them, so pruning only has to be sound.
+//! predicate. Most filters stay `Inexact`: DataFusion re-applies them, so pruning only has to be
+//! sound. Time bounds and series-id sets on `samples` and `profiles` are `Exact`: the scan
+//! applies them itself, once per run of equal (series, time) (see [`RowFilter`]).
 
 mod filters;
 mod label_fn;
 mod scan_exec;
 
-pub use filters::{ScanPruning, matcher_expr};
+pub use filters::{ScanPruning, is_exact_row_filter, matcher_expr};
 pub use label_fn::{LABEL_FUNCTION, LabelFunction, label_udf};
-pub use scan_exec::{ProfileScanExec, ScanSummary};
+pub use scan_exec::{ProfileScanExec, RowFilter, ScanSummary};
 
 use std::fmt;
 use std::sync::{Arc, LazyLock};
@@ -91,6 +93,63 @@ impl ProfileTable {
         };
         listed(label::SERVICE_NAME, &block.meta.service_names)
             && listed(label::PROFILE_TYPE, &block.meta.profile_types)
+    }
+
+    /// Samples and profiles are sorted by series and time: their scan applies time and series
+    /// filters itself, exactly and cheaply.
+    fn filters_rows(&self) -> bool {
+        matches!(self.kind, TableKind::Samples | TableKind::Profiles)
+    }
+
+    /// The projection to read and the row filter for the exact filters among `filters`: the
+    /// filter needs `series_id` and `time`, which are read and then dropped when not projected.
+    fn row_filter(
+        &self,
+        filters: &[Expr],
+        projection: Option<&Vec<usize>>,
+    ) -> Result<(Option<Vec<usize>>, Option<RowFilter>)> {
+        let exact: Vec<Expr> = filters
+            .iter()
+            .filter(|f| self.filters_rows() && is_exact_row_filter(f))
+            .cloned()
+            .collect();
+        if exact.is_empty() {
+            return Ok((projection.cloned(), None));
+        }
+        let rows = ScanPruning::from_filters(&exact);
+        let schema = self.kind.table_schema();
+        let (series, time) = (
+            schema.index_of(schema::SERIES_ID)?,
+            schema.index_of(schema::TIME)?,
+        );
+        let (read, output) = match projection {
+            None => (None, None),
+            Some(wanted) => {
+                let mut read = wanted.clone();
+                for column in [series, time] {
+                    if !read.contains(&column) {
+                        read.push(column);
+                    }
+                }
+                let output = (read.len() > wanted.len()).then(|| (0..wanted.len()).collect());
+                (Some(read), output)
+            }
+        };
+        let position = |column: usize| {
+            read.as_ref().map_or(column, |r| {
+                r.iter().position(|&c| c == column).expect("read")
+            })
+        };
+        let filter = RowFilter {
+            time: rows.time,
+            series: rows
+                .series_ids
+                .map(|ids| Arc::new(ids.into_iter().collect())),
+            series_column: position(series),
+            time_column: position(time),
+            projection: output,
+        };
+        Ok((read, Some(filter)))
     }
 
     /// The rows of the heads the filters may match, and how many heads that is.
@@ -181,7 +240,13 @@ impl TableProvider for ProfileTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        Ok(filters
+            .iter()
+            .map(|f| match self.filters_rows() && is_exact_row_filter(f) {
+                true => TableProviderFilterPushDown::Exact,
+                false => TableProviderFilterPushDown::Inexact,
+            })
+            .collect())
     }
 
     async fn scan(
@@ -192,6 +257,10 @@ impl TableProvider for ProfileTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let pruning = ScanPruning::from_filters(filters);
+        let (projection, row_filter) = self.row_filter(filters, projection)?;
+        let projection = projection.as_ref();
+        // Rows the filter drops must not count towards a limit.
+        let limit = if row_filter.is_some() { None } else { limit };
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
         let (head_batches, heads_kept) = self.head_batches(&pruning)?;
@@ -232,7 +301,19 @@ impl TableProvider for ProfileTable {
             matchers: pruning.matchers.iter().map(|m| m.to_string()).collect(),
             series_ids: pruning.series_ids.as_ref().map(|ids| ids.len()),
         };
-        Ok(Arc::new(ProfileScanExec::new(summary, input)))
+        let output_schema = match &row_filter {
+            Some(f) => match &f.projection {
+                Some(columns) => Arc::new(input.schema().project(columns)?),
+                None => input.schema(),
+            },
+            None => input.schema(),
+        };
+        Ok(Arc::new(ProfileScanExec::new(
+            summary,
+            input,
+            row_filter,
+            output_schema,
+        )))
     }
 }
 

@@ -4,15 +4,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
-use arrow::datatypes::SchemaRef;
+use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
 use bytes::Bytes;
 use object_store::buffered::BufWriter;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use parquet::arrow::AsyncArrowWriter;
+use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
+use tokio::io::AsyncWriteExt;
 
 use super::meta::{BLOCK_FORMAT_VERSION, BlockFile, BlockMeta, BlockStats, META_FILE};
 use super::{Block, ChildPath, block_dir};
@@ -25,10 +25,12 @@ use crate::wal::SegmentId;
 /// Rows per Parquet row group; smaller groups prune better by series and time.
 const ROW_GROUP_ROWS: usize = 256 * 1024;
 
-/// A frozen head's tables, sorted and ready to write: built without awaiting, so the head's
-/// lock is never held across I/O.
-pub struct BlockContents {
-    tables: Vec<(TableKind, RecordBatch)>,
+/// A frozen head encoded as a block's Parquet files, ready to upload. Encoding is CPU work
+/// without awaiting: callers run it off the async workers, and the head's lock is never held
+/// across I/O. The samples table streams from the head in row groups, so a flush needs the
+/// compressed files and one row group beside the head, not a sorted copy of it.
+pub struct EncodedBlock {
+    files: Vec<(TableKind, Bytes, u64)>,
     stats: BlockStats,
     min_time: i64,
     max_time: i64,
@@ -36,33 +38,13 @@ pub struct BlockContents {
     service_names: Vec<String>,
 }
 
-impl BlockContents {
-    /// Sorts the head's tables for a block. `None` for an empty head.
-    pub fn build(head: &Head) -> Result<Option<Self>> {
+impl EncodedBlock {
+    /// Sorts and encodes the head's tables. `None` for an empty head.
+    pub fn encode(head: &Head) -> Result<Option<Self>> {
         let Some((min_time, max_time)) = head.time_bounds() else {
             return Ok(None);
         };
-        let mut tables = Vec::new();
-        let mut stats = BlockStats::default();
-        for table in TableKind::ALL {
-            let schema = table.schema();
-            let order: &[&str] = match table {
-                TableKind::Series => &[schema::SERIES_ID],
-                TableKind::Profiles => &[schema::SERIES_ID, schema::TIME],
-                TableKind::Samples => &[schema::SERIES_ID, schema::TIME, "stacktrace_id"],
-                _ => &[],
-            };
-            let batch = sorted(head.table_batches(table)?, &schema, order)?;
-            let rows = batch.num_rows() as u64;
-            match table {
-                TableKind::Series => stats.series = rows,
-                TableKind::Profiles => stats.profiles = rows,
-                TableKind::Samples => stats.samples = rows,
-                _ => {}
-            }
-            tables.push((table, batch));
-        }
-        let series = &tables[0].1;
+        let series = head.series_batch()?; // sorted by series_id
         let distinct = |column: usize| -> Vec<String> {
             let values: BTreeSet<&str> = series
                 .column(column)
@@ -72,10 +54,44 @@ impl BlockContents {
                 .collect();
             values.into_iter().map(str::to_string).collect()
         };
-        let profile_types = distinct(1);
-        let service_names = distinct(2);
-        Ok(Some(BlockContents {
-            tables,
+        let (profile_types, service_names) = (distinct(1), distinct(2));
+        let mut stats = BlockStats::default();
+        let mut files = Vec::new();
+        for table in TableKind::ALL {
+            let mut writer =
+                ArrowWriter::try_new(Vec::new(), table.schema(), Some(writer_properties(table)))?;
+            let mut rows = 0u64;
+            let mut write = |batch: &RecordBatch| -> Result<()> {
+                rows += batch.num_rows() as u64;
+                Ok(writer.write(batch)?)
+            };
+            match table {
+                TableKind::Series => write(&series)?,
+                TableKind::Profiles => write(&sorted(
+                    &head.profiles_batch()?,
+                    &[schema::SERIES_ID, schema::TIME],
+                )?)?,
+                TableKind::Samples => {
+                    for batch in head.sorted_sample_batches(ROW_GROUP_ROWS)? {
+                        write(&batch?)?;
+                    }
+                }
+                symbols => {
+                    for batch in head.symbol_batches(symbols)? {
+                        write(&batch)?;
+                    }
+                }
+            }
+            match table {
+                TableKind::Series => stats.series = rows,
+                TableKind::Profiles => stats.profiles = rows,
+                TableKind::Samples => stats.samples = rows,
+                _ => {}
+            }
+            files.push((table, Bytes::from(writer.into_inner()?), rows));
+        }
+        Ok(Some(EncodedBlock {
+            files,
             stats,
             min_time,
             max_time,
@@ -103,10 +119,9 @@ fn writer_properties(table: TableKind) -> WriterProperties {
 }
 
 /// Sorts a table's rows by the given columns.
-fn sorted(batches: Vec<RecordBatch>, schema: &SchemaRef, by: &[&str]) -> Result<RecordBatch> {
-    let batch = concat_batches(schema, &batches)?;
-    if batch.num_rows() == 0 || by.is_empty() {
-        return Ok(batch);
+fn sorted(batch: &RecordBatch, by: &[&str]) -> Result<RecordBatch> {
+    if batch.num_rows() == 0 {
+        return Ok(batch.clone());
     }
     let columns: Vec<SortColumn> = by
         .iter()
@@ -116,25 +131,25 @@ fn sorted(batches: Vec<RecordBatch>, schema: &SchemaRef, by: &[&str]) -> Result<
         })
         .collect();
     let indices = lexsort_to_indices(&columns, None)?;
-    Ok(take_record_batch(&batch, &indices)?)
+    Ok(take_record_batch(batch, &indices)?)
 }
 
-async fn write_parquet(
+/// Uploads one file (multipart when large) and describes it for `meta.json`.
+async fn upload(
     store: &Arc<dyn ObjectStore>,
     path: object_store::path::Path,
     table: TableKind,
-    batch: &RecordBatch,
+    bytes: Bytes,
+    rows: u64,
 ) -> Result<BlockFile> {
-    let writer = BufWriter::new(store.clone(), path.clone());
-    let mut parquet =
-        AsyncArrowWriter::try_new(writer, table.schema(), Some(writer_properties(table)))?;
-    parquet.write(batch).await?;
-    parquet.close().await?;
-    let size_bytes = store.head(&path).await?.size;
+    let size_bytes = bytes.len() as u64;
+    let mut writer = BufWriter::new(store.clone(), path.clone());
+    writer.put(bytes).await?;
+    writer.shutdown().await.map_err(|e| Error::io(&path, e))?;
     Ok(BlockFile {
         path: table.file_name().to_string(),
         size_bytes,
-        rows: batch.num_rows() as u64,
+        rows,
     })
 }
 
@@ -142,14 +157,15 @@ async fn write_parquet(
 pub async fn write_block(
     store: &Arc<dyn ObjectStore>,
     tenant: &TenantId,
-    contents: BlockContents,
+    encoded: EncodedBlock,
     wal_segments: &[SegmentId],
 ) -> Result<Block> {
     let ulid = ulid::Ulid::new().to_string();
     let dir = block_dir(tenant, &ulid);
     let mut files = Vec::new();
-    for (table, batch) in &contents.tables {
-        files.push(write_parquet(store, dir.child_path(table.file_name()), *table, batch).await?);
+    let contents = encoded;
+    for (table, bytes, rows) in contents.files {
+        files.push(upload(store, dir.child_path(table.file_name()), table, bytes, rows).await?);
     }
     let meta = BlockMeta {
         version: BLOCK_FORMAT_VERSION,

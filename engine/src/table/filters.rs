@@ -191,6 +191,52 @@ impl ScanPruning {
     }
 }
 
+/// Whether the scan applies `filter` exactly to `samples` and `profiles` rows: bounds on the bare
+/// `time` column and series-id sets, the filters every profile query has. Rows are sorted by
+/// series and time, so the scan decides once per run of equal (series, time) instead of per row.
+pub fn is_exact_row_filter(filter: &Expr) -> bool {
+    let is_series = |e: &Expr| bare_column(e) == Some(schema::SERIES_ID);
+    let is_time = |e: &Expr| bare_column(e) == Some(schema::TIME);
+    let id = |e: &Expr| literal(e).and_then(as_u64).is_some();
+    let nanos = |e: &Expr| literal(e).and_then(as_nanos).is_some();
+    match filter {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => is_exact_row_filter(left) && is_exact_row_filter(right),
+        Expr::BinaryExpr(BinaryExpr {
+            op: Operator::Or, ..
+        }) => split_disjunction(filter).into_iter().all(|e| {
+            matches!(e, Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right })
+                if is_series(left) && id(right))
+        }),
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let comparison = matches!(
+                op,
+                Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq
+            );
+            (comparison && ((is_time(left) && nanos(right)) || (nanos(left) && is_time(right))))
+                || (*op == Operator::Eq && is_series(left) && id(right))
+        }
+        Expr::InList(list) => !list.negated && is_series(&list.expr) && list.list.iter().all(id),
+        Expr::Between(between) => {
+            !between.negated
+                && is_time(&between.expr)
+                && nanos(&between.low)
+                && nanos(&between.high)
+        }
+        _ => false,
+    }
+}
+
+fn bare_column(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Column(c) => Some(c.name.as_str()),
+        _ => None,
+    }
+}
+
 /// The operands of a chain of ORs.
 fn split_disjunction(expr: &Expr) -> Vec<&Expr> {
     match expr {
@@ -315,6 +361,40 @@ mod tests {
         // `max_time <= x` says nothing about overlap with a later range start.
         let filters = vec![col("max_time").lt_eq(ts(20))];
         assert_eq!(ScanPruning::from_filters(&filters).time, TimeRange::ALL);
+    }
+
+    #[test]
+    fn exact_row_filters_are_bare_time_bounds_and_series_sets() {
+        let exact = [
+            col("time").gt_eq(ts(100)).and(col("time").lt(ts(200))),
+            ts(5).lt(col("time")),
+            col("series_id").in_list(vec![lit(1u64), lit(2u64)], false),
+            col("series_id")
+                .eq(lit(7u64))
+                .or(col("series_id").eq(lit(8u64))),
+            col("time").between(ts(1), ts(2)),
+        ];
+        for f in &exact {
+            assert!(is_exact_row_filter(f), "{f}");
+        }
+        let inexact = [
+            col("series_id").in_list(vec![lit(1u64)], true),
+            col("series_id")
+                .eq(lit(7u64))
+                .or(col("value").eq(lit(8i64))),
+            col("time").not_eq(ts(3)),
+            Expr::Cast(datafusion::logical_expr::Cast::new(
+                Box::new(col("time")),
+                arrow::datatypes::DataType::Int64,
+            ))
+            .gt(ts(1)),
+            col("time").gt(lit(5i64)),
+            matcher_expr(&LabelMatcher::equal("service_name", "api")),
+            col("time").gt(ts(1)).and(col("value").gt(lit(0i64))),
+        ];
+        for f in &inexact {
+            assert!(!is_exact_row_filter(f), "{f}");
+        }
     }
 
     #[test]

@@ -1,17 +1,74 @@
-//! `ProfileScanExec`: the root of every provider scan. It passes rows through unchanged; it
-//! exists so `EXPLAIN` shows what `scan()` pruned (heads and blocks kept out of those in the
-//! snapshot, the time range, the label matchers and series ids it pruned by).
+//! `ProfileScanExec`: the root of every provider scan. `EXPLAIN` shows what `scan()` pruned
+//! (heads and blocks kept out of those in the snapshot, the time range, the label matchers and
+//! series ids it pruned by). For `samples` and `profiles` it also applies the time and series
+//! filters it took as exact ([`RowFilter`]), once per run of equal (series, time), and then
+//! drops the columns it read only for that.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::array::{AsArray, BooleanArray, BooleanBufferBuilder, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{SchemaRef, TimestampNanosecondType, UInt64Type};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use futures::StreamExt;
 
 use crate::model::TimeRange;
+
+/// Time bounds and a series set applied to rows sorted by (series, time); then a projection.
+#[derive(Debug, Clone)]
+pub struct RowFilter {
+    pub time: TimeRange,
+    pub series: Option<Arc<HashSet<u64>>>,
+    /// Column indices of `series_id` and `time` in the input.
+    pub series_column: usize,
+    pub time_column: usize,
+    /// Input columns to output, when the filter columns were read only for the filter.
+    pub projection: Option<Vec<usize>>,
+}
+
+impl RowFilter {
+    fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let series = batch
+            .column(self.series_column)
+            .as_primitive::<UInt64Type>()
+            .values();
+        let time = batch
+            .column(self.time_column)
+            .as_primitive::<TimestampNanosecondType>()
+            .values();
+        let n = batch.num_rows();
+        let mut keep = BooleanBufferBuilder::new(n);
+        let (mut kept, mut start) = (0, 0);
+        while start < n {
+            let (s, t) = (series[start], time[start]);
+            let mut end = start + 1;
+            while end < n && series[end] == s && time[end] == t {
+                end += 1;
+            }
+            let matches =
+                self.time.contains(t) && self.series.as_ref().is_none_or(|ids| ids.contains(&s));
+            keep.append_n(end - start, matches);
+            kept += if matches { end - start } else { 0 };
+            start = end;
+        }
+        let batch = match kept {
+            k if k == n => batch,
+            _ => filter_record_batch(&batch, &BooleanArray::new(keep.finish(), None))?,
+        };
+        Ok(match &self.projection {
+            Some(columns) => batch.project(columns)?,
+            None => batch,
+        })
+    }
+}
 
 /// What one scan kept.
 #[derive(Debug, Clone)]
@@ -48,11 +105,33 @@ impl fmt::Display for ScanSummary {
 pub struct ProfileScanExec {
     summary: ScanSummary,
     input: Arc<dyn ExecutionPlan>,
+    filter: Option<RowFilter>,
+    properties: Arc<PlanProperties>,
 }
 
 impl ProfileScanExec {
-    pub fn new(summary: ScanSummary, input: Arc<dyn ExecutionPlan>) -> Self {
-        ProfileScanExec { summary, input }
+    /// `schema` is the output's: the input's, projected by the filter's projection.
+    pub fn new(
+        summary: ScanSummary,
+        input: Arc<dyn ExecutionPlan>,
+        filter: Option<RowFilter>,
+        schema: SchemaRef,
+    ) -> Self {
+        let properties = match &filter {
+            None => input.properties().clone(),
+            Some(_) => Arc::new(PlanProperties::new(
+                EquivalenceProperties::new(schema),
+                input.properties().output_partitioning().clone(),
+                EmissionType::Incremental,
+                Boundedness::Bounded,
+            )),
+        };
+        ProfileScanExec {
+            summary,
+            input,
+            filter,
+            properties,
+        }
     }
 
     pub fn summary(&self) -> &ScanSummary {
@@ -62,7 +141,11 @@ impl ProfileScanExec {
 
 impl DisplayAs for ProfileScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "ProfileScanExec: {}", self.summary)
+        write!(f, "ProfileScanExec: {}", self.summary)?;
+        if self.filter.is_some() {
+            write!(f, ", rows filtered by time and series")?;
+        }
+        Ok(())
     }
 }
 
@@ -72,7 +155,7 @@ impl ExecutionPlan for ProfileScanExec {
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
-        self.input.properties()
+        &self.properties
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
@@ -98,8 +181,14 @@ impl ExecutionPlan for ProfileScanExec {
         self: Arc<Self>,
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let input = children.remove(0);
-        Ok(Arc::new(ProfileScanExec::new(self.summary.clone(), input)))
+        // The new input may be partitioned differently (DataFusion splits memory sources).
+        let schema = self.properties.eq_properties.schema().clone();
+        Ok(Arc::new(ProfileScanExec::new(
+            self.summary.clone(),
+            children.remove(0),
+            self.filter.clone(),
+            schema,
+        )))
     }
 
     fn execute(
@@ -107,6 +196,16 @@ impl ExecutionPlan for ProfileScanExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        self.input.execute(partition, context)
+        let input = self.input.execute(partition, context)?;
+        let Some(filter) = self.filter.clone() else {
+            return Ok(input);
+        };
+        let schema = self.properties.eq_properties.schema().clone();
+        let rows = input
+            .map(move |batch| filter.apply(batch?))
+            .filter(|batch| {
+                futures::future::ready(batch.as_ref().map_or(true, |b| b.num_rows() > 0))
+            });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, rows)))
     }
 }
