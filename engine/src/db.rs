@@ -31,7 +31,8 @@ use crate::wal::{Segment, SegmentId, Wal};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HeadConfig {
-    /// Flush a tenant's head once it holds about this many bytes.
+    /// Memory for one tenant's heads. A head is flushed once it holds about half of it, so the
+    /// head being written to a block and the next one filling up fit in it together.
     pub max_head_bytes: usize,
     /// Flush a head this long after its first write (Pyroscope's max block duration).
     #[serde(with = "humantime_serde")]
@@ -39,6 +40,13 @@ pub struct HeadConfig {
     /// How often the flusher checks the thresholds.
     #[serde(with = "humantime_serde")]
     pub flush_check_interval: Duration,
+}
+
+impl HeadConfig {
+    /// The head size that starts a flush.
+    pub fn flush_at(&self) -> usize {
+        self.max_head_bytes / 2
+    }
 }
 
 impl Default for HeadConfig {
@@ -270,7 +278,7 @@ impl Engine {
         })
         .await
         .map_err(|e| Error::corrupt("head append task", e))??;
-        let full = bytes >= self.config.max_head_bytes;
+        let full = bytes >= self.config.flush_at();
         drop(generation);
         if full {
             self.flush_wanted.notify_one();
@@ -432,7 +440,7 @@ impl Engine {
                 let generation = db.generation.read().await;
                 let head = generation.head.read();
                 !head.is_empty()
-                    && (head.estimated_bytes() >= self.config.max_head_bytes
+                    && (head.estimated_bytes() >= self.config.flush_at()
                         || generation.created.elapsed() >= self.config.max_head_age)
             };
             if due {

@@ -161,7 +161,14 @@ impl Head {
             .iter()
             .map(|p| p.read().estimated_bytes())
             .sum();
-        self.sample_rows * 40 + self.profiles.len() * 96 + self.series.len() * 512 + symbols
+        // 41 bytes per sealed row; the open chunk's vectors (16-byte span ids) grow by doubling.
+        let open = self.open.series_id.capacity() * 48;
+        (self.sample_rows - self.open.len()) * 41
+            + open
+            + self.profiles.capacity() * std::mem::size_of::<ProfileRow>()
+            + self.profiles.len() * 40
+            + self.series.len() * 512
+            + symbols
     }
 
     fn partition(&mut self, name: &str) -> (u32, Arc<RwLock<SymbolPartition>>) {

@@ -1,0 +1,195 @@
+//! Criterion micro-benchmarks of the hot paths, on google/pprof's `large.cpu` (20,430 samples,
+//! 23k locations): pprof decode + normalise, head append with the WAL, symbol dedup, flush to
+//! Parquet, flame-graph partial (dense ids to a function tree) and final (merge of encoded
+//! trees) phases, and tree truncation/rendering.
+//!
+//! `cargo bench --bench hot_paths` (criterion's own flags follow `--`).
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use hearth_engine::block::{EncodedBlock, write_block};
+use hearth_engine::flamegraph::{FunctionTree, add_partition, flame_graph};
+use hearth_engine::head::Head;
+use hearth_engine::model::{Labels, TenantId};
+use hearth_engine::{Engine, EngineArgs, HeadConfig, ProfileBatch};
+use hearth_ingest::IngestLimits;
+use hearth_ingest::labels::validate_labels;
+use hearth_ingest::normalize::{NormalizeArgs, normalize};
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+
+fn labels() -> Labels {
+    let pairs = [("__name__", "process_cpu"), ("service_name", "bench")];
+    validate_labels(
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+        &IngestLimits::default(),
+    )
+    .unwrap()
+}
+
+/// large.cpu decoded, validated and normalised, as ingest hands it to the engine.
+fn batch(raw: &[u8], time_nanos: i64) -> ProfileBatch {
+    let limits = IngestLimits::default();
+    let (pprof, index) = ProfileBatch::decode_pprof(raw, usize::MAX).unwrap();
+    normalize(NormalizeArgs {
+        labels: labels(),
+        raw: bytes::Bytes::copy_from_slice(raw),
+        pprof,
+        index,
+        profile_id: String::new(),
+        default_time_nanos: time_nanos,
+        limits: &limits,
+    })
+    .unwrap()
+}
+
+fn decode_and_normalise(c: &mut Criterion) {
+    let (raw, _) = support::large_cpu();
+    let mut group = c.benchmark_group("ingest");
+    group.throughput(Throughput::Bytes(raw.len() as u64));
+    group.bench_function("decode_normalise_large_cpu", |b| b.iter(|| batch(&raw, 1)));
+    group.finish();
+}
+
+fn head_append(c: &mut Criterion) {
+    let (raw, _) = support::large_cpu();
+    let batch = batch(&raw, 1);
+    let samples = batch.sample_count() as u64;
+    let mut group = c.benchmark_group("head");
+    group.throughput(Throughput::Elements(samples));
+    // Symbols already in the partition: the steady state of a service that keeps pushing.
+    group.bench_function("append_known_symbols", |b| {
+        let mut head = Head::new();
+        head.append(&batch).unwrap();
+        b.iter(|| head.append(&batch).unwrap());
+    });
+    // A fresh partition: every string, function, location and stack is new.
+    group.bench_function("append_new_symbols", |b| {
+        b.iter_batched(
+            Head::new,
+            |mut head| head.append(&batch).unwrap(),
+            BatchSize::LargeInput,
+        )
+    });
+    // Through the engine: WAL record, fsync (group commit), head.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("blocks")).unwrap();
+    let engine = runtime
+        .block_on(Engine::open(EngineArgs {
+            wal_dir: dir.path().join("wal"),
+            store: Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("blocks")).unwrap()),
+            head: HeadConfig {
+                max_head_bytes: usize::MAX,
+                ..HeadConfig::default()
+            },
+            symbol_cache_bytes: 64 << 20,
+        }))
+        .unwrap();
+    let tenant = TenantId::new("bench").unwrap();
+    group.bench_function("engine_append_with_wal", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(engine.append(&tenant, batch.clone()))
+                .unwrap()
+        })
+    });
+    group.finish();
+}
+
+fn flush(c: &mut Criterion) {
+    let (raw, _) = support::large_cpu();
+    let mut head = Head::new();
+    for i in 0..10 {
+        head.append(&batch(&raw, 1 + i * 10_000_000_000)).unwrap();
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let tenant = TenantId::new("bench").unwrap();
+    let mut group = c.benchmark_group("flush");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(head.sample_count() as u64));
+    group.bench_function("head_of_10_large_cpu_to_parquet", |b| {
+        b.iter(|| {
+            let contents = EncodedBlock::encode(&head).unwrap().unwrap();
+            runtime
+                .block_on(write_block(&store, &tenant, contents, &[]))
+                .unwrap()
+        })
+    });
+    group.finish();
+}
+
+fn flame_graphs(c: &mut Criterion) {
+    let (raw, _) = support::large_cpu();
+    let batch = batch(&raw, 1);
+    let mut head = Head::new();
+    head.append(&batch).unwrap();
+    let (_, partition) = head.partitions().next().unwrap();
+    let symbols = partition.read();
+    // Dense values by stack-trace id, as the partial phase gathers them.
+    let samples = head.sample_batches().unwrap();
+    let mut values = vec![0i64; symbols.stacktraces.len()];
+    let mut rows = 0u64;
+    for b in &samples {
+        let ids = b
+            .column(3)
+            .as_any()
+            .downcast_ref::<arrow::array::UInt32Array>()
+            .unwrap();
+        let vals = b
+            .column(4)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap();
+        for i in 0..b.num_rows() {
+            values[ids.value(i) as usize] += vals.value(i);
+            rows += 1;
+        }
+    }
+    let mut group = c.benchmark_group("flamegraph");
+    group.throughput(Throughput::Elements(rows));
+    group.bench_function("partial_resolve_large_cpu", |b| {
+        b.iter(|| {
+            let mut tree = FunctionTree::new();
+            add_partition(&mut tree, &symbols, &values);
+            tree
+        })
+    });
+    let mut tree = FunctionTree::new();
+    add_partition(&mut tree, &symbols, &values);
+    let encoded: Vec<Vec<u8>> = (0..8).map(|_| tree.encode()).collect();
+    group.throughput(Throughput::Elements(8 * tree.len() as u64));
+    group.bench_function("final_merge_8_partials", |b| {
+        b.iter(|| {
+            let mut merged = FunctionTree::new();
+            for bytes in &encoded {
+                merged.merge(&FunctionTree::decode(bytes).unwrap());
+            }
+            merged
+        })
+    });
+    group.throughput(Throughput::Elements(tree.len() as u64));
+    group.bench_function("truncate_render_8192_nodes", |b| {
+        b.iter(|| flame_graph(&tree, 8192))
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    decode_and_normalise,
+    head_append,
+    flush,
+    flame_graphs
+);
+criterion_main!(benches);
