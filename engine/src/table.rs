@@ -301,19 +301,7 @@ impl TableProvider for ProfileTable {
             matchers: pruning.matchers.iter().map(|m| m.to_string()).collect(),
             series_ids: pruning.series_ids.as_ref().map(|ids| ids.len()),
         };
-        let output_schema = match &row_filter {
-            Some(f) => match &f.projection {
-                Some(columns) => Arc::new(input.schema().project(columns)?),
-                None => input.schema(),
-            },
-            None => input.schema(),
-        };
-        Ok(Arc::new(ProfileScanExec::new(
-            summary,
-            input,
-            row_filter,
-            output_schema,
-        )))
+        Ok(Arc::new(ProfileScanExec::new(summary, input, row_filter)?))
     }
 }
 

@@ -163,20 +163,19 @@ pub async fn write_block(
     let ulid = ulid::Ulid::new().to_string();
     let dir = block_dir(tenant, &ulid);
     let mut files = Vec::new();
-    let contents = encoded;
-    for (table, bytes, rows) in contents.files {
+    for (table, bytes, rows) in encoded.files {
         files.push(upload(store, dir.child_path(table.file_name()), table, bytes, rows).await?);
     }
     let meta = BlockMeta {
         version: BLOCK_FORMAT_VERSION,
         ulid,
         tenant: tenant.to_string(),
-        min_time_nanos: contents.min_time,
-        max_time_nanos: contents.max_time,
-        stats: contents.stats,
+        min_time_nanos: encoded.min_time,
+        max_time_nanos: encoded.max_time,
+        stats: encoded.stats,
         files,
-        profile_types: contents.profile_types,
-        service_names: contents.service_names,
+        profile_types: encoded.profile_types,
+        service_names: encoded.service_names,
         wal_segments: wal_segments.iter().map(|s| s.to_string()).collect(),
         source: "ingester".to_string(),
     };

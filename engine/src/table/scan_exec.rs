@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, BooleanArray, BooleanBufferBuilder, RecordBatch};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{SchemaRef, TimestampNanosecondType, UInt64Type};
+use arrow::datatypes::{TimestampNanosecondType, UInt64Type};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -110,28 +110,29 @@ pub struct ProfileScanExec {
 }
 
 impl ProfileScanExec {
-    /// `schema` is the output's: the input's, projected by the filter's projection.
     pub fn new(
         summary: ScanSummary,
         input: Arc<dyn ExecutionPlan>,
         filter: Option<RowFilter>,
-        schema: SchemaRef,
-    ) -> Self {
+    ) -> Result<Self> {
         let properties = match &filter {
             None => input.properties().clone(),
-            Some(_) => Arc::new(PlanProperties::new(
-                EquivalenceProperties::new(schema),
+            Some(f) => Arc::new(PlanProperties::new(
+                EquivalenceProperties::new(match &f.projection {
+                    Some(columns) => Arc::new(input.schema().project(columns)?),
+                    None => input.schema(),
+                }),
                 input.properties().output_partitioning().clone(),
                 EmissionType::Incremental,
                 Boundedness::Bounded,
             )),
         };
-        ProfileScanExec {
+        Ok(ProfileScanExec {
             summary,
             input,
             filter,
             properties,
-        }
+        })
     }
 
     pub fn summary(&self) -> &ScanSummary {
@@ -182,13 +183,11 @@ impl ExecutionPlan for ProfileScanExec {
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         // The new input may be partitioned differently (DataFusion splits memory sources).
-        let schema = self.properties.eq_properties.schema().clone();
         Ok(Arc::new(ProfileScanExec::new(
             self.summary.clone(),
             children.remove(0),
             self.filter.clone(),
-            schema,
-        )))
+        )?))
     }
 
     fn execute(
