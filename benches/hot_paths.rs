@@ -90,6 +90,7 @@ fn head_append(c: &mut Criterion) {
                 max_head_bytes: usize::MAX,
                 ..HeadConfig::default()
             },
+            origin: String::new(),
             symbol_cache_bytes: 64 << 20,
         }))
         .unwrap();
@@ -122,7 +123,7 @@ fn flush(c: &mut Criterion) {
         b.iter(|| {
             let contents = EncodedBlock::encode(&head).unwrap().unwrap();
             runtime
-                .block_on(write_block(&store, &tenant, contents, &[]))
+                .block_on(write_block(&store, &tenant, contents, &[], ""))
                 .unwrap()
         })
     });

@@ -11,7 +11,7 @@ use hearth_ingest::IngestLimits;
 use hearth_sql::QueryConfig;
 use serde::{Deserialize, Serialize};
 
-/// The components a process runs. Only `all` exists until the cluster issue adds the others.
+/// The components a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Target {
@@ -22,6 +22,19 @@ pub enum Target {
     Querier,
     QueryFrontend,
     Compactor,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::All => "all",
+            Target::Distributor => "distributor",
+            Target::Ingester => "ingester",
+            Target::Querier => "querier",
+            Target::QueryFrontend => "query-frontend",
+            Target::Compactor => "compactor",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -45,6 +58,7 @@ pub struct Config {
     pub limits: IngestLimits,
     pub query: QueryConfig,
     pub flight: FlightConfig,
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -58,6 +72,7 @@ impl Default for Config {
             limits: IngestLimits::default(),
             query: QueryConfig::default(),
             flight: FlightConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -87,12 +102,67 @@ impl Default for ServerConfig {
 pub struct StorageConfig {
     /// Local data: `wal/` and, with the filesystem backend, `blocks/`.
     pub data_dir: PathBuf,
+    /// The block bucket on the local filesystem; `<data_dir>/blocks` when unset. In a cluster
+    /// on one machine, every ingester and querier names the same folder.
+    pub blocks_dir: Option<PathBuf>,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: PathBuf::from("./data"),
+            blocks_dir: None,
+        }
+    }
+}
+
+impl StorageConfig {
+    pub fn blocks_dir(&self) -> PathBuf {
+        self.blocks_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("blocks"))
+    }
+}
+
+/// Cluster membership and replication (ignored by `--target all`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Unique per node and stable across restarts (an ingester's ring tokens derive from it).
+    /// Default: the target and the HTTP port, e.g. `ingester-4040`.
+    pub node_id: Option<String>,
+    /// UDP address for gossip.
+    pub gossip_addr: SocketAddr,
+    /// `host:port` gossip addresses of nodes to join through.
+    pub gossip_seeds: Vec<String>,
+    /// Host other nodes use to reach this one's HTTP and Flight ports when they listen on
+    /// `0.0.0.0`.
+    pub advertise_host: String,
+    pub cluster_id: String,
+    #[serde(with = "humantime_serde")]
+    pub gossip_interval: std::time::Duration,
+    /// Copies of every profile (Pyroscope's default: 3); writes succeed at a majority.
+    pub replication_factor: usize,
+    /// Availability zone, for zone-aware replication.
+    pub zone: Option<String>,
+    pub zone_awareness: bool,
+    /// Ring tokens per ingester.
+    pub tokens: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_id: None,
+            gossip_addr: "0.0.0.0:7946".parse().expect("valid address"),
+            gossip_seeds: Vec::new(),
+            advertise_host: "127.0.0.1".to_string(),
+            cluster_id: "hearth".to_string(),
+            gossip_interval: std::time::Duration::from_millis(200),
+            replication_factor: 3,
+            zone: None,
+            zone_awareness: false,
+            tokens: 128,
         }
     }
 }
@@ -106,6 +176,11 @@ pub struct Flags {
     pub data_dir: Option<PathBuf>,
     pub multitenancy_enabled: Option<bool>,
     pub log_format: Option<LogFormat>,
+    pub blocks_dir: Option<PathBuf>,
+    pub node_id: Option<String>,
+    pub gossip_addr: Option<SocketAddr>,
+    pub gossip_seeds: Option<Vec<String>>,
+    pub replication_factor: Option<usize>,
 }
 
 impl Config {
@@ -147,16 +222,36 @@ impl Config {
         if let Some(format) = flags.log_format {
             self.server.log_format = format;
         }
+        if let Some(dir) = flags.blocks_dir {
+            self.storage.blocks_dir = Some(dir);
+        }
+        if let Some(id) = flags.node_id {
+            self.cluster.node_id = Some(id);
+        }
+        if let Some(addr) = flags.gossip_addr {
+            self.cluster.gossip_addr = addr;
+        }
+        if let Some(seeds) = flags.gossip_seeds {
+            self.cluster.gossip_seeds = seeds;
+        }
+        if let Some(rf) = flags.replication_factor {
+            self.cluster.replication_factor = rf;
+        }
     }
 
     /// Checks what serde cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.target != Target::All {
+        if matches!(self.target, Target::QueryFrontend | Target::Compactor) {
             bail!(
-                "target `{}` is not available yet: this build runs everything in one process (`--target all`); \
-                 the cluster roles come with the cluster work",
-                serde_yaml::to_string(&self.target)?.trim()
+                "target `{}` is not available yet: run `all`, `distributor`, `ingester` or `querier`",
+                self.target.name()
             );
+        }
+        if self.cluster.replication_factor == 0 {
+            bail!("cluster.replication_factor must be at least 1");
+        }
+        if self.cluster.tokens == 0 {
+            bail!("cluster.tokens must be at least 1");
         }
         if self.limits.max_profile_bytes == 0 || self.limits.max_body_bytes == 0 {
             bail!("limits.max_profile_bytes and limits.max_body_bytes must be positive");

@@ -31,6 +31,8 @@ pub struct AppState {
     pub multitenancy_enabled: bool,
     /// Cleared when shutdown starts.
     pub ready: AtomicBool,
+    /// Gossip membership (cluster roles only).
+    pub membership: Option<Arc<hearth_ring::Membership>>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -44,6 +46,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/pyroscope/label-values", get(render::label_values))
         .route("/ready", get(admin::ready))
         .route("/metrics", get(admin::metrics))
+        .route("/ring", get(admin::ring))
         .fallback(admin::not_found)
         .with_state(state)
 }

@@ -4,6 +4,7 @@
 //! `0.0.0.0:4040` and Arrow Flight SQL on `0.0.0.0:4041`, and keeps its data under `./data`. This file parses flags, loads the config
 //! and starts [`server::run`].
 
+mod cluster;
 mod config;
 mod connect;
 mod http;
@@ -45,6 +46,21 @@ struct Args {
     /// Log format.
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// The block bucket folder (default <data-dir>/blocks); shared by a cluster's nodes.
+    #[arg(long, value_name = "DIR")]
+    blocks_dir: Option<PathBuf>,
+    /// This node's id in the cluster (default: target and HTTP port).
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
+    /// UDP address for cluster gossip (default 0.0.0.0:7946).
+    #[arg(long, value_name = "HOST:PORT")]
+    gossip_addr: Option<SocketAddr>,
+    /// Gossip addresses of nodes to join through, comma separated.
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    gossip_seeds: Option<Vec<String>>,
+    /// Copies of every profile in a cluster (default 3).
+    #[arg(long, value_name = "N")]
+    replication_factor: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +76,11 @@ fn main() -> anyhow::Result<()> {
         data_dir: args.data_dir,
         multitenancy_enabled: args.multitenancy_enabled,
         log_format: args.log_format,
+        blocks_dir: args.blocks_dir,
+        node_id: args.node_id,
+        gossip_addr: args.gossip_addr,
+        gossip_seeds: args.gossip_seeds,
+        replication_factor: args.replication_factor,
     });
     config.validate()?;
     init_logging(config.server.log_format);

@@ -60,10 +60,13 @@ impl Collector for EngineCollector {
 }
 
 impl Metrics {
-    pub fn new(ingest: &IngestMetrics, engine: Arc<Engine>) -> Self {
+    /// The ingest counters, and the engine's state when this process has one.
+    pub fn new(ingest: &IngestMetrics, engine: Option<Arc<Engine>>) -> Self {
         let mut registry = Registry::default();
         ingest.register(&mut registry);
-        registry.register_collector(Box::new(EngineCollector { engine }));
+        if let Some(engine) = engine {
+            registry.register_collector(Box::new(EngineCollector { engine }));
+        }
         Metrics { registry }
     }
 

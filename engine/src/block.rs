@@ -6,8 +6,8 @@ mod meta;
 mod symbols;
 mod write;
 
-pub use meta::{BLOCK_FORMAT_VERSION, BlockFile, BlockMeta, BlockStats};
-pub use symbols::read_block_symbols;
+pub use meta::{BLOCK_FORMAT_VERSION, BlockFile, BlockMeta, BlockStats, META_FILE};
+pub use symbols::{read_block_symbols, symbols_from_tables};
 pub use write::{EncodedBlock, write_block};
 
 use std::sync::Arc;

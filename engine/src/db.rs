@@ -24,6 +24,7 @@ use crate::block::{self, Block, EncodedBlock};
 use crate::error::{Error, Result};
 use crate::head::{AppendStats, Head};
 use crate::model::{TenantId, TimeRange};
+use crate::remote::{Dedupe, RemoteHeads};
 use crate::symbol_set::{SymbolCache, SymbolSet, load_symbol_set};
 use crate::wal::{Segment, SegmentId, Wal};
 
@@ -68,6 +69,9 @@ pub struct EngineArgs {
     pub head: HeadConfig,
     /// Bytes of block symbols kept in memory between queries.
     pub symbol_cache_bytes: usize,
+    /// This node's id, written into its blocks' `meta.json`: several ingesters share one
+    /// bucket, and each replays its WAL against its own blocks only. Empty for a single process.
+    pub origin: String,
 }
 
 /// A head that is taking writes, with the WAL segments it owns.
@@ -103,6 +107,11 @@ pub struct TenantSnapshot {
     /// The heads (taking writes, or being flushed).
     pub heads: Vec<Arc<RwLock<Head>>>,
     pub blocks: Vec<Arc<Block>>,
+    /// Heads held by other processes (ingesters), read through a [`RemoteHeads`].
+    pub remotes: Vec<Arc<dyn RemoteHeads>>,
+    /// Set when the sources hold replicas of the same profiles: each profile is then read
+    /// from one source only.
+    pub dedupe: Option<Arc<Dedupe>>,
 }
 
 impl std::fmt::Debug for TenantSnapshot {
@@ -111,11 +120,32 @@ impl std::fmt::Debug for TenantSnapshot {
             .field("tenant", &self.tenant.as_str())
             .field("heads", &self.heads.len())
             .field("blocks", &self.blocks.len())
+            .field("remotes", &self.remotes.len())
+            .field("dedupe", &self.dedupe.is_some())
             .finish()
     }
 }
 
 impl TenantSnapshot {
+    pub fn empty(tenant: TenantId) -> Self {
+        TenantSnapshot {
+            tenant,
+            heads: Vec::new(),
+            blocks: Vec::new(),
+            remotes: Vec::new(),
+            dedupe: None,
+        }
+    }
+
+    /// The same heads and remotes without blocks: what an ingester serves to queriers.
+    pub fn heads_only(&self) -> Self {
+        TenantSnapshot {
+            blocks: Vec::new(),
+            dedupe: None,
+            ..self.clone()
+        }
+    }
+
     pub fn blocks_overlapping(&self, range: &TimeRange) -> impl Iterator<Item = &Arc<Block>> {
         self.blocks.iter().filter(move |b| b.overlaps(range))
     }
@@ -142,6 +172,7 @@ pub struct Engine {
     flush_wanted: Notify,
     flushes: std::sync::atomic::AtomicU64,
     closed: AtomicBool,
+    origin: String,
 }
 
 impl std::fmt::Debug for Engine {
@@ -167,6 +198,7 @@ impl Engine {
             flush_wanted: Notify::new(),
             flushes: Default::default(),
             closed: AtomicBool::new(false),
+            origin: args.origin,
         };
         let mut tenants = block::list_tenants(engine.store.as_ref()).await?;
         tenants.extend(engine.wal.tenants()?);
@@ -179,7 +211,10 @@ impl Engine {
     }
 
     async fn open_tenant(&self, tenant: TenantId) -> Result<()> {
-        let blocks = block::load_blocks(self.store.as_ref(), &tenant).await?;
+        let mut blocks = block::load_blocks(self.store.as_ref(), &tenant).await?;
+        // Other ingesters' blocks in a shared bucket are theirs: their WAL segment names mean
+        // nothing here, and queriers read them from the bucket.
+        blocks.retain(|b| b.meta.origin == self.origin);
         let flushed: std::collections::HashSet<&str> = blocks
             .iter()
             .flat_map(|b| b.meta.wal_segments.iter().map(String::as_str))
@@ -289,17 +324,15 @@ impl Engine {
     /// The tenant's heads and blocks at this instant.
     pub fn snapshot(&self, tenant: &TenantId) -> TenantSnapshot {
         let Some(db) = self.tenant_db(tenant) else {
-            return TenantSnapshot {
-                tenant: tenant.clone(),
-                heads: Vec::new(),
-                blocks: Vec::new(),
-            };
+            return TenantSnapshot::empty(tenant.clone());
         };
         let view = db.view.read();
         TenantSnapshot {
             tenant: tenant.clone(),
             heads: view.head.iter().chain(&view.flushing).cloned().collect(),
             blocks: view.blocks.clone(),
+            remotes: Vec::new(),
+            dedupe: None,
         }
     }
 
@@ -311,6 +344,10 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    pub fn symbols(&self) -> &Arc<SymbolCache> {
+        &self.symbols
     }
 
     /// The symbols of `services` in the snapshot's heads and in its blocks overlapping `range`.
@@ -428,7 +465,8 @@ impl Engine {
         let Some(encoded) = encoded else {
             return Ok(None);
         };
-        let block = block::write_block(&self.store, tenant, encoded, &old.segments).await?;
+        let block =
+            block::write_block(&self.store, tenant, encoded, &old.segments, &self.origin).await?;
         Ok(Some(Arc::new(block)))
     }
 

@@ -141,6 +141,9 @@ pub fn datafusion_kind(error: &datafusion::error::DataFusionError) -> ErrorKind 
         E::ResourcesExhausted(_) => ErrorKind::ResourceExhausted,
         E::Plan(_) | E::SQL(..) | E::SchemaError(..) => ErrorKind::InvalidArgument,
         E::NotImplemented(_) => ErrorKind::Unimplemented,
+        E::External(e) => e
+            .downcast_ref::<Error>()
+            .map_or(ErrorKind::Internal, Error::kind),
         _ => ErrorKind::Internal,
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod batch;
 pub mod block;
+pub mod catalog;
 pub mod db;
 pub mod error;
 pub mod flamegraph;
@@ -24,6 +25,7 @@ pub mod matcher;
 pub mod model;
 pub mod pprof;
 pub mod pprof_merge;
+pub mod remote;
 pub mod schema;
 pub mod stack_columns;
 pub mod stack_merge;
@@ -33,6 +35,7 @@ pub mod table;
 pub mod wal;
 
 pub use batch::{ProfileBatch, SeriesProfile};
+pub use catalog::{ClusterReader, RemoteDirectory, SnapshotSource};
 pub use db::{Engine, EngineArgs, HeadConfig, TenantSnapshot};
 pub use error::{Error, ErrorKind, Result};
 pub use head::Head;

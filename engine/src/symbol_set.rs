@@ -8,10 +8,14 @@ use std::sync::Arc;
 use object_store::ObjectStore;
 use parking_lot::{Mutex, RwLock};
 
-use crate::block::{Block, read_block_symbols};
+use arrow::array::RecordBatch;
+
+use crate::block::{Block, read_block_symbols, symbols_from_tables};
 use crate::db::TenantSnapshot;
 use crate::error::{Error, Result};
 use crate::model::TimeRange;
+use crate::remote::RemoteScan;
+use crate::schema::TableKind;
 use crate::symbols::SymbolPartition;
 
 type Partitions = HashMap<String, Arc<RwLock<SymbolPartition>>>;
@@ -70,6 +74,15 @@ impl SymbolSet {
         } else if let Some(block) = lazy.snapshot.blocks.iter().find(|b| b.id() == source) {
             let partitions = block_on_io(lazy.cache.block(&lazy.store, &lazy.snapshot, block))?;
             partitions.get(service).cloned()
+        } else if !lazy.snapshot.remotes.is_empty() {
+            // A remote head: fetch this service's symbols from every remote once.
+            let services = BTreeSet::from([service.to_string()]);
+            let fetched = block_on_io(remote_symbols(&lazy.snapshot, &services))?;
+            let mut partitions = self.partitions.write();
+            for (key, partition) in fetched {
+                partitions.entry(key).or_insert(partition);
+            }
+            partitions.get(&key).cloned()
         } else {
             None
         };
@@ -224,8 +237,86 @@ pub async fn load_symbol_set(
             }
         }
     }
+    partitions.extend(remote_symbols(snapshot, services).await?);
     Ok(SymbolSet {
         partitions: RwLock::new(partitions),
         lazy: None,
     })
+}
+
+/// The symbols of `services` in the snapshot's remote heads, by (source, service).
+async fn remote_symbols(
+    snapshot: &TenantSnapshot,
+    services: &BTreeSet<String>,
+) -> Result<PartitionIndex> {
+    use futures::TryStreamExt;
+    let mut index = PartitionIndex::new();
+    for remote in &snapshot.remotes {
+        // Rows by source (a remote may hold several heads) and table.
+        let mut by_source: HashMap<String, HashMap<TableKind, Vec<RecordBatch>>> = HashMap::new();
+        for kind in [
+            TableKind::Mappings,
+            TableKind::Functions,
+            TableKind::Locations,
+            TableKind::Stacktraces,
+        ] {
+            let schema = kind.table_schema();
+            let request = RemoteScan {
+                tenant: snapshot.tenant.to_string(),
+                table: kind.name().to_string(),
+                columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
+                start: i64::MIN,
+                end: i64::MAX,
+                series_ids: None,
+                services: Some(services.iter().cloned().collect()),
+            };
+            let batches: Vec<RecordBatch> = remote
+                .scan(request, schema.clone())
+                .try_collect()
+                .await
+                .map_err(|e| {
+                    Error::invalid(
+                        crate::ErrorKind::Unavailable,
+                        format!("symbols from ingester {}: {e}", remote.node()),
+                    )
+                })?;
+            for batch in batches {
+                for (source, rows) in split_by_source(&batch)? {
+                    by_source
+                        .entry(source)
+                        .or_default()
+                        .entry(kind)
+                        .or_default()
+                        .push(rows);
+                }
+            }
+        }
+        for (source, tables) in by_source {
+            let what = format!("symbols of {source} on {}", remote.node());
+            for (service, partition) in symbols_from_tables(&what, &tables)? {
+                index.insert((source.clone(), service), Arc::new(RwLock::new(partition)));
+            }
+        }
+    }
+    Ok(index)
+}
+
+/// The rows of a batch grouped by their `source` (the last column), in order.
+fn split_by_source(batch: &RecordBatch) -> Result<Vec<(String, RecordBatch)>> {
+    use arrow::array::AsArray;
+    let column = batch.num_columns() - 1;
+    let sources = arrow::compute::cast(batch.column(column), &arrow::datatypes::DataType::Utf8)?;
+    let sources = sources.as_string::<i32>();
+    let mut parts: Vec<(String, RecordBatch)> = Vec::new();
+    let mut start = 0;
+    while start < batch.num_rows() {
+        let source = sources.value(start);
+        let mut end = start + 1;
+        while end < batch.num_rows() && sources.value(end) == source {
+            end += 1;
+        }
+        parts.push((source.to_string(), batch.slice(start, end - start)));
+        start = end;
+    }
+    Ok(parts)
 }

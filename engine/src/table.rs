@@ -34,8 +34,10 @@ use datafusion::error::Result;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::SessionContext;
 use object_store::ObjectStore;
@@ -44,6 +46,7 @@ use crate::block::Block;
 use crate::db::TenantSnapshot;
 use crate::matcher::matches_all;
 use crate::model::label;
+use crate::remote::{RemotePartition, RemoteScan};
 use crate::schema::{self, TableKind};
 
 /// Where blocks are found by DataFusion's object-store registry.
@@ -103,7 +106,7 @@ impl ProfileTable {
 
     /// The projection to read and the row filter for the exact filters among `filters`: the
     /// filter needs `series_id` and `time`, which are read and then dropped when not projected.
-    fn row_filter(
+    async fn row_filter(
         &self,
         filters: &[Expr],
         projection: Option<&Vec<usize>>,
@@ -113,20 +116,38 @@ impl ProfileTable {
             .filter(|f| self.filters_rows() && is_exact_row_filter(f))
             .cloned()
             .collect();
-        if exact.is_empty() {
+        let dedupe = self
+            .snapshot
+            .dedupe
+            .as_ref()
+            .filter(|_| self.filters_rows());
+        if exact.is_empty() && dedupe.is_none() {
             return Ok((projection.cloned(), None));
         }
         let rows = ScanPruning::from_filters(&exact);
+        let keep = match dedupe {
+            Some(dedupe) => Some(
+                dedupe
+                    .keep_sets(&self.snapshot, &self.store, rows.time)
+                    .await?,
+            ),
+            None => None,
+        };
         let schema = self.kind.table_schema();
-        let (series, time) = (
+        let (series, time, source) = (
             schema.index_of(schema::SERIES_ID)?,
             schema.index_of(schema::TIME)?,
+            schema.index_of(schema::SOURCE)?,
         );
         let (read, output) = match projection {
             None => (None, None),
             Some(wanted) => {
                 let mut read = wanted.clone();
-                for column in [series, time] {
+                let wanted_source = keep.as_ref().map(|_| source);
+                for column in [Some(series), Some(time), wanted_source]
+                    .into_iter()
+                    .flatten()
+                {
                     if !read.contains(&column) {
                         read.push(column);
                     }
@@ -147,6 +168,7 @@ impl ProfileTable {
                 .map(|ids| Arc::new(ids.into_iter().collect())),
             series_column: position(series),
             time_column: position(time),
+            keep: keep.map(|k| (k, position(source))),
             projection: output,
         };
         Ok((read, Some(filter)))
@@ -179,6 +201,56 @@ impl ProfileTable {
             }
         }
         Ok((batches, kept))
+    }
+
+    /// One partition per remote node, each asked for the rows `pruning` may match.
+    fn remote_scan(
+        &self,
+        pruning: &ScanPruning,
+        projection: Option<&Vec<usize>>,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        if self.snapshot.remotes.is_empty() {
+            return Ok(None);
+        }
+        let table_schema = self.kind.table_schema();
+        let schema = match projection {
+            Some(p) => Arc::new(table_schema.project(p)?),
+            None => table_schema,
+        };
+        let request = RemoteScan {
+            tenant: self.snapshot.tenant.to_string(),
+            table: self.kind.name().to_string(),
+            columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
+            start: pruning.time.start,
+            end: pruning.time.end,
+            series_ids: pruning
+                .series_ids
+                .as_ref()
+                .map(|ids| ids.iter().copied().collect()),
+            services: pruning
+                .required_value(label::SERVICE_NAME)
+                .map(|s| vec![s.to_string()]),
+        };
+        let partitions: Vec<Arc<dyn PartitionStream>> = self
+            .snapshot
+            .remotes
+            .iter()
+            .map(|remote| {
+                Arc::new(RemotePartition {
+                    remote: remote.clone(),
+                    request: request.clone(),
+                    schema: schema.clone(),
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        Ok(Some(Arc::new(StreamingTableExec::try_new(
+            schema,
+            partitions,
+            None,
+            Vec::<LexOrdering>::new(),
+            false,
+            None,
+        )?)))
     }
 
     fn parquet_scan(
@@ -257,7 +329,7 @@ impl TableProvider for ProfileTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let pruning = ScanPruning::from_filters(filters);
-        let (projection, row_filter) = self.row_filter(filters, projection)?;
+        let (projection, row_filter) = self.row_filter(filters, projection).await?;
         let projection = projection.as_ref();
         // Rows the filter drops must not count towards a limit.
         let limit = if row_filter.is_some() { None } else { limit };
@@ -281,6 +353,11 @@ impl TableProvider for ProfileTable {
             .collect();
         if !blocks.is_empty() {
             inputs.push(self.parquet_scan(state, &blocks, projection, filters, limit)?);
+        }
+
+        let remotes = self.remote_scan(&pruning, projection)?;
+        if let Some(remote) = remotes {
+            inputs.push(remote);
         }
 
         let input: Arc<dyn ExecutionPlan> = match inputs.len() {
@@ -313,6 +390,14 @@ fn with_source(kind: TableKind, batch: RecordBatch, source: &str) -> crate::Resu
     let mut columns = batch.columns().to_vec();
     columns.push(Arc::new(column));
     Ok(RecordBatch::try_new(kind.table_schema(), columns)?)
+}
+
+/// A `Timestamp(ns, UTC)` literal, the type of `time` columns.
+pub fn timestamp_lit(nanos: i64) -> Expr {
+    datafusion::logical_expr::lit(ScalarValue::TimestampNanosecond(
+        Some(nanos),
+        Some("UTC".into()),
+    ))
 }
 
 /// Registers every logical table of one tenant snapshot, and the `label` function, in `ctx`.

@@ -68,6 +68,7 @@ async fn open(dir: &Path) -> Arc<Engine> {
         wal_dir: dir.join("wal"),
         store: Arc::new(LocalFileSystem::new_with_prefix(dir.join("blocks")).unwrap()),
         head: HeadConfig::default(),
+        origin: String::new(),
         symbol_cache_bytes: 64 << 20,
     })
     .await

@@ -5,10 +5,12 @@
 //! so pandas/polars through ADBC, JDBC tools and Grafana's Flight SQL datasource can query
 //! profiles. Every call names one tenant (a bearer token's, else `x-scope-orgid`, else
 //! `anonymous`), and every statement is planned and run by `hearth-sql`: this crate translates
-//! and authenticates, nothing more. The cluster work adds Flight between components (ingesters
-//! serving heads and partial aggregates) and the querier's `RemoteExecutor` over it.
+//! and authenticates, nothing more. Between cluster components ([`cluster`]), ingesters take
+//! replicated pushes and serve scans of their heads over Flight; the querier reads them as
+//! `RemoteHeads` (its remote executor) and finds them through gossip.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod service;
 
@@ -22,6 +24,9 @@ use tonic::transport::server::TcpIncoming;
 pub use auth::Authenticator;
 pub use config::FlightConfig;
 pub use service::HearthFlightSql;
+
+/// The ring role of nodes that hold heads.
+pub const INGESTER_ROLE: &str = "ingester";
 
 /// Serves Flight SQL on `listener` until `shutdown` completes.
 pub async fn serve(

@@ -27,7 +27,6 @@ use arrow_flight::{
 };
 use datafusion::common::ScalarValue;
 use futures::{Stream, TryStreamExt};
-use hearth_engine::ErrorKind;
 use hearth_engine::model::TenantId;
 use hearth_sql::{CATALOG, QueryService, SCHEMA};
 use parking_lot::Mutex;
@@ -54,20 +53,7 @@ pub struct HearthFlightSql {
 }
 
 fn status(error: hearth_sql::Error) -> Status {
-    let message = error.to_string();
-    match error.kind() {
-        ErrorKind::InvalidArgument | ErrorKind::MalformedProfile => {
-            Status::invalid_argument(message)
-        }
-        ErrorKind::ResourceExhausted | ErrorKind::PayloadTooLarge => {
-            Status::resource_exhausted(message)
-        }
-        ErrorKind::Unauthenticated => Status::unauthenticated(message),
-        ErrorKind::NotFound => Status::not_found(message),
-        ErrorKind::Unimplemented => Status::unimplemented(message),
-        ErrorKind::Unavailable => Status::unavailable(message),
-        ErrorKind::Internal => Status::internal(message),
-    }
+    crate::cluster::kind_status(error.kind(), error.to_string())
 }
 
 fn arrow_status(error: impl std::fmt::Display) -> Status {

@@ -5,12 +5,13 @@
 //! semantics of Pyroscope's two push endpoints (`POST /ingest` and `push.v1.PusherService/Push`),
 //! label validation, and the per-tenant limits (sizes, label rules, rate). The transport (HTTP,
 //! Connect framing, `Content-Encoding`) stays in the binary; this crate starts from decoded
-//! requests and ends at [`hearth_engine::Engine::append`]. The distributor and ingester roles of
-//! the cluster issue will live here too.
+//! requests and ends at a [`ProfileSink`]: the engine itself in one process, or the cluster's
+//! [`Distributor`] (placement on the ring, replicated writes, quorum).
 //!
 //! Invariant: a request is checked whole before any of it is stored, and every refusal carries
 //! a status kind, a Pyroscope discard reason and a message naming what is wrong.
 
+pub mod distributor;
 pub mod error;
 pub mod labels;
 pub mod legacy;
@@ -20,6 +21,7 @@ pub mod normalize;
 pub mod rate;
 pub mod service;
 
+pub use distributor::{Distributor, ProfileSink, Replicas};
 pub use error::{Error, Result};
 pub use limits::IngestLimits;
 pub use service::{IngestService, PushOutcome};

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hearth_engine::model::{Labels, TenantId, label};
-use hearth_engine::{Engine, ErrorKind, ProfileBatch};
+use hearth_engine::{ErrorKind, ProfileBatch};
 use hearth_proto::push::v1::PushRequest;
 
+use crate::distributor::ProfileSink;
 use crate::error::{Error, Result, reason};
 use crate::labels::validate_labels;
 use crate::legacy::{Format, IngestParams, display_names};
@@ -25,17 +26,18 @@ pub struct PushOutcome {
 }
 
 pub struct IngestService {
-    engine: Arc<Engine>,
+    sink: Arc<dyn ProfileSink>,
     limits: Arc<IngestLimits>,
     rate: RateLimiter,
     metrics: Arc<IngestMetrics>,
 }
 
 impl IngestService {
-    pub fn new(engine: Arc<Engine>, limits: IngestLimits) -> Self {
+    /// A service that stores into `sink`: the engine, or a distributor.
+    pub fn new(sink: Arc<dyn ProfileSink>, limits: IngestLimits) -> Self {
         IngestService {
             rate: RateLimiter::new(limits.ingestion_rate_mb, limits.ingestion_burst_size_mb),
-            engine,
+            sink,
             limits: Arc::new(limits),
             metrics: Arc::new(IngestMetrics::default()),
         }
@@ -134,13 +136,7 @@ impl IngestService {
     }
 
     async fn store(&self, tenant: &TenantId, batches: Vec<ProfileBatch>) -> Result<PushOutcome> {
-        let mut outcome = PushOutcome::default();
-        for batch in batches {
-            let stats = self.engine.append(tenant, batch).await?;
-            outcome.profiles += stats.profiles;
-            outcome.samples += stats.samples;
-        }
-        Ok(outcome)
+        self.sink.store(tenant, batches).await
     }
 
     fn finish(&self, endpoint: &'static str, body_bytes: usize, result: &Result<PushOutcome>) {

@@ -2,13 +2,15 @@
 //!
 //! It owns where a profile goes: the placement key (tenant and service, optionally split into
 //! shards by series) and the token ring ([`Ring`]) that turns a key into a replication set of
-//! distinct, writable members, zone aware when asked. Membership over chitchat gossip (each node
-//! publishing its id, roles, addresses, ring tokens and state: joining, active, leaving) is to
-//! come in the cluster issue; it will hand the rest of the code ring snapshots and a change
+//! distinct, writable members, zone aware when asked; and membership over chitchat gossip
+//! ([`Membership`]): each node publishes its id, roles, addresses, ring tokens and state
+//! (joining, active, leaving), and the rest of the code sees [`Node`] snapshots and a change
 //! stream, never chitchat types.
 
+mod membership;
 mod tokens;
 
+pub use membership::{Membership, MembershipConfig, MembershipError, Node, NodeInfo, ring_of};
 pub use tokens::{Member, Ring, RingError, member_tokens, quorum};
 
 /// The lifecycle of a ring member.

@@ -19,7 +19,7 @@ use hearth_engine::model::{Labels, ProfileType, TenantId, TimeRange};
 use hearth_engine::pprof_merge::{PprofBuilder, pprof_udaf, set_profile_type};
 use hearth_engine::schema::{self, TableKind};
 use hearth_engine::stack_merge::StackMerge;
-use hearth_engine::symbol_set::SymbolSet;
+use hearth_engine::symbol_set::{SymbolSet, load_symbol_set};
 use hearth_engine::table::{matcher_expr, register_tables};
 use hearth_proto::pprof::Profile;
 
@@ -143,7 +143,7 @@ impl QueryService {
             .with_information_schema(true)
             .with_default_catalog_and_schema(crate::surface::CATALOG, crate::surface::SCHEMA);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        register_tables(&ctx, snapshot.clone(), self.engine().store().clone())?;
+        register_tables(&ctx, snapshot.clone(), self.source().store().clone())?;
         Ok(ctx)
     }
 
@@ -199,7 +199,7 @@ impl QueryService {
         aggregate: fn(Arc<SymbolSet>) -> AggregateUDF,
         want_period: bool,
     ) -> Result<MergedSamples> {
-        let snapshot = Arc::new(self.engine().snapshot(tenant));
+        let snapshot = Arc::new(self.source().snapshot(tenant).await?);
         let ctx = self.bounded_session(&snapshot)?;
         let matched = self.matched_series(&ctx, selection).await?;
         let mut merged = MergedSamples {
@@ -210,10 +210,14 @@ impl QueryService {
             return Ok(merged);
         }
         let range = selection.time_range();
-        let symbols = self
-            .engine()
-            .symbol_set(&snapshot, &range, &matched.services)
-            .await?;
+        let symbols = load_symbol_set(
+            self.source().symbol_cache(),
+            self.source().store(),
+            &snapshot,
+            &range,
+            &matched.services,
+        )
+        .await?;
         let udaf = aggregate(Arc::new(symbols));
         let mut df = ctx
             .table(TableKind::Samples.name())
@@ -333,7 +337,7 @@ impl QueryService {
         if shape.step_ms < 1 {
             return Err(Error::invalid("step must be at least 0.001 seconds"));
         }
-        let snapshot = Arc::new(self.engine().snapshot(tenant));
+        let snapshot = Arc::new(self.source().snapshot(tenant).await?);
         let ctx = self.bounded_session(&snapshot)?;
         let start_ms = selection.range.start;
         let end_ms = selection.range.end;
@@ -436,7 +440,7 @@ impl QueryService {
 
     /// Whether the tenant has data, and its oldest and newest profile times (ms).
     pub async fn profile_stats(&self, tenant: &TenantId) -> Result<Option<(i64, i64)>> {
-        let ctx = self.session(tenant)?;
+        let ctx = self.session(tenant).await?;
         let batches = ctx
             .table(TableKind::Series.name())
             .await?

@@ -10,7 +10,7 @@ use arrow::datatypes::UInt64Type;
 use datafusion::functions_nested::expr_fn::map_keys;
 use datafusion::logical_expr::{Expr, col, lit};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
-use hearth_engine::Engine;
+use hearth_engine::SnapshotSource;
 use hearth_engine::model::{Labels, ProfileType, TenantId, TimeRange};
 use hearth_engine::schema::{self, TableKind};
 use hearth_engine::table::{label_udf, matcher_expr, register_tables};
@@ -64,22 +64,23 @@ pub(crate) fn timestamp(nanos: i64) -> Expr {
 /// Answers querier requests for every tenant of one engine.
 #[derive(Debug)]
 pub struct QueryService {
-    engine: Arc<Engine>,
+    source: Arc<dyn SnapshotSource>,
     config: QueryConfig,
     target_partitions: usize,
 }
 
 impl QueryService {
-    pub fn new(engine: Arc<Engine>, config: QueryConfig) -> Self {
+    /// A service over `source`: the local engine, or a querier's view of the cluster.
+    pub fn new(source: Arc<dyn SnapshotSource>, config: QueryConfig) -> Self {
         QueryService {
-            engine,
+            source,
             config,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 
-    pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
+    pub fn source(&self) -> &Arc<dyn SnapshotSource> {
+        &self.source
     }
 
     pub fn config(&self) -> &QueryConfig {
@@ -107,15 +108,15 @@ impl QueryService {
     }
 
     /// A session over one tenant's snapshot, with every table and function registered.
-    pub fn session(&self, tenant: &TenantId) -> Result<SessionContext> {
+    pub async fn session(&self, tenant: &TenantId) -> Result<SessionContext> {
         let config = SessionConfig::new()
             .with_target_partitions(self.target_partitions)
             .with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
         register_tables(
             &ctx,
-            Arc::new(self.engine.snapshot(tenant)),
-            self.engine.store().clone(),
+            Arc::new(self.source.snapshot(tenant).await?),
+            self.source.store().clone(),
         )?;
         Ok(ctx)
     }
@@ -156,7 +157,7 @@ impl QueryService {
         tenant: &TenantId,
         range: MillisRange,
     ) -> Result<Vec<ProfileType>> {
-        let ctx = self.session(tenant)?;
+        let ctx = self.session(tenant).await?;
         let df = self
             .matching_series(&ctx, &[], range)
             .await?
@@ -178,7 +179,7 @@ impl QueryService {
         range: MillisRange,
     ) -> Result<Vec<String>> {
         let selectors = parse_selectors(matchers)?;
-        let ctx = self.session(tenant)?;
+        let ctx = self.session(tenant).await?;
         let df = self
             .matching_series(&ctx, &selectors, range)
             .await?
@@ -201,7 +202,7 @@ impl QueryService {
             return Err(Error::invalid("label name is required"));
         }
         let selectors = parse_selectors(matchers)?;
-        let ctx = self.session(tenant)?;
+        let ctx = self.session(tenant).await?;
         let value = label_udf().call(vec![col(schema::LABELS), lit(name)]);
         let df = self
             .matching_series(&ctx, &selectors, range)
@@ -223,7 +224,7 @@ impl QueryService {
         range: MillisRange,
     ) -> Result<Vec<Labels>> {
         let selectors = parse_selectors(matchers)?;
-        let ctx = self.session(tenant)?;
+        let ctx = self.session(tenant).await?;
         let df = self
             .matching_series(&ctx, &selectors, range)
             .await?

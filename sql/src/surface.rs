@@ -14,6 +14,7 @@ use hearth_engine::flamegraph::flamegraph_udaf;
 use hearth_engine::model::TenantId;
 use hearth_engine::pprof_merge::pprof_udaf;
 use hearth_engine::schema::TableKind;
+use hearth_engine::symbol_set::SymbolSet;
 
 use crate::error::Result;
 use crate::functions::{ProfileTableFunction, TableFunctionKind, stack_frames_udf};
@@ -33,10 +34,14 @@ pub struct PlannedSql {
 impl QueryService {
     /// A SQL session for one tenant: tables, `label`, `flamegraph`, `pprof`, `stack_frames`,
     /// `flamegraph_table`, `top_functions`, `series_points`.
-    pub fn sql_session(self: &Arc<Self>, tenant: &TenantId) -> Result<SessionContext> {
-        let snapshot = Arc::new(self.engine().snapshot(tenant));
+    pub async fn sql_session(self: &Arc<Self>, tenant: &TenantId) -> Result<SessionContext> {
+        let snapshot = Arc::new(self.source().snapshot(tenant).await?);
         let ctx = self.bounded_session(&snapshot)?;
-        let symbols = Arc::new(self.engine().lazy_symbol_set(snapshot));
+        let symbols = Arc::new(SymbolSet::lazy(
+            self.source().symbol_cache().clone(),
+            self.source().store().clone(),
+            snapshot,
+        ));
         ctx.register_udaf(flamegraph_udaf(symbols.clone()));
         ctx.register_udaf(pprof_udaf(symbols.clone()));
         ctx.register_udf(stack_frames_udf(symbols));
@@ -58,7 +63,7 @@ impl QueryService {
     }
 
     async fn sql_frame(self: &Arc<Self>, tenant: &TenantId, sql: &str) -> Result<DataFrame> {
-        let ctx = self.sql_session(tenant)?;
+        let ctx = self.sql_session(tenant).await?;
         Ok(ctx.sql(sql).await?)
     }
 

@@ -178,6 +178,7 @@ async fn setup(dir: &Path) -> (Arc<QueryService>, TenantId) {
         wal_dir: dir.join("wal"),
         store: Arc::new(LocalFileSystem::new_with_prefix(dir.join("blocks")).unwrap()),
         head: HeadConfig::default(),
+        origin: String::new(),
         symbol_cache_bytes: 64 << 20,
     })
     .await

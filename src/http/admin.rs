@@ -1,4 +1,4 @@
-//! `/ready`, `/metrics` and the fallback.
+//! `/ready`, `/metrics`, `/ring` and the fallback.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -33,6 +33,32 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             format!("cannot render metrics: {e}"),
         ),
     }
+}
+
+/// The cluster as this node's gossip sees it: every live node, its roles, state and addresses.
+pub async fn ring(State(state): State<Arc<AppState>>) -> Response {
+    let Some(membership) = &state.membership else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "this process runs `--target all`: there is no ring",
+        );
+    };
+    let nodes: Vec<serde_json::Value> = membership
+        .nodes()
+        .iter()
+        .map(|n| {
+            serde_json::json!({
+                "id": n.id,
+                "state": format!("{:?}", n.state).to_lowercase(),
+                "roles": n.info.roles,
+                "http_addr": n.info.http_addr,
+                "flight_addr": n.info.flight_addr,
+                "zone": n.info.zone,
+                "tokens": n.info.tokens.len(),
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "self": membership.node_id(), "nodes": nodes })).into_response()
 }
 
 pub async fn not_found(uri: Uri) -> Response {

@@ -4,6 +4,7 @@
 mod agent;
 mod bad_input;
 mod blocks;
+mod cluster;
 mod connect;
 mod durability;
 mod expected;

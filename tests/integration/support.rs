@@ -46,6 +46,10 @@ pub struct Hearth {
     pub flight_addr: SocketAddr,
     data_dir: PathBuf,
     config: Option<PathBuf>,
+    /// Flags after the defaults, and the log message naming the Flight address (none for a
+    /// distributor).
+    args: Vec<String>,
+    flight_message: Option<&'static str>,
     _dir: tempfile::TempDir,
     log: Arc<Mutex<String>>,
     pub client: Client,
@@ -58,6 +62,12 @@ impl Hearth {
 
     /// Starts with a YAML config (empty for the defaults).
     pub fn start_with_config(yaml: &str) -> Self {
+        Self::start_node(yaml, Vec::new(), Some("flight sql listening"))
+    }
+
+    /// Starts with a config, extra flags (e.g. `--target ingester`), and the log message that
+    /// names its Flight address (`None` when it serves no Flight).
+    pub fn start_node(yaml: &str, args: Vec<String>, flight_message: Option<&'static str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = (!yaml.is_empty()).then(|| {
             let path = dir.path().join("hearth.yaml");
@@ -66,13 +76,16 @@ impl Hearth {
         });
         let data_dir = dir.path().join("data");
         let log = Arc::new(Mutex::new(String::new()));
-        let (child, addr, flight_addr) = spawn(&data_dir, config.as_deref(), &log);
+        let (child, addr, flight_addr) =
+            spawn(&data_dir, config.as_deref(), &args, flight_message, &log);
         Hearth {
             child: Some(child),
             addr,
             flight_addr,
             data_dir,
             config,
+            args,
+            flight_message,
             _dir: dir,
             log,
             client: Client::builder()
@@ -120,7 +133,13 @@ impl Hearth {
     /// Starts again on the same data directory (a new port).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill first");
-        let (child, addr, flight_addr) = spawn(&self.data_dir, self.config.as_deref(), &self.log);
+        let (child, addr, flight_addr) = spawn(
+            &self.data_dir,
+            self.config.as_deref(),
+            &self.args,
+            self.flight_message,
+            &self.log,
+        );
         self.child = Some(child);
         self.addr = addr;
         self.flight_addr = flight_addr;
@@ -247,6 +266,8 @@ fn listening(line: &str, message: &str) -> Option<SocketAddr> {
 fn spawn(
     data_dir: &Path,
     config: Option<&Path>,
+    args: &[String],
+    flight_message: Option<&'static str>,
     log: &Arc<Mutex<String>>,
 ) -> (Child, SocketAddr, SocketAddr) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
@@ -265,6 +286,7 @@ fn spawn(
     if let Some(config) = config {
         command.arg("--config").arg(config);
     }
+    command.args(args);
     let mut child = command.spawn().expect("hearth starts");
     let stderr = child.stderr.take().unwrap();
     let (found, addrs) = mpsc::channel();
@@ -275,8 +297,16 @@ fn spawn(
             if let Some(addr) = listening(&line, "http server listening") {
                 http = Some(addr);
             }
-            if let (Some(http), Some(flight)) = (http, listening(&line, "flight sql listening")) {
-                let _ = found.send((http, flight));
+            match (http, flight_message) {
+                (Some(http), Some(message)) => {
+                    if let Some(flight) = listening(&line, message) {
+                        let _ = found.send((http, flight));
+                    }
+                }
+                (Some(http), None) if line.contains("http server listening") => {
+                    let _ = found.send((http, http));
+                }
+                _ => {}
             }
             let mut log = log.lock().unwrap();
             log.push_str(&line);

@@ -23,6 +23,10 @@ pub struct BlockMeta {
     pub wal_segments: Vec<String>,
     /// `ingester` for a flushed head.
     pub source: String,
+    /// The node that wrote the block (its ingester id in a cluster; empty for a single
+    /// process). Replicas of one profile live in blocks of different origins.
+    #[serde(default)]
+    pub origin: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -40,25 +40,42 @@ fn services(batch: &RecordBatch) -> Vec<String> {
         .collect()
 }
 
-fn corrupt(block: &Block, what: &str) -> Error {
-    Error::corrupt(format!("block {} symbols", block.id()), what)
-}
-
 /// Every service's symbols of a block.
 pub async fn read_block_symbols(
     store: &Arc<dyn ObjectStore>,
     tenant: &TenantId,
     block: &Block,
 ) -> Result<HashMap<String, SymbolPartition>> {
+    let mut tables = HashMap::new();
+    for kind in [
+        TableKind::Mappings,
+        TableKind::Functions,
+        TableKind::Locations,
+        TableKind::Stacktraces,
+    ] {
+        tables.insert(kind, read_table(store, tenant, block, kind).await?);
+    }
+    symbols_from_tables(&format!("block {} symbols", block.id()), &tables)
+}
+
+/// Every service's symbols from the rows of the four symbol tables (as stored, or as queried
+/// with `source` last), each table's rows in id order per service. `what` names the origin in
+/// errors.
+pub fn symbols_from_tables(
+    what: &str,
+    tables: &HashMap<TableKind, Vec<RecordBatch>>,
+) -> Result<HashMap<String, SymbolPartition>> {
     let mut partitions: HashMap<String, SymbolPartition> = HashMap::new();
-    let check_id = |block: &Block, expected: usize, got: u32| {
+    let corrupt = |message: &str| Error::corrupt(what.to_string(), message.to_string());
+    let check_id = |expected: usize, got: u32| {
         if got as usize != expected {
-            return Err(corrupt(block, "symbol ids are not dense"));
+            return Err(corrupt("symbol ids are not dense"));
         }
         Ok(())
     };
+    let table = |kind: TableKind| tables.get(&kind).map(Vec::as_slice).unwrap_or_default();
 
-    for batch in read_table(store, tenant, block, TableKind::Mappings).await? {
+    for batch in table(TableKind::Mappings) {
         let ids = batch.column(1).as_primitive::<UInt32Type>();
         let u64s = |i: usize| batch.column(i).as_primitive::<UInt64Type>().clone();
         let (start, limit, offset) = (u64s(2), u64s(3), u64s(4));
@@ -67,7 +84,7 @@ pub async fn read_block_symbols(
             batch.column(6).as_string::<i32>(),
         );
         let flag = |i: usize, row: usize| batch.column(i).as_boolean().value(row);
-        for (row, service) in services(&batch).into_iter().enumerate() {
+        for (row, service) in services(batch).into_iter().enumerate() {
             let p = partitions.entry(service).or_default();
             let mapping = Mapping {
                 memory_start: start.value(row),
@@ -81,10 +98,10 @@ pub async fn read_block_symbols(
                 has_inline_frames: flag(10, row),
             };
             p.mappings.intern(mapping);
-            check_id(block, p.mappings.len() - 1, ids.value(row))?;
+            check_id(p.mappings.len() - 1, ids.value(row))?;
         }
     }
-    for batch in read_table(store, tenant, block, TableKind::Functions).await? {
+    for batch in table(TableKind::Functions) {
         let ids = batch.column(1).as_primitive::<UInt32Type>();
         let (name, system_name, filename) = (
             batch.column(2).as_string::<i32>(),
@@ -92,7 +109,7 @@ pub async fn read_block_symbols(
             batch.column(4).as_string::<i32>(),
         );
         let start_line = batch.column(5).as_primitive::<Int64Type>();
-        for (row, service) in services(&batch).into_iter().enumerate() {
+        for (row, service) in services(batch).into_iter().enumerate() {
             let p = partitions.entry(service).or_default();
             let function = Function {
                 name: p.intern_string(name.value(row)),
@@ -101,10 +118,10 @@ pub async fn read_block_symbols(
                 start_line: start_line.value(row),
             };
             p.functions.intern(function);
-            check_id(block, p.functions.len() - 1, ids.value(row))?;
+            check_id(p.functions.len() - 1, ids.value(row))?;
         }
     }
-    for batch in read_table(store, tenant, block, TableKind::Locations).await? {
+    for batch in table(TableKind::Locations) {
         let ids = batch.column(1).as_primitive::<UInt32Type>();
         let mapping = batch.column(2).as_primitive::<UInt32Type>();
         let address = batch.column(3).as_primitive::<UInt64Type>();
@@ -113,7 +130,7 @@ pub async fn read_block_symbols(
         let functions = line_values.column(0).as_primitive::<UInt32Type>();
         let numbers = line_values.column(1).as_primitive::<Int64Type>();
         let offsets = lines.value_offsets();
-        for (row, service) in services(&batch).into_iter().enumerate() {
+        for (row, service) in services(batch).into_iter().enumerate() {
             let p = partitions.entry(service).or_default();
             let (from, to) = (offsets[row] as usize, offsets[row + 1] as usize);
             let location = Location {
@@ -127,20 +144,20 @@ pub async fn read_block_symbols(
                     .collect(),
             };
             p.locations.intern(location);
-            check_id(block, p.locations.len() - 1, ids.value(row))?;
+            check_id(p.locations.len() - 1, ids.value(row))?;
         }
     }
     let mut trees: HashMap<String, (Vec<u32>, Vec<u32>)> = HashMap::new();
-    for batch in read_table(store, tenant, block, TableKind::Stacktraces).await? {
+    for batch in table(TableKind::Stacktraces) {
         let ids = batch.column(1).as_primitive::<UInt32Type>();
         let parents = batch.column(2).as_primitive::<UInt32Type>();
         let locations = batch.column(3).as_primitive::<UInt32Type>();
-        for (row, service) in services(&batch).into_iter().enumerate() {
+        for (row, service) in services(batch).into_iter().enumerate() {
             let (p, l) = trees
                 .entry(service)
                 .or_insert_with(|| (vec![0], vec![u32::MAX]));
             if ids.value(row) as usize != p.len() || parents.value(row) >= ids.value(row) {
-                return Err(corrupt(block, "stack-trace nodes out of order"));
+                return Err(corrupt("stack-trace nodes out of order"));
             }
             p.push(parents.value(row));
             l.push(locations.value(row));

@@ -159,6 +159,7 @@ pub async fn write_block(
     tenant: &TenantId,
     encoded: EncodedBlock,
     wal_segments: &[SegmentId],
+    origin: &str,
 ) -> Result<Block> {
     let ulid = ulid::Ulid::new().to_string();
     let dir = block_dir(tenant, &ulid);
@@ -178,6 +179,7 @@ pub async fn write_block(
         service_names: encoded.service_names,
         wal_segments: wal_segments.iter().map(|s| s.to_string()).collect(),
         source: "ingester".to_string(),
+        origin: origin.to_string(),
     };
     let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::corrupt("block meta", e))?;
     store

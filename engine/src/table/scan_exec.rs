@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, BooleanArray, BooleanBufferBuilder, RecordBatch};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{TimestampNanosecondType, UInt64Type};
+use arrow::datatypes::{TimestampNanosecondType, UInt16Type, UInt64Type};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -21,6 +21,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Pla
 use futures::StreamExt;
 
 use crate::model::TimeRange;
+use crate::remote::KeepSets;
 
 /// Time bounds and a series set applied to rows sorted by (series, time); then a projection.
 #[derive(Debug, Clone)]
@@ -30,6 +31,9 @@ pub struct RowFilter {
     /// Column indices of `series_id` and `time` in the input.
     pub series_column: usize,
     pub time_column: usize,
+    /// Replica deduplication: which (series, time) each source contributes, and the column
+    /// of `source`.
+    pub keep: Option<(Arc<KeepSets>, usize)>,
     /// Input columns to output, when the filter columns were read only for the filter.
     pub projection: Option<Vec<usize>>,
 }
@@ -44,17 +48,29 @@ impl RowFilter {
             .column(self.time_column)
             .as_primitive::<TimestampNanosecondType>()
             .values();
+        let sources = self.keep.as_ref().map(|(sets, column)| {
+            let dictionary = batch.column(*column).as_dictionary::<UInt16Type>();
+            (
+                sets,
+                dictionary.keys().values().clone(),
+                dictionary.values().clone(),
+            )
+        });
+        let source_key = |row: usize| sources.as_ref().map_or(0, |(_, keys, _)| keys[row]);
         let n = batch.num_rows();
         let mut keep = BooleanBufferBuilder::new(n);
         let (mut kept, mut start) = (0, 0);
         while start < n {
-            let (s, t) = (series[start], time[start]);
+            let (s, t, k) = (series[start], time[start], source_key(start));
             let mut end = start + 1;
-            while end < n && series[end] == s && time[end] == t {
+            while end < n && series[end] == s && time[end] == t && source_key(end) == k {
                 end += 1;
             }
-            let matches =
-                self.time.contains(t) && self.series.as_ref().is_none_or(|ids| ids.contains(&s));
+            let matches = self.time.contains(t)
+                && self.series.as_ref().is_none_or(|ids| ids.contains(&s))
+                && sources.as_ref().is_none_or(|(sets, _, names)| {
+                    sets.keeps(names.as_string::<i32>().value(k as usize), s, t)
+                });
             keep.append_n(end - start, matches);
             kept += if matches { end - start } else { 0 };
             start = end;

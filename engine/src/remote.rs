@@ -1,0 +1,340 @@
+//! Heads held by other processes, and replicated profiles counted once.
+//!
+//! In a cluster a querier's snapshot holds blocks (read from the shared bucket) and
+//! [`RemoteHeads`]: ingesters it asks for rows of one table at a time with a [`RemoteScan`]
+//! (time range, series ids and services pushed down). The transport lives elsewhere (Flight,
+//! in `hearth-flight`); [`serve_scan`] is what the ingester runs for a request.
+//!
+//! With replication every profile is held by up to RF sources (heads of different ingesters,
+//! blocks of different origins). [`Dedupe`] reads the `profiles` table's keys (source, series,
+//! time, profile id) for a scan's time range and assigns each (series, time) to one source, the
+//! one holding the most of its profile ids (so a replica that missed a write is not chosen); the
+//! scans of `samples` and `profiles` then keep a row only from the source its profile was
+//! assigned to ([`KeepSets`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{SchemaRef, TimestampNanosecondType, UInt16Type, UInt64Type};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{col, lit};
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::prelude::SessionContext;
+use object_store::ObjectStore;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::db::TenantSnapshot;
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::TimeRange;
+use crate::schema::{self, TableKind};
+use crate::table::{ProfileTable, register_tables};
+
+/// A request for rows of one table of one tenant's heads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteScan {
+    pub tenant: String,
+    pub table: String,
+    /// The columns to return, in this order (the table's `source` column included).
+    pub columns: Vec<String>,
+    /// Half-open time range in Unix nanoseconds; for `series`, series overlapping it.
+    pub start: i64,
+    pub end: i64,
+    /// Only these series (by fingerprint), when set.
+    pub series_ids: Option<Vec<u64>>,
+    /// Only these services' rows of the symbol tables, when set.
+    pub services: Option<Vec<String>>,
+}
+
+impl RemoteScan {
+    pub fn kind(&self) -> Result<TableKind> {
+        TableKind::ALL
+            .into_iter()
+            .find(|k| k.name() == self.table)
+            .ok_or_else(|| {
+                Error::invalid(
+                    ErrorKind::InvalidArgument,
+                    format!("unknown table {:?}", self.table),
+                )
+            })
+    }
+
+    pub fn time(&self) -> TimeRange {
+        TimeRange::new(self.start, self.end)
+    }
+}
+
+/// Heads in another process (an ingester), scanned table by table.
+pub trait RemoteHeads: Send + Sync + fmt::Debug {
+    /// The node holding the heads.
+    fn node(&self) -> &str;
+    /// The rows `request` asks for, with `schema` (the table's schema projected to
+    /// `request.columns`). Errors surface in the stream.
+    fn scan(&self, request: RemoteScan, schema: SchemaRef) -> SendableRecordBatchStream;
+}
+
+/// One remote node's rows as a DataFusion partition.
+#[derive(Debug)]
+pub(crate) struct RemotePartition {
+    pub remote: Arc<dyn RemoteHeads>,
+    pub request: RemoteScan,
+    pub schema: SchemaRef,
+}
+
+impl PartitionStream for RemotePartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        self.remote.scan(self.request.clone(), self.schema.clone())
+    }
+}
+
+/// Runs `request` over `snapshot`'s heads (an ingester's side of a [`RemoteScan`]).
+pub async fn serve_scan(
+    snapshot: &TenantSnapshot,
+    request: &RemoteScan,
+) -> Result<Vec<RecordBatch>> {
+    use datafusion::catalog::TableProvider;
+    let kind = request.kind()?;
+    let table_schema = kind.table_schema();
+    let projection = request
+        .columns
+        .iter()
+        .map(|c| {
+            table_schema.index_of(c).map_err(|_| {
+                Error::invalid(
+                    ErrorKind::InvalidArgument,
+                    format!("table {} has no column {c:?}", kind.name()),
+                )
+            })
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    let range = request.time();
+    let mut filters = Vec::new();
+    match kind {
+        TableKind::Samples | TableKind::Profiles if range != TimeRange::ALL => {
+            filters.push(
+                col(schema::TIME)
+                    .gt_eq(crate::table::timestamp_lit(range.start))
+                    .and(col(schema::TIME).lt(crate::table::timestamp_lit(range.end))),
+            );
+        }
+        TableKind::Series if range != TimeRange::ALL => {
+            filters.push(col(schema::MAX_TIME).gt_eq(crate::table::timestamp_lit(range.start)));
+            filters.push(col(schema::MIN_TIME).lt(crate::table::timestamp_lit(range.end)));
+        }
+        _ => {}
+    }
+    if let (Some(ids), true) = (
+        &request.series_ids,
+        matches!(
+            kind,
+            TableKind::Samples | TableKind::Profiles | TableKind::Series
+        ),
+    ) {
+        filters
+            .push(col(schema::SERIES_ID).in_list(ids.iter().map(|&id| lit(id)).collect(), false));
+    }
+    let snapshot = Arc::new(snapshot.heads_only());
+    let table = ProfileTable::new(
+        kind,
+        snapshot,
+        Arc::new(object_store::memory::InMemory::new()),
+    );
+    let ctx = SessionContext::new();
+    let state = ctx.state();
+    let plan = table
+        .scan(&state, Some(&projection), &filters, None)
+        .await?;
+    let task = ctx.task_ctx();
+    let mut batches = Vec::new();
+    let service_column = request
+        .columns
+        .iter()
+        .position(|c| c == schema::SERVICE_NAME);
+    for partition in 0..plan.properties().output_partitioning().partition_count() {
+        let mut stream = plan.execute(partition, task.clone())?;
+        while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+            let batch = batch?;
+            let batch = match (&request.services, service_column, kind.is_symbols()) {
+                (Some(services), Some(column), true) => keep_services(batch, column, services)?,
+                _ => batch,
+            };
+            if batch.num_rows() > 0 {
+                batches.push(batch);
+            }
+        }
+    }
+    Ok(batches)
+}
+
+/// The rows of a symbol batch whose service is one of `services`.
+fn keep_services(batch: RecordBatch, column: usize, services: &[String]) -> Result<RecordBatch> {
+    let names = arrow::compute::cast(batch.column(column), &arrow::datatypes::DataType::Utf8)?;
+    let names = names.as_string::<i32>();
+    let keep: arrow::array::BooleanArray = names
+        .iter()
+        .map(|n| Some(n.is_some_and(|n| services.iter().any(|s| s == n))))
+        .collect();
+    Ok(arrow::compute::filter_record_batch(&batch, &keep)?)
+}
+
+/// For each source, the (series, time) keys whose rows it contributes; a source not listed
+/// contributes everything.
+#[derive(Debug, Default)]
+pub struct KeepSets {
+    sources: HashMap<String, HashSet<(u64, i64)>>,
+}
+
+impl KeepSets {
+    pub fn keeps(&self, source: &str, series: u64, time: i64) -> bool {
+        self.sources
+            .get(source)
+            .is_none_or(|keys| keys.contains(&(series, time)))
+    }
+
+    /// Assigns every (series, time) to one of the sources holding it: the one with the most of
+    /// its profile ids; among equals, one picked by the key, so the work spreads over replicas.
+    pub fn assign(keys: impl IntoIterator<Item = (String, u64, i64, String)>) -> Self {
+        type Holders = BTreeMap<String, BTreeSet<String>>;
+        let mut by_key: HashMap<(u64, i64), Holders> = HashMap::new();
+        let mut sources: HashMap<String, HashSet<(u64, i64)>> = HashMap::new();
+        for (source, series, time, profile_id) in keys {
+            sources.entry(source.clone()).or_default();
+            by_key
+                .entry((series, time))
+                .or_default()
+                .entry(source)
+                .or_default()
+                .insert(profile_id);
+        }
+        for ((series, time), holders) in by_key {
+            let most = holders.values().map(BTreeSet::len).max().unwrap_or(0);
+            let best: Vec<&String> = holders
+                .iter()
+                .filter(|(_, ids)| ids.len() == most)
+                .map(|(source, _)| source)
+                .collect();
+            let pick = (series ^ time as u64) as usize % best.len();
+            if let Some(keys) = sources.get_mut(best[pick]) {
+                keys.insert((series, time));
+            }
+        }
+        KeepSets { sources }
+    }
+}
+
+/// Replica deduplication of one snapshot: keep sets per time range, computed once each.
+#[derive(Debug, Default)]
+pub struct Dedupe {
+    computed: Mutex<Vec<(TimeRange, Arc<KeepSets>)>>,
+}
+
+impl Dedupe {
+    /// The keep sets for scans of `range`.
+    pub async fn keep_sets(
+        &self,
+        snapshot: &TenantSnapshot,
+        store: &Arc<dyn ObjectStore>,
+        range: TimeRange,
+    ) -> Result<Arc<KeepSets>> {
+        if let Some((_, found)) = self.computed.lock().iter().find(|(r, _)| *r == range) {
+            return Ok(found.clone());
+        }
+        let plain = TenantSnapshot {
+            dedupe: None,
+            ..snapshot.clone()
+        };
+        let ctx = SessionContext::new();
+        register_tables(&ctx, Arc::new(plain), store.clone())?;
+        let mut df = ctx.table(TableKind::Profiles.name()).await?;
+        if range != TimeRange::ALL {
+            df = df.filter(
+                col(schema::TIME)
+                    .gt_eq(crate::table::timestamp_lit(range.start))
+                    .and(col(schema::TIME).lt(crate::table::timestamp_lit(range.end))),
+            )?;
+        }
+        let batches = df
+            .select(vec![
+                col(schema::SOURCE),
+                col(schema::SERIES_ID),
+                col(schema::TIME),
+                col("profile_id"),
+            ])?
+            .collect()
+            .await?;
+        let mut keys = Vec::new();
+        for batch in &batches {
+            let sources = batch.column(0).as_dictionary::<UInt16Type>();
+            let source_names = sources.values().as_string::<i32>();
+            let series = batch.column(1).as_primitive::<UInt64Type>();
+            let times = batch.column(2).as_primitive::<TimestampNanosecondType>();
+            let ids = arrow::compute::cast(batch.column(3), &arrow::datatypes::DataType::Utf8)?;
+            let ids = ids.as_string::<i32>();
+            for row in 0..batch.num_rows() {
+                let source = source_names.value(sources.keys().value(row) as usize);
+                keys.push((
+                    source.to_string(),
+                    series.value(row),
+                    times.value(row),
+                    if ids.is_null(row) {
+                        String::new()
+                    } else {
+                        ids.value(row).to_string()
+                    },
+                ));
+            }
+        }
+        let sets = Arc::new(KeepSets::assign(keys));
+        self.computed.lock().push((range, sets.clone()));
+        Ok(sets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(source: &str, series: u64, time: i64, id: &str) -> (String, u64, i64, String) {
+        (source.into(), series, time, id.into())
+    }
+
+    #[test]
+    fn each_profile_is_kept_from_one_replica() {
+        let sets = KeepSets::assign([
+            key("a", 1, 10, "p1"),
+            key("b", 1, 10, "p1"),
+            key("c", 1, 10, "p1"),
+            key("a", 2, 10, "p2"),
+            key("b", 2, 10, "p2"),
+        ]);
+        for (series, time, holders) in [(1, 10, ["a", "b", "c"].as_slice()), (2, 10, &["a", "b"])] {
+            let kept = holders
+                .iter()
+                .filter(|s| sets.keeps(s, series, time))
+                .count();
+            assert_eq!(kept, 1, "series {series}");
+        }
+        // A source that was not asked about keeps everything.
+        assert!(sets.keeps("other", 1, 10));
+        // A key no replica reported is not kept from a listed source.
+        assert!(!sets.keeps("a", 3, 10));
+    }
+
+    #[test]
+    fn the_replica_missing_a_profile_is_not_chosen() {
+        // Two profiles share series and time; replica b missed the second.
+        let sets = KeepSets::assign([
+            key("a", 1, 10, "p1"),
+            key("a", 1, 10, "p2"),
+            key("b", 1, 10, "p1"),
+        ]);
+        assert!(sets.keeps("a", 1, 10));
+        assert!(!sets.keeps("b", 1, 10));
+    }
+}

@@ -1,0 +1,379 @@
+//! Membership over chitchat gossip. Each node publishes what it is (roles, addresses, zone, ring
+//! tokens) and its state; failure detection drops dead nodes from the live set. The rest of
+//! Hearth sees [`Node`] snapshots and a change stream ([`Membership::changes`]); chitchat's
+//! types stay in this file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chitchat::transport::UdpTransport;
+use chitchat::{
+    ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, NodeState, ProtocolVersion,
+    spawn_chitchat,
+};
+use tokio::sync::watch;
+
+use crate::{InstanceState, Member, Ring};
+
+const KEY_ROLES: &str = "roles";
+const KEY_HTTP: &str = "http_addr";
+const KEY_FLIGHT: &str = "flight_addr";
+const KEY_ZONE: &str = "zone";
+const KEY_STATE: &str = "state";
+const KEY_TOKENS: &str = "tokens";
+
+/// What a node says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The components it runs: `distributor`, `ingester`, `querier`, ...
+    pub roles: Vec<String>,
+    /// Where its HTTP API answers.
+    pub http_addr: String,
+    /// Where its Arrow Flight service answers.
+    pub flight_addr: String,
+    pub zone: Option<String>,
+    /// Ring tokens (ingesters only).
+    pub tokens: Vec<u32>,
+}
+
+/// A live member of the cluster, as gossip last described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub id: String,
+    /// Changes on every restart, so a restarted node is told apart from its former self.
+    pub generation: u64,
+    pub info: NodeInfo,
+    pub state: InstanceState,
+}
+
+impl Node {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.info.roles.iter().any(|r| r == role)
+    }
+
+    /// This node as a ring member (alive: it is in the live set).
+    pub fn member(&self) -> Member {
+        Member {
+            id: self.id.clone(),
+            zone: self.info.zone.clone(),
+            state: self.state,
+            alive: true,
+            tokens: self.info.tokens.clone(),
+        }
+    }
+}
+
+/// How a node joins the gossip.
+#[derive(Debug, Clone)]
+pub struct MembershipConfig {
+    /// Unique in the cluster and stable across restarts (an ingester's ring tokens derive from it).
+    pub node_id: String,
+    /// UDP address to listen on for gossip.
+    pub listen_addr: SocketAddr,
+    /// The gossip address peers use; the listen address when `None`.
+    pub advertise_addr: Option<SocketAddr>,
+    /// `host:port` of nodes to contact first.
+    pub seeds: Vec<String>,
+    /// Nodes gossip only with nodes of the same cluster id.
+    pub cluster_id: String,
+    pub gossip_interval: Duration,
+    pub info: NodeInfo,
+}
+
+/// Why joining failed.
+#[derive(Debug)]
+pub struct MembershipError(String);
+
+impl std::fmt::Display for MembershipError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for MembershipError {}
+
+/// A running membership: gossip in the background, snapshots on demand.
+pub struct Membership {
+    handle: ChitchatHandle,
+    node_id: String,
+    changes: watch::Receiver<Vec<Node>>,
+    forwarder: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("node_id", &self.node_id)
+            .field("nodes", &self.changes.borrow().len())
+            .finish()
+    }
+}
+
+impl Membership {
+    /// Starts gossiping as `config.node_id` in state `state`.
+    pub async fn join(
+        config: MembershipConfig,
+        state: InstanceState,
+    ) -> Result<Self, MembershipError> {
+        let generation = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let advertise = config.advertise_addr.unwrap_or(config.listen_addr);
+        let id = ChitchatId::new(config.node_id.clone(), generation, advertise);
+        // A node is declared dead after about 8 missed rounds of gossip (phi accrual).
+        let failure_detector_config = FailureDetectorConfig {
+            phi_threshold: 8.0,
+            sampling_window_size: 1_000,
+            max_interval: config.gossip_interval * 20,
+            initial_interval: config.gossip_interval * 2,
+            dead_node_grace_period: Duration::from_secs(3600),
+        };
+        let chitchat_config = ChitchatConfig {
+            chitchat_id: id,
+            cluster_id: config.cluster_id.clone(),
+            gossip_interval: config.gossip_interval,
+            listen_addr: config.listen_addr,
+            seed_nodes: config.seeds.clone(),
+            failure_detector_config,
+            marked_for_deletion_grace_period: Duration::from_secs(3600),
+            catchup_callback: None,
+            extra_liveness_predicate: None,
+            protocol_version: ProtocolVersion::V0,
+        };
+        let info = &config.info;
+        let mut values = vec![
+            (KEY_ROLES.to_string(), info.roles.join(",")),
+            (KEY_HTTP.to_string(), info.http_addr.clone()),
+            (KEY_FLIGHT.to_string(), info.flight_addr.clone()),
+            (KEY_STATE.to_string(), state_name(state).to_string()),
+            (
+                KEY_TOKENS.to_string(),
+                info.tokens
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        ];
+        if let Some(zone) = &info.zone {
+            values.push((KEY_ZONE.to_string(), zone.clone()));
+        }
+        let handle = spawn_chitchat(chitchat_config, values, &UdpTransport)
+            .await
+            .map_err(|e| {
+                MembershipError(format!(
+                    "cannot gossip on {} (udp): {e:#}",
+                    config.listen_addr
+                ))
+            })?;
+        let chitchat = handle.chitchat();
+        let mut live = chitchat.lock().await.live_nodes_watcher();
+        let (sender, changes) = watch::channel(nodes_of(&live.borrow_and_update()));
+        let forwarder = tokio::spawn(async move {
+            while live.changed().await.is_ok() {
+                let nodes = nodes_of(&live.borrow_and_update());
+                sender.send_if_modified(|current| {
+                    let changed = *current != nodes;
+                    *current = nodes;
+                    changed
+                });
+            }
+        });
+        Ok(Membership {
+            handle,
+            node_id: config.node_id,
+            changes,
+            forwarder,
+        })
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The live nodes now, sorted by id.
+    pub fn nodes(&self) -> Vec<Node> {
+        self.changes.borrow().clone()
+    }
+
+    /// A receiver that sees every change of the live nodes.
+    pub fn changes(&self) -> watch::Receiver<Vec<Node>> {
+        self.changes.clone()
+    }
+
+    /// The ring of the live nodes running `role`.
+    pub fn ring(&self, role: &str, zone_aware: bool) -> Ring {
+        ring_of(&self.changes.borrow(), role, zone_aware)
+    }
+
+    /// Publishes a new state of this node.
+    pub async fn set_state(&self, state: InstanceState) {
+        self.handle
+            .with_chitchat(|chitchat| {
+                chitchat.self_node_state().set(KEY_STATE, state_name(state));
+            })
+            .await;
+    }
+
+    /// Stops gossiping; peers declare the node dead after failure detection.
+    pub fn shutdown(&self) {
+        self.forwarder.abort();
+        if let Err(e) = self.handle.initiate_shutdown() {
+            tracing::warn!(error = %e, "gossip did not shut down cleanly");
+        }
+    }
+}
+
+/// The ring of `nodes` running `role`.
+pub fn ring_of(nodes: &[Node], role: &str, zone_aware: bool) -> Ring {
+    Ring::new(
+        nodes
+            .iter()
+            .filter(|n| n.has_role(role))
+            .map(Node::member)
+            .collect(),
+        zone_aware,
+    )
+}
+
+fn state_name(state: InstanceState) -> &'static str {
+    match state {
+        InstanceState::Joining => "joining",
+        InstanceState::Active => "active",
+        InstanceState::Leaving => "leaving",
+    }
+}
+
+fn parse_state(name: &str) -> Option<InstanceState> {
+    match name {
+        "joining" => Some(InstanceState::Joining),
+        "active" => Some(InstanceState::Active),
+        "leaving" => Some(InstanceState::Leaving),
+        _ => None,
+    }
+}
+
+/// Live nodes by id: a restarted node's newest generation wins over an older one still listed.
+fn nodes_of(live: &BTreeMap<ChitchatId, NodeState>) -> Vec<Node> {
+    let mut by_id: BTreeMap<String, Node> = BTreeMap::new();
+    for (id, state) in live {
+        let Some(node) = node_of(id, state) else {
+            continue;
+        };
+        match by_id.get(&node.id) {
+            Some(known) if known.generation >= node.generation => {}
+            _ => {
+                by_id.insert(node.id.clone(), node);
+            }
+        }
+    }
+    by_id.into_values().collect()
+}
+
+fn node_of(id: &ChitchatId, state: &NodeState) -> Option<Node> {
+    let text = |key: &str| state.get(key).unwrap_or_default().to_string();
+    let node_state = parse_state(state.get(KEY_STATE)?)?;
+    Some(Node {
+        id: id.node_id.to_string(),
+        generation: id.generation_id,
+        info: NodeInfo {
+            roles: text(KEY_ROLES)
+                .split(',')
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
+                .collect(),
+            http_addr: text(KEY_HTTP),
+            flight_addr: text(KEY_FLIGHT),
+            zone: state.get(KEY_ZONE).map(str::to_string),
+            tokens: text(KEY_TOKENS)
+                .split(',')
+                .filter_map(|t| t.parse().ok())
+                .collect(),
+        },
+        state: node_state,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(id: &str, port: u16, seeds: Vec<String>) -> MembershipConfig {
+        MembershipConfig {
+            node_id: id.into(),
+            listen_addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            advertise_addr: None,
+            seeds,
+            cluster_id: "test".into(),
+            gossip_interval: Duration::from_millis(50),
+            info: NodeInfo {
+                roles: vec!["ingester".into()],
+                http_addr: format!("127.0.0.1:{}", port + 1),
+                flight_addr: format!("127.0.0.1:{}", port + 2),
+                zone: None,
+                tokens: crate::member_tokens(id, 8),
+            },
+        }
+    }
+
+    fn free_udp_port() -> u16 {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    async fn wait_for(
+        membership: &Membership,
+        what: &str,
+        ok: impl Fn(&[Node]) -> bool,
+    ) -> Vec<Node> {
+        let mut changes = membership.changes();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let nodes = changes.borrow_and_update().clone();
+            if ok(&nodes) {
+                return nodes;
+            }
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                panic!("timed out waiting for {what}; nodes: {nodes:?}");
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_see_each_other_states_and_departures() {
+        let (pa, pb) = (free_udp_port(), free_udp_port());
+        let a = Membership::join(config("a", pa, vec![]), InstanceState::Active)
+            .await
+            .unwrap();
+        let b = Membership::join(
+            config("b", pb, vec![format!("127.0.0.1:{pa}")]),
+            InstanceState::Joining,
+        )
+        .await
+        .unwrap();
+        let nodes = wait_for(&a, "b to join", |n| n.len() == 2).await;
+        let seen_b = nodes.iter().find(|n| n.id == "b").unwrap();
+        assert_eq!(seen_b.state, InstanceState::Joining);
+        assert_eq!(seen_b.info.tokens, crate::member_tokens("b", 8));
+        assert!(seen_b.has_role("ingester"));
+        assert_eq!(a.ring("ingester", false).members().len(), 2);
+
+        b.set_state(InstanceState::Active).await;
+        wait_for(&a, "b to become active", |n| {
+            n.iter()
+                .any(|n| n.id == "b" && n.state == InstanceState::Active)
+        })
+        .await;
+
+        b.shutdown();
+        wait_for(&a, "b to be declared dead", |n| n.len() == 1).await;
+        a.shutdown();
+    }
+}

@@ -1,0 +1,327 @@
+//! The cluster as separate processes on loopback: a distributor, three ingesters (replication
+//! factor 3) and a querier sharing one block folder, checked against a single `all` process
+//! given the same pushes. One scenario, in the issue's order: exact answers with no double
+//! counting (Connect and Flight SQL), `kill -9` of an ingester while pushing, its restart and
+//! WAL replay, a fourth ingester joining, and a distributor without healthy ingesters.
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::support::{Hearth, fixture};
+
+const PROFILE_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+
+fn udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(blocks: &Path) -> String {
+    format!(
+        "storage:\n  blocks_dir: {}\ncluster:\n  gossip_interval: 100ms\n  replication_factor: 3\n",
+        blocks.display()
+    )
+}
+
+fn start(blocks: &Path, target: &str, id: &str, gossip: u16, seed: u16) -> Hearth {
+    let args = [
+        "--target",
+        target,
+        "--node-id",
+        id,
+        "--gossip-addr",
+        &format!("127.0.0.1:{gossip}"),
+        "--gossip-seeds",
+        &format!("127.0.0.1:{seed}"),
+    ]
+    .map(str::to_string)
+    .to_vec();
+    let flight = match target {
+        "ingester" => Some("ingester flight listening"),
+        "querier" => Some("flight sql listening"),
+        _ => None,
+    };
+    Hearth::start_node(&config(blocks), args, flight)
+}
+
+/// Polls `/ring` of `node` until `ok` holds for its nodes.
+fn wait_ring(node: &Hearth, what: &str, ok: impl Fn(&[Value]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ring: Value = serde_json::from_str(&node.get("/ring").text().unwrap()).unwrap();
+        let nodes = ring["nodes"].as_array().cloned().unwrap_or_default();
+        if ok(&nodes) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {ring}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn active_ingesters(nodes: &[Value]) -> Vec<String> {
+    nodes
+        .iter()
+        .filter(|n| n["roles"][0] == "ingester" && n["state"] == "active")
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The profiles pushed in round `round`: three services, two real Python captures.
+type Labels = Vec<(String, String)>;
+
+fn pushes(round: usize) -> Vec<(Labels, Vec<u8>)> {
+    let files = [
+        "captures/extracted/py-001.s0.r0.pb",
+        "captures/extracted/py-005.s1.r0.pb",
+    ];
+    (0..3)
+        .map(|service| {
+            let labels = vec![
+                ("__name__".to_string(), "process_cpu".to_string()),
+                ("service_name".to_string(), format!("svc-{service}")),
+                ("pod".to_string(), format!("pod-{}", round % 2)),
+                ("round".to_string(), round.to_string()),
+            ];
+            (labels, fixture(files[(round + service) % files.len()]))
+        })
+        .collect()
+}
+
+fn push(node: &Hearth, labels: &[(String, String)], pprof: &[u8]) -> (u16, String) {
+    let labels: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let response = node.push(None, &labels, pprof);
+    (response.status().as_u16(), response.text().unwrap())
+}
+
+/// Every Connect query method's answer, for comparing two deployments.
+fn answers(node: &Hearth) -> Vec<(String, Value)> {
+    let end = 4_000_000_000_000i64;
+    let mut calls = vec![
+        ("ProfileTypes", json!({})),
+        ("LabelNames", json!({})),
+        ("LabelValues", json!({"name": "service_name"})),
+        ("LabelValues", json!({"name": "round"})),
+        ("Series", json!({"matchers": ["{}"]})),
+        (
+            "SelectSeries",
+            json!({"profileTypeID": PROFILE_TYPE, "labelSelector": "{}", "start": 1, "end": end,
+                   "step": 1_000_000_000.0, "groupBy": ["service_name"]}),
+        ),
+    ];
+    for selector in ["{}", "{service_name=\"svc-1\"}", "{pod=\"pod-0\"}"] {
+        calls.push((
+            "SelectMergeStacktraces",
+            json!({"profile_typeID": PROFILE_TYPE, "label_selector": selector, "start": 1,
+                   "end": end, "max_nodes": 64}),
+        ));
+    }
+    calls
+        .into_iter()
+        .map(|(method, body)| {
+            let (status, answer) = node.connect_json(
+                None,
+                &format!("/querier.v1.QuerierService/{method}"),
+                body.clone(),
+            );
+            assert_eq!(status, 200, "{method} {body}: {answer}");
+            (format!("{method} {body}"), answer)
+        })
+        .collect()
+}
+
+/// Totals through Flight SQL, with the Rust Flight SQL client.
+fn sql_totals(node: &Hearth) -> Vec<String> {
+    use arrow_flight::sql::client::FlightSqlServiceClient;
+    use futures::TryStreamExt;
+    let addr = node.flight_addr;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = FlightSqlServiceClient::new(channel);
+        let mut out = Vec::new();
+        for sql in [
+            "SELECT count(*) AS profiles, sum(total_value) AS total FROM profiles",
+            "SELECT service_name, sum(value) AS total, count(*) AS rows FROM samples GROUP BY service_name ORDER BY service_name",
+            "SELECT label(s.labels, 'round') AS round, sum(p.total_value) AS total FROM profiles p \
+             JOIN (SELECT DISTINCT series_id, labels FROM series) s ON p.series_id = s.series_id \
+             GROUP BY 1 ORDER BY 1",
+        ] {
+            let info = client.execute(sql.to_string(), None).await.unwrap();
+            let ticket = info.endpoint[0].ticket.clone().unwrap();
+            let batches: Vec<arrow::array::RecordBatch> =
+                client.do_get(ticket).await.unwrap().try_collect().await.unwrap();
+            out.push(format!(
+                "{sql}\n{}",
+                arrow::util::pretty::pretty_format_batches(&batches).unwrap()
+            ));
+        }
+        out
+    })
+}
+
+fn assert_same(reference: &Hearth, querier: &Hearth, when: &str) {
+    let (expected, got) = (answers(reference), answers(querier));
+    // The comparison means something only if there is data to count.
+    let flame = &expected
+        .iter()
+        .find(|(c, _)| c.starts_with("SelectMergeStacktraces"))
+        .unwrap()
+        .1;
+    let total: i64 = flame["flamegraph"]["levels"][0]["values"][1]
+        .as_str()
+        .unwrap_or("0")
+        .parse()
+        .unwrap();
+    assert!(
+        total > 0,
+        "{when}: the reference flame graph is empty: {flame}"
+    );
+    for ((call, want), (_, have)) in expected.iter().zip(&got) {
+        assert_eq!(want, have, "{when}: {call} differs from a single process");
+    }
+    assert_eq!(
+        sql_totals(reference),
+        sql_totals(querier),
+        "{when}: Flight SQL"
+    );
+}
+
+#[test]
+fn a_replicated_cluster_answers_like_one_process() {
+    let blocks = tempfile::tempdir().unwrap();
+    let blocks = blocks.path();
+    let reference = Hearth::start();
+    let seed = udp_port();
+    let gossip: Vec<u16> = (0..3).map(|_| udp_port()).collect();
+    let mut ingesters: Vec<Hearth> = (0..3)
+        .map(|i| {
+            let port = if i == 0 { seed } else { gossip[i] };
+            start(blocks, "ingester", &format!("ingester-{i}"), port, seed)
+        })
+        .collect();
+    let mut distributor = start(blocks, "distributor", "distributor", udp_port(), seed);
+    let querier = start(blocks, "querier", "querier", udp_port(), seed);
+    for node in [&distributor, &querier] {
+        wait_ring(node, "three active ingesters", |n| {
+            active_ingesters(n).len() == 3
+        });
+    }
+
+    // 1. Every query method answers exactly what one process answers: no double counting.
+    for round in 0..4 {
+        for (labels, pprof) in pushes(round) {
+            let (status, body) = push(&reference, &labels, &pprof);
+            assert_eq!(status, 200, "{body}");
+            let (status, body) = push(&distributor, &labels, &pprof);
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    assert_same(&reference, &querier, "three ingesters");
+
+    // 2. kill -9 one ingester while pushing: pushes keep succeeding, nothing acknowledged is lost.
+    for round in 4..10 {
+        if round == 6 {
+            ingesters[1].kill9();
+        }
+        for (labels, pprof) in pushes(round) {
+            assert_eq!(push(&reference, &labels, &pprof).0, 200);
+            let (status, body) = push(&distributor, &labels, &pprof);
+            assert_eq!(status, 200, "round {round} with an ingester killed: {body}");
+        }
+    }
+    wait_ring(&querier, "the killed ingester to be declared dead", |n| {
+        active_ingesters(n).len() == 2
+    });
+    assert_same(&reference, &querier, "one ingester killed");
+
+    // 3. Restarted, it replays its WAL and rejoins as active; answers stay exact.
+    ingesters[1].restart();
+    assert!(ingesters[1].log().contains("replayed wal segment"));
+    wait_ring(&querier, "the restarted ingester to be active", |n| {
+        active_ingesters(n).len() == 3
+    });
+    assert_same(&reference, &querier, "ingester restarted");
+
+    // 4. A fourth ingester joins the ring, and new series land on it.
+    let fourth = start(blocks, "ingester", "ingester-3", udp_port(), seed);
+    wait_ring(&distributor, "a fourth ingester", |n| {
+        active_ingesters(n).len() == 4
+    });
+    let pprof = fixture("captures/extracted/py-001.s0.r0.pb");
+    for service in 0..12 {
+        let labels = vec![
+            ("__name__".to_string(), "process_cpu".to_string()),
+            ("service_name".to_string(), format!("new-{service}")),
+        ];
+        assert_eq!(push(&reference, &labels, &pprof).0, 200);
+        assert_eq!(push(&distributor, &labels, &pprof).0, 200);
+    }
+    let (_, on_fourth) = fourth.connect_json(
+        None,
+        "/querier.v1.QuerierService/LabelValues",
+        json!({"name": "service_name"}),
+    );
+    let names = on_fourth["names"].as_array().cloned().unwrap_or_default();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("new-")),
+        "the new ingester holds none of the new services: {on_fourth}"
+    );
+    assert!(
+        names.len() < 12 + 3,
+        "with 4 ingesters and RF 3 not every service lands on the new one: {on_fourth}"
+    );
+    assert_same(&reference, &querier, "four ingesters");
+
+    // 5. No healthy ingester: 503 with a message; pushes succeed again when they are back.
+    let mut fourth = fourth;
+    for ingester in ingesters.iter_mut().chain(std::iter::once(&mut fourth)) {
+        ingester.stop();
+    }
+    wait_ring(&distributor, "every ingester gone", |n| {
+        active_ingesters(n).is_empty()
+    });
+    let labels = vec![
+        ("__name__".to_string(), "process_cpu".to_string()),
+        ("service_name".to_string(), "svc-0".to_string()),
+    ];
+    let (status, body) = push(&distributor, &labels, &pprof);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("ingester"),
+        "the 503 names the problem: {body}"
+    );
+    for ingester in ingesters.iter_mut() {
+        ingester.restart();
+    }
+    wait_ring(&distributor, "ingesters back", |n| {
+        active_ingesters(n).len() == 3
+    });
+    assert_eq!(push(&reference, &labels, &pprof).0, 200);
+    let (status, body) = push(&distributor, &labels, &pprof);
+    assert_eq!(status, 200, "{body}");
+    // The stopped ingesters flushed their heads to the shared bucket: the querier now reads
+    // blocks of three origins plus the heads, and still counts every profile once.
+    assert_same(&reference, &querier, "after flushes and restarts");
+    distributor.stop();
+}
