@@ -181,6 +181,7 @@ pub struct Flags {
     pub gossip_addr: Option<SocketAddr>,
     pub gossip_seeds: Option<Vec<String>>,
     pub replication_factor: Option<usize>,
+    pub advertise_host: Option<String>,
 }
 
 impl Config {
@@ -236,6 +237,9 @@ impl Config {
         }
         if let Some(rf) = flags.replication_factor {
             self.cluster.replication_factor = rf;
+        }
+        if let Some(host) = flags.advertise_host {
+            self.cluster.advertise_host = host;
         }
     }
 

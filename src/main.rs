@@ -58,6 +58,9 @@ struct Args {
     /// Gossip addresses of nodes to join through, comma separated.
     #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
     gossip_seeds: Option<Vec<String>>,
+    /// Host other nodes reach this one at, when it listens on 0.0.0.0 (default 127.0.0.1).
+    #[arg(long, value_name = "HOST", env = "HEARTH_ADVERTISE_HOST")]
+    advertise_host: Option<String>,
     /// Copies of every profile in a cluster (default 3).
     #[arg(long, value_name = "N")]
     replication_factor: Option<usize>,
@@ -81,6 +84,7 @@ fn main() -> anyhow::Result<()> {
         gossip_addr: args.gossip_addr,
         gossip_seeds: args.gossip_seeds,
         replication_factor: args.replication_factor,
+        advertise_host: args.advertise_host,
     });
     config.validate()?;
     init_logging(config.server.log_format);
