@@ -92,14 +92,15 @@ impl Replicas for FlightReplicas {
         &self,
         node: &str,
         tenant: &TenantId,
-        records: Arc<Vec<Vec<u8>>>,
+        records: Arc<[bytes::Bytes]>,
     ) -> Result<(), String> {
         let client = self
             .directory
             .client(node)
             .ok_or_else(|| format!("ingester {node} left the ring"))?;
         client
-            .push(tenant, records.as_ref().clone())
+            // Clones of `Bytes` handles, not of the records.
+            .push(tenant, records.to_vec())
             .await
             .map_err(|status| status.message().to_string())
     }

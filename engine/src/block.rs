@@ -6,7 +6,7 @@ mod meta;
 mod symbols;
 mod write;
 
-pub use meta::{BLOCK_FORMAT_VERSION, BlockFile, BlockMeta, BlockStats, META_FILE};
+pub use meta::{BLOCK_FORMAT_VERSION, BlockFile, BlockMeta, BlockStats};
 pub use symbols::{read_block_symbols, symbols_from_tables};
 pub use write::{EncodedBlock, write_block};
 
@@ -77,19 +77,27 @@ pub async fn load_blocks(store: &dyn ObjectStore, tenant: &TenantId) -> Result<V
         .await?;
     let mut blocks = Vec::new();
     for dir in listing.common_prefixes {
-        let meta_path = dir.clone().join(meta::META_FILE);
-        let bytes = match store.get(&meta_path).await {
-            Ok(result) => result.bytes().await?,
-            Err(object_store::Error::NotFound { .. }) => {
-                tracing::warn!(block = %dir, "ignoring a block without meta.json (an interrupted flush)");
-                continue;
+        match read_block(store, &dir).await? {
+            Some(block) => blocks.push(Arc::new(block)),
+            None => {
+                tracing::warn!(block = %dir, "ignoring a block without meta.json (an interrupted flush)")
             }
-            Err(e) => return Err(e.into()),
-        };
-        let meta: BlockMeta = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::corrupt(format!("block meta {meta_path}"), e))?;
-        blocks.push(Arc::new(Block { meta }));
+        }
     }
     blocks.sort_by(|a, b| a.meta.ulid.cmp(&b.meta.ulid));
     Ok(blocks)
+}
+
+/// The block in folder `dir`, from its `meta.json`; `None` while it has none (being written,
+/// or an interrupted flush).
+pub async fn read_block(store: &dyn ObjectStore, dir: &Path) -> Result<Option<Block>> {
+    let meta_path = dir.clone().join(meta::META_FILE);
+    let bytes = match store.get(&meta_path).await {
+        Ok(result) => result.bytes().await?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let meta: BlockMeta = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::corrupt(format!("block meta {meta_path}"), e))?;
+    Ok(Some(Block { meta }))
 }

@@ -7,13 +7,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use object_store::ObjectStore;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::Mutex;
 
-use crate::block::{Block, BlockMeta};
+use crate::block::{Block, read_block};
 use crate::db::{Engine, TenantSnapshot};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::TenantId;
 use crate::remote::{Dedupe, RemoteHeads};
 use crate::symbol_set::SymbolCache;
@@ -89,16 +89,10 @@ impl ClusterReader {
                 blocks.insert(id, block.clone());
                 continue;
             }
-            let meta_path = dir.clone().join(crate::block::META_FILE);
-            let bytes = match self.store.get(&meta_path).await {
-                Ok(result) => result.bytes().await?,
-                // Being written: its meta.json comes last.
-                Err(object_store::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let meta: BlockMeta = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::corrupt(format!("block meta {meta_path}"), e))?;
-            blocks.insert(id, Arc::new(Block { meta }));
+            // Being written when it has no meta.json yet (that comes last): skipped this time.
+            if let Some(block) = read_block(self.store.as_ref(), &dir).await? {
+                blocks.insert(id, Arc::new(block));
+            }
         }
         let mut list: Vec<Arc<Block>> = blocks.values().cloned().collect();
         list.sort_by(|a, b| a.meta.ulid.cmp(&b.meta.ulid));
@@ -110,8 +104,9 @@ impl ClusterReader {
 #[async_trait]
 impl SnapshotSource for ClusterReader {
     async fn snapshot(&self, tenant: &TenantId) -> Result<TenantSnapshot> {
-        // Heads first: a head flushed after this is then found as a block, and the replica
-        // deduplication counts a profile seen in both once.
+        // Remote heads are read later, while the query runs: a profile flushed in between is
+        // then in a block this listing missed and gone from that ingester's head, and only the
+        // other replicas supply it. One seen in both is counted once by the deduplication.
         let remotes = self.directory.remotes();
         let blocks = self.blocks(tenant).await?;
         Ok(TenantSnapshot {

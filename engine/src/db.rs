@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::head::{AppendStats, Head};
 use crate::model::{TenantId, TimeRange};
 use crate::remote::{Dedupe, RemoteHeads};
-use crate::symbol_set::{SymbolCache, SymbolSet, load_symbol_set};
+use crate::symbol_set::SymbolCache;
 use crate::wal::{Segment, SegmentId, Wal};
 
 /// When heads become blocks.
@@ -348,21 +348,6 @@ impl Engine {
 
     pub fn symbols(&self) -> &Arc<SymbolCache> {
         &self.symbols
-    }
-
-    /// The symbols of `services` in the snapshot's heads and in its blocks overlapping `range`.
-    pub async fn symbol_set(
-        &self,
-        snapshot: &TenantSnapshot,
-        range: &TimeRange,
-        services: &std::collections::BTreeSet<String>,
-    ) -> Result<SymbolSet> {
-        load_symbol_set(&self.symbols, &self.store, snapshot, range, services).await
-    }
-
-    /// A symbol set over `snapshot` that loads partitions when first asked (for SQL).
-    pub fn lazy_symbol_set(&self, snapshot: Arc<TenantSnapshot>) -> SymbolSet {
-        SymbolSet::lazy(self.symbols.clone(), self.store.clone(), snapshot)
     }
 
     pub fn stats(&self) -> EngineStats {

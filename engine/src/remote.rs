@@ -28,9 +28,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::TenantSnapshot;
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::TimeRange;
+use crate::model::{TenantId, TimeRange};
 use crate::schema::{self, TableKind};
-use crate::table::{ProfileTable, register_tables};
+use crate::table::{ProfileTable, register_tables, time_filter};
 
 /// A request for rows of one table of one tenant's heads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +49,41 @@ pub struct RemoteScan {
 }
 
 impl RemoteScan {
+    /// A scan of `kind` returning the columns of `schema` (the table schema or a projection
+    /// of it), over all time, every series and service.
+    pub fn new(tenant: &TenantId, kind: TableKind, schema: &SchemaRef) -> Self {
+        RemoteScan {
+            tenant: tenant.to_string(),
+            table: kind.name().to_string(),
+            columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
+            start: TimeRange::ALL.start,
+            end: TimeRange::ALL.end,
+            series_ids: None,
+            services: None,
+        }
+    }
+
+    /// The table, the indices of the requested columns in its schema, and the schema they
+    /// make; an unknown table or column is an error naming it.
+    pub fn projection(&self) -> Result<(TableKind, Vec<usize>, SchemaRef)> {
+        let kind = self.kind()?;
+        let table_schema = kind.table_schema();
+        let projection = self
+            .columns
+            .iter()
+            .map(|c| {
+                table_schema.index_of(c).map_err(|_| {
+                    Error::invalid(
+                        ErrorKind::InvalidArgument,
+                        format!("table {} has no column {c:?}", kind.name()),
+                    )
+                })
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        let schema = Arc::new(table_schema.project(&projection)?);
+        Ok((kind, projection, schema))
+    }
+
     pub fn kind(&self) -> Result<TableKind> {
         TableKind::ALL
             .into_iter()
@@ -99,29 +134,12 @@ pub async fn serve_scan(
     request: &RemoteScan,
 ) -> Result<Vec<RecordBatch>> {
     use datafusion::catalog::TableProvider;
-    let kind = request.kind()?;
-    let table_schema = kind.table_schema();
-    let projection = request
-        .columns
-        .iter()
-        .map(|c| {
-            table_schema.index_of(c).map_err(|_| {
-                Error::invalid(
-                    ErrorKind::InvalidArgument,
-                    format!("table {} has no column {c:?}", kind.name()),
-                )
-            })
-        })
-        .collect::<Result<Vec<usize>>>()?;
+    let (kind, projection, _) = request.projection()?;
     let range = request.time();
     let mut filters = Vec::new();
     match kind {
         TableKind::Samples | TableKind::Profiles if range != TimeRange::ALL => {
-            filters.push(
-                col(schema::TIME)
-                    .gt_eq(crate::table::timestamp_lit(range.start))
-                    .and(col(schema::TIME).lt(crate::table::timestamp_lit(range.end))),
-            );
+            filters.push(time_filter(&range));
         }
         TableKind::Series if range != TimeRange::ALL => {
             filters.push(col(schema::MAX_TIME).gt_eq(crate::table::timestamp_lit(range.start)));
@@ -253,11 +271,7 @@ impl Dedupe {
         register_tables(&ctx, Arc::new(plain), store.clone())?;
         let mut df = ctx.table(TableKind::Profiles.name()).await?;
         if range != TimeRange::ALL {
-            df = df.filter(
-                col(schema::TIME)
-                    .gt_eq(crate::table::timestamp_lit(range.start))
-                    .and(col(schema::TIME).lt(crate::table::timestamp_lit(range.end))),
-            )?;
+            df = df.filter(time_filter(&range))?;
         }
         let batches = df
             .select(vec![

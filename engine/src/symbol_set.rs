@@ -262,13 +262,8 @@ async fn remote_symbols(
         ] {
             let schema = kind.table_schema();
             let request = RemoteScan {
-                tenant: snapshot.tenant.to_string(),
-                table: kind.name().to_string(),
-                columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
-                start: i64::MIN,
-                end: i64::MAX,
-                series_ids: None,
                 services: Some(services.iter().cloned().collect()),
+                ..RemoteScan::new(&snapshot.tenant, kind, &schema)
             };
             let batches: Vec<RecordBatch> = remote
                 .scan(request, schema.clone())

@@ -218,9 +218,6 @@ impl ProfileTable {
             None => table_schema,
         };
         let request = RemoteScan {
-            tenant: self.snapshot.tenant.to_string(),
-            table: self.kind.name().to_string(),
-            columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
             start: pruning.time.start,
             end: pruning.time.end,
             series_ids: pruning
@@ -230,6 +227,7 @@ impl ProfileTable {
             services: pruning
                 .required_value(label::SERVICE_NAME)
                 .map(|s| vec![s.to_string()]),
+            ..RemoteScan::new(&self.snapshot.tenant, self.kind, &schema)
         };
         let partitions: Vec<Arc<dyn PartitionStream>> = self
             .snapshot
@@ -398,6 +396,14 @@ pub fn timestamp_lit(nanos: i64) -> Expr {
         Some(nanos),
         Some("UTC".into()),
     ))
+}
+
+/// `time` in the half-open `range`: the exact row filter the `samples` and `profiles` scans
+/// apply themselves.
+pub fn time_filter(range: &crate::model::TimeRange) -> Expr {
+    datafusion::logical_expr::col(schema::TIME)
+        .gt_eq(timestamp_lit(range.start))
+        .and(datafusion::logical_expr::col(schema::TIME).lt(timestamp_lit(range.end)))
 }
 
 /// Registers every logical table of one tenant snapshot, and the `label` function, in `ctx`.

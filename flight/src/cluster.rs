@@ -49,8 +49,8 @@ const MAX_MESSAGE_BYTES: usize = 256 << 20;
 pub struct PushRecords {
     #[prost(string, tag = "1")]
     pub tenant: String,
-    #[prost(bytes = "vec", repeated, tag = "2")]
-    pub records: Vec<Vec<u8>>,
+    #[prost(bytes = "bytes", repeated, tag = "2")]
+    pub records: Vec<bytes::Bytes>,
 }
 
 /// A gRPC status for an engine error kind.
@@ -68,6 +68,10 @@ pub(crate) fn kind_status(kind: ErrorKind, message: String) -> Status {
         ErrorKind::Unavailable => Status::unavailable(message),
         ErrorKind::Internal => Status::internal(message),
     }
+}
+
+fn tenant(name: &str) -> Result<TenantId, Status> {
+    TenantId::new(name).map_err(|e| Status::invalid_argument(format!("bad tenant: {e}")))
 }
 
 fn engine_status(error: hearth_engine::Error) -> Status {
@@ -88,8 +92,7 @@ impl IngesterFlight {
     async fn push(&self, body: &[u8]) -> Result<(), Status> {
         let push = PushRecords::decode(body)
             .map_err(|e| Status::invalid_argument(format!("bad {PUSH_ACTION} body: {e}")))?;
-        let tenant = TenantId::new(&push.tenant)
-            .map_err(|e| Status::invalid_argument(format!("bad tenant: {e}")))?;
+        let tenant = tenant(&push.tenant)?;
         // Decode every record first: a push is stored whole or not at all.
         let batches = push
             .records
@@ -166,21 +169,8 @@ impl FlightService for IngesterFlight {
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let scan: RemoteScan = serde_json::from_slice(&request.into_inner().ticket)
             .map_err(|e| Status::invalid_argument(format!("bad scan ticket: {e}")))?;
-        let tenant = TenantId::new(&scan.tenant)
-            .map_err(|e| Status::invalid_argument(format!("bad tenant: {e}")))?;
-        let kind = scan.kind().map_err(engine_status)?;
-        let schema = Arc::new(
-            kind.table_schema()
-                .project(
-                    &scan
-                        .columns
-                        .iter()
-                        .map(|c| kind.table_schema().index_of(c))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| Status::invalid_argument(e.to_string()))?,
-                )
-                .map_err(|e| Status::invalid_argument(e.to_string()))?,
-        );
+        let tenant = tenant(&scan.tenant)?;
+        let (_, _, schema) = scan.projection().map_err(engine_status)?;
         let snapshot = self.engine.snapshot(&tenant);
         let batches = serve_scan(&snapshot, &scan).await.map_err(engine_status)?;
         let stream = FlightDataEncoderBuilder::new()
@@ -279,7 +269,7 @@ impl IngesterClient {
     }
 
     /// Stores `records` (WAL records) of `tenant` on the ingester.
-    pub async fn push(&self, tenant: &TenantId, records: Vec<Vec<u8>>) -> Result<(), Status> {
+    pub async fn push(&self, tenant: &TenantId, records: Vec<bytes::Bytes>) -> Result<(), Status> {
         let body = PushRecords {
             tenant: tenant.to_string(),
             records,

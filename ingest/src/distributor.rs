@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use hearth_engine::model::TenantId;
@@ -47,7 +48,7 @@ pub trait Replicas: Send + Sync {
         &self,
         node: &str,
         tenant: &TenantId,
-        records: Arc<Vec<Vec<u8>>>,
+        records: Arc<[Bytes]>,
     ) -> std::result::Result<(), String>;
 }
 
@@ -74,7 +75,7 @@ impl Distributor {
         ring: &Ring,
         tenant: &TenantId,
         service: &str,
-        records: Vec<Vec<u8>>,
+        records: Vec<Bytes>,
     ) -> Result<()> {
         let unavailable =
             |message: String| Error::rejected(ErrorKind::Unavailable, reason::UNAVAILABLE, message);
@@ -90,7 +91,7 @@ impl Distributor {
                 set.len()
             )));
         }
-        let records = Arc::new(records);
+        let records: Arc<[Bytes]> = records.into();
         let mut writes: FuturesUnordered<_> = set
             .iter()
             .map(|member| {
@@ -136,14 +137,14 @@ impl ProfileSink for Distributor {
     async fn store(&self, tenant: &TenantId, batches: Vec<ProfileBatch>) -> Result<PushOutcome> {
         let ring = self.replicas.ring();
         let mut outcome = PushOutcome::default();
-        let mut groups: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        let mut groups: BTreeMap<String, Vec<Bytes>> = BTreeMap::new();
         for batch in &batches {
             outcome.profiles += batch.profiles.len();
             outcome.samples += batch.sample_count();
             groups
                 .entry(batch.partition.clone())
                 .or_default()
-                .push(batch.to_wal_record());
+                .push(batch.to_wal_record().into());
         }
         let writes = groups
             .into_iter()

@@ -10,7 +10,7 @@
 mod membership;
 mod tokens;
 
-pub use membership::{Membership, MembershipConfig, MembershipError, Node, NodeInfo, ring_of};
+pub use membership::{Membership, MembershipConfig, MembershipError, Node, NodeInfo};
 pub use tokens::{Member, Ring, RingError, member_tokens, quorum};
 
 /// The lifecycle of a ring member.

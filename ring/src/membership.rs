@@ -226,7 +226,7 @@ impl Membership {
 }
 
 /// The ring of `nodes` running `role`.
-pub fn ring_of(nodes: &[Node], role: &str, zone_aware: bool) -> Ring {
+fn ring_of(nodes: &[Node], role: &str, zone_aware: bool) -> Ring {
     Ring::new(
         nodes
             .iter()

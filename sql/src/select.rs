@@ -20,7 +20,7 @@ use hearth_engine::pprof_merge::{PprofBuilder, pprof_udaf, set_profile_type};
 use hearth_engine::schema::{self, TableKind};
 use hearth_engine::stack_merge::StackMerge;
 use hearth_engine::symbol_set::{SymbolSet, load_symbol_set};
-use hearth_engine::table::{matcher_expr, register_tables};
+use hearth_engine::table::{matcher_expr, register_tables, time_filter};
 use hearth_proto::pprof::Profile;
 
 use crate::error::{Error, Result};
@@ -124,12 +124,6 @@ impl Matched {
     fn series_filter(&self) -> Expr {
         col(schema::SERIES_ID).in_list(self.labels.keys().map(|&id| lit(id)).collect(), false)
     }
-}
-
-fn time_filter(range: &TimeRange) -> Expr {
-    col(schema::TIME)
-        .gt_eq(timestamp(range.start))
-        .and(col(schema::TIME).lt(timestamp(range.end)))
 }
 
 impl QueryService {

@@ -54,12 +54,7 @@ impl MillisRange {
     }
 }
 
-pub(crate) fn timestamp(nanos: i64) -> Expr {
-    lit(datafusion::common::ScalarValue::TimestampNanosecond(
-        Some(nanos),
-        Some("UTC".into()),
-    ))
-}
+pub(crate) use hearth_engine::table::timestamp_lit as timestamp;
 
 /// Answers querier requests for every tenant of one engine.
 #[derive(Debug)]
