@@ -140,7 +140,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let flight = match (flight_listener, target, &engine) {
         (Some(listener), Target::Ingester, Some(engine)) => {
-            let service = IngesterFlight::new(engine.clone());
+            let service = IngesterFlight::new(engine.clone(), config.query.clone());
             tracing::info!(addr = %listener.local_addr()?, "ingester flight listening");
             Some(tokio::spawn(hearth_flight::cluster::serve_ingester(
                 listener,

@@ -6,67 +6,24 @@
 mod support;
 
 mod blocks;
+mod client;
 mod report;
 mod workload;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hearth_proto::querier::v1::{
     ProfileTypesRequest, SelectMergeStacktracesRequest, SelectSeriesRequest,
 };
 use hearth_proto::types::v1::LabelValuesRequest;
-use parking_lot::Mutex;
-use prost::Message;
 use serde_json::{Value, json};
 
+use client::{Args, connect_call, percentile, push_all};
 use report::Target;
 use support::{cpu_seconds, start, status_field, stop};
 use workload::{Push, Service};
-
-struct Args {
-    scale: f64,
-    minutes: usize,
-    clients: usize,
-    queries: usize,
-    out: PathBuf,
-    markdown_to: Option<PathBuf>,
-}
-
-fn args() -> Args {
-    let mut args = Args {
-        scale: 0.1,
-        minutes: 60,
-        clients: 4,
-        queries: 10,
-        out: PathBuf::from("target/bench-report"),
-        markdown_to: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--scale" => args.scale = value().parse().expect("--scale takes a number"),
-            "--minutes" => args.minutes = value().parse().expect("--minutes takes a whole number"),
-            "--clients" => args.clients = value().parse().expect("--clients takes a whole number"),
-            "--queries" => args.queries = value().parse().expect("--queries takes a whole number"),
-            "--out" => args.out = PathBuf::from(value()),
-            "--markdown-to" => args.markdown_to = Some(PathBuf::from(value())),
-            "--bench" => {}
-            other => panic!("unknown flag {other}; see benches/README.md"),
-        }
-    }
-    args
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
 
 fn rss_mb(pid: u32) -> f64 {
     status_field(pid, "VmHWM:")
@@ -75,102 +32,6 @@ fn rss_mb(pid: u32) -> f64 {
         .parse::<f64>()
         .unwrap_or(0.0)
         / 1024.0
-}
-
-fn send(client: &reqwest::blocking::Client, addr: &str, push: &Push) -> Duration {
-    let started = Instant::now();
-    let mut request = client
-        .post(format!("http://{addr}{}", push.path))
-        .header("content-type", push.content_type)
-        .body(push.body.clone());
-    if push.gzip_encoded {
-        request = request.header("content-encoding", "gzip");
-    }
-    let response = request.send().expect("push sent");
-    assert_eq!(
-        response.status().as_u16(),
-        200,
-        "{}: {}",
-        push.path,
-        response.text().unwrap_or_default()
-    );
-    started.elapsed()
-}
-
-/// Pushes every (round, service, pod) from `clients` threads; `interval` paces each thread
-/// (None: as fast as the server answers). Returns latencies (ms) and gzipped bytes sent.
-fn push_all(
-    addr: &str,
-    services: &Arc<Vec<Service>>,
-    pods: usize,
-    rounds: std::ops::Range<usize>,
-    start_nanos: i64,
-    clients: usize,
-    interval: Option<Duration>,
-) -> (Vec<f64>, u64) {
-    let per_round = services.len() * pods;
-    let total = per_round * rounds.len();
-    let next = Arc::new(AtomicUsize::new(0));
-    let latencies = Arc::new(Mutex::new(Vec::with_capacity(total)));
-    let bytes = Arc::new(AtomicUsize::new(0));
-    let threads: Vec<_> = (0..clients)
-        .map(|_| {
-            let (next, latencies, bytes, services, addr, first) = (
-                next.clone(),
-                latencies.clone(),
-                bytes.clone(),
-                services.clone(),
-                addr.to_string(),
-                rounds.start,
-            );
-            std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::new();
-                let began = Instant::now();
-                let mut sent = 0u32;
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= total {
-                        break;
-                    }
-                    let (round, rest) = (first + i / per_round, i % per_round);
-                    let push =
-                        workload::push(&services[rest / pods], rest % pods, round, start_nanos);
-                    if let Some(interval) = interval {
-                        let due = began + interval * sent;
-                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(wait);
-                        }
-                    }
-                    let latency = send(&client, &addr, &push);
-                    sent += 1;
-                    bytes.fetch_add(push.body.len(), Ordering::Relaxed);
-                    latencies.lock().push(latency.as_secs_f64() * 1000.0);
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("client thread");
-    }
-    let mut latencies = latencies.lock().clone();
-    latencies.sort_by(|a, b| a.total_cmp(b));
-    (latencies, bytes.load(Ordering::Relaxed) as u64)
-}
-
-fn connect_call<M: Message>(
-    client: &reqwest::blocking::Client,
-    addr: &str,
-    method: &str,
-    request: &M,
-) -> Vec<u8> {
-    let response = client
-        .post(format!("http://{addr}/querier.v1.QuerierService/{method}"))
-        .header("content-type", "application/proto")
-        .body(request.encode_to_vec())
-        .send()
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200, "{method}");
-    response.bytes().unwrap().to_vec()
 }
 
 fn python() -> PathBuf {
@@ -222,7 +83,7 @@ fn duckdb(
 }
 
 fn main() {
-    let args = args();
+    let args = Args::parse(60, "target/bench-report");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let kinds = workload::kinds(root);
     let service_count = ((100.0 * args.scale).round() as usize).max(1);

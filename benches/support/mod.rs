@@ -40,9 +40,16 @@ pub fn status_field(pid: u32, key: &str) -> String {
 
 /// Starts `hearth` on a free loopback port with its data in `data`.
 pub fn start(data: &Path) -> (Child, String) {
+    start_with(data, &[])
+}
+
+/// Starts `hearth` with `args` on a free loopback HTTP port with its data in `data`; returns
+/// the HTTP address.
+pub fn start_with(data: &Path, args: &[String]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
         .arg(data)
+        .args(args)
         .env("RUST_LOG", "warn,hearth::server=info")
         .stderr(Stdio::piped())
         .spawn()
@@ -50,6 +57,9 @@ pub fn start(data: &Path) -> (Child, String) {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
         let line = lines.next().expect("hearth starts").unwrap();
+        if !line.contains("http server listening") {
+            continue;
+        }
         if let Some(rest) = line.split("addr=").nth(1) {
             break rest.split_whitespace().next().unwrap().to_string();
         }

@@ -1,6 +1,7 @@
-//! Where queries get their snapshots: the local [`Engine`] (a single process, or an ingester
-//! serving its heads), or a [`ClusterReader`] that lists the shared bucket's blocks and asks
-//! the live ingesters for their heads, with replicas counted once.
+//! Where queries get their snapshots: the local [`Engine`] (a single process), an ingester's
+//! [`HeadsOnly`] (what it answers pushed-down aggregates from), or a [`ClusterReader`] that
+//! lists the shared bucket's blocks and asks the live ingesters for their heads, with replicas
+//! counted once.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -41,6 +42,25 @@ impl SnapshotSource for Engine {
 
     fn symbol_cache(&self) -> &Arc<SymbolCache> {
         self.symbols()
+    }
+}
+
+/// An ingester's heads without its blocks: queriers read those from the bucket themselves.
+#[derive(Debug, Clone)]
+pub struct HeadsOnly(pub Arc<Engine>);
+
+#[async_trait]
+impl SnapshotSource for HeadsOnly {
+    async fn snapshot(&self, tenant: &TenantId) -> Result<TenantSnapshot> {
+        Ok(self.0.snapshot(tenant).heads_only())
+    }
+
+    fn store(&self) -> &Arc<dyn ObjectStore> {
+        self.0.store()
+    }
+
+    fn symbol_cache(&self) -> &Arc<SymbolCache> {
+        self.0.symbols()
     }
 }
 

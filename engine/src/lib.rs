@@ -35,7 +35,7 @@ pub mod table;
 pub mod wal;
 
 pub use batch::{ProfileBatch, SeriesProfile};
-pub use catalog::{ClusterReader, RemoteDirectory, SnapshotSource};
+pub use catalog::{ClusterReader, HeadsOnly, RemoteDirectory, SnapshotSource};
 pub use db::{Engine, EngineArgs, HeadConfig, TenantSnapshot};
 pub use error::{Error, ErrorKind, Result};
 pub use head::Head;

@@ -2,7 +2,8 @@
 //!
 //! An ingester serves [`IngesterFlight`]: `DoAction("hearth.push")` stores replicated profiles
 //! (WAL records, as the distributor normalised them) and `DoGet` answers a [`RemoteScan`] of
-//! its heads. Queriers and distributors reach it through an [`IngesterClient`]; a
+//! its heads or computes a [`RemoteAggregate`] over them (the ticket is a JSON
+//! [`RemoteRequest`]). Queriers and distributors reach it through an [`IngesterClient`]; a
 //! [`RemoteIngester`] is the querier's `RemoteHeads` over it, and [`IngesterDirectory`] lists
 //! the live ingesters from gossip.
 
@@ -25,12 +26,14 @@ use arrow_flight::{
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use hearth_engine::model::TenantId;
-use hearth_engine::remote::{RemoteHeads, RemoteScan, serve_scan};
-use hearth_engine::{Engine, ErrorKind, ProfileBatch, RemoteDirectory};
+use hearth_engine::remote::{RemoteAggregate, RemoteHeads, RemoteRequest, RemoteScan, serve_scan};
+use hearth_engine::{Engine, ErrorKind, HeadsOnly, ProfileBatch, RemoteDirectory};
 use hearth_ring::Membership;
+use hearth_sql::{QueryConfig, QueryService};
 use parking_lot::Mutex;
 use prost::Message;
 use tokio::net::TcpListener;
@@ -82,11 +85,17 @@ fn engine_status(error: hearth_engine::Error) -> Status {
 #[derive(Debug, Clone)]
 pub struct IngesterFlight {
     engine: Arc<Engine>,
+    /// Pushed-down aggregates, over the engine's heads only.
+    query: Arc<QueryService>,
 }
 
 impl IngesterFlight {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        IngesterFlight { engine }
+    pub fn new(engine: Arc<Engine>, config: QueryConfig) -> Self {
+        let heads = Arc::new(HeadsOnly(engine.clone()));
+        IngesterFlight {
+            engine,
+            query: Arc::new(QueryService::new(heads, config)),
+        }
     }
 
     async fn push(&self, body: &[u8]) -> Result<(), Status> {
@@ -167,12 +176,29 @@ impl FlightService for IngesterFlight {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        let scan: RemoteScan = serde_json::from_slice(&request.into_inner().ticket)
-            .map_err(|e| Status::invalid_argument(format!("bad scan ticket: {e}")))?;
-        let tenant = tenant(&scan.tenant)?;
-        let (_, _, schema) = scan.projection().map_err(engine_status)?;
-        let snapshot = self.engine.snapshot(&tenant);
-        let batches = serve_scan(&snapshot, &scan).await.map_err(engine_status)?;
+        let ticket: RemoteRequest = serde_json::from_slice(&request.into_inner().ticket)
+            .map_err(|e| Status::invalid_argument(format!("bad ticket: {e}")))?;
+        let (schema, batches) = match ticket {
+            RemoteRequest::Scan(scan) => {
+                let tenant = tenant(&scan.tenant)?;
+                let (_, _, schema) = scan.projection().map_err(engine_status)?;
+                let snapshot = self.engine.snapshot(&tenant);
+                let batches = serve_scan(&snapshot, &scan).await.map_err(engine_status)?;
+                (schema, batches)
+            }
+            RemoteRequest::Aggregate(aggregate) => {
+                let batches = self
+                    .query
+                    .serve_partial(aggregate)
+                    .await
+                    .map_err(crate::service::status)?;
+                let schema = batches
+                    .first()
+                    .map(RecordBatch::schema)
+                    .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
+                (schema, batches)
+            }
+        };
         let stream = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .with_dictionary_handling(DictionaryHandling::Resend)
@@ -236,7 +262,10 @@ pub async fn serve_ingester(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
 }
 
@@ -287,14 +316,10 @@ impl IngesterClient {
         Ok(())
     }
 
-    /// The rows of `scan`, cast to `schema`.
-    pub fn scan(
-        &self,
-        scan: RemoteScan,
-        schema: SchemaRef,
-    ) -> BoxStream<'static, Result<RecordBatch, FlightError>> {
+    /// The batches a `DoGet` of `request` returns.
+    fn get(&self, request: &RemoteRequest) -> BoxStream<'static, Result<RecordBatch, FlightError>> {
         let mut client = self.client.clone();
-        let ticket = match serde_json::to_vec(&scan) {
+        let ticket = match serde_json::to_vec(request) {
             Ok(ticket) => ticket,
             Err(e) => {
                 return futures::stream::once(async move {
@@ -303,7 +328,6 @@ impl IngesterClient {
                 .boxed();
             }
         };
-        let node = self.node.clone();
         futures::stream::once(async move {
             let response = client
                 .do_get(Ticket {
@@ -317,12 +341,34 @@ impl IngesterClient {
             Ok::<_, FlightError>(FlightRecordBatchStream::new_from_flight_data(data))
         })
         .try_flatten()
-        .map(move |batch| {
-            let batch = batch?;
-            conform(batch, &schema)
-                .map_err(|e| FlightError::ProtocolError(format!("rows from ingester {node}: {e}")))
-        })
         .boxed()
+    }
+
+    /// The rows of `scan`, cast to `schema`.
+    pub fn scan(
+        &self,
+        scan: RemoteScan,
+        schema: SchemaRef,
+    ) -> BoxStream<'static, Result<RecordBatch, FlightError>> {
+        let node = self.node.clone();
+        self.get(&RemoteRequest::Scan(scan))
+            .map(move |batch| {
+                let batch = batch?;
+                conform(batch, &schema).map_err(|e| {
+                    FlightError::ProtocolError(format!("rows from ingester {node}: {e}"))
+                })
+            })
+            .boxed()
+    }
+
+    /// The partial aggregate `request` of the ingester's heads.
+    pub async fn aggregate(
+        &self,
+        request: RemoteAggregate,
+    ) -> Result<Vec<RecordBatch>, FlightError> {
+        self.get(&RemoteRequest::Aggregate(request))
+            .try_collect()
+            .await
     }
 }
 
@@ -364,6 +410,25 @@ impl RemoteHeads for RemoteIngester {
             )))
         });
         Box::pin(RecordBatchStreamAdapter::new(schema, rows))
+    }
+
+    fn aggregate(
+        &self,
+        request: RemoteAggregate,
+    ) -> BoxFuture<'static, hearth_engine::Result<Vec<RecordBatch>>> {
+        let client = self.client.clone();
+        async move {
+            client.aggregate(request).await.map_err(|e| {
+                hearth_engine::Error::invalid(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "aggregating the heads of ingester {} ({}): {e}",
+                        client.node, client.addr
+                    ),
+                )
+            })
+        }
+        .boxed()
     }
 }
 

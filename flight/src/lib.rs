@@ -6,8 +6,8 @@
 //! profiles. Every call names one tenant (a bearer token's, else `x-scope-orgid`, else
 //! `anonymous`), and every statement is planned and run by `hearth-sql`: this crate translates
 //! and authenticates, nothing more. Between cluster components ([`cluster`]), ingesters take
-//! replicated pushes and serve scans of their heads over Flight; the querier reads them as
-//! `RemoteHeads` (its remote executor) and finds them through gossip.
+//! replicated pushes and serve scans and partial aggregates of their heads over Flight; the
+//! querier reads them as `RemoteHeads` (its remote executor) and finds them through gossip.
 
 pub mod auth;
 pub mod cluster;
@@ -36,6 +36,9 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     Server::builder()
         .add_service(FlightServiceServer::new(service))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
 }

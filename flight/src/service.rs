@@ -52,7 +52,7 @@ pub struct HearthFlightSql {
     sql_info: SqlInfoData,
 }
 
-fn status(error: hearth_sql::Error) -> Status {
+pub(crate) fn status(error: hearth_sql::Error) -> Status {
     crate::cluster::kind_status(error.kind(), error.to_string())
 }
 

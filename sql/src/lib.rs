@@ -2,9 +2,11 @@
 //!
 //! It owns the label-selector language ([`selector`]), the query service with Pyroscope's
 //! `querier.v1` semantics planned on DataFusion over the engine's table providers
-//! ([`service`]), and, in later issues, the SQL surface (tables, functions, table functions)
-//! and the `RemoteExecutor` trait for fan-out to ingesters. Transports (Connect, HTTP, Flight)
-//! call into this crate and translate its answers.
+//! ([`service`], [`select`]), and the SQL surface (tables, functions, [`surface`]). In a
+//! cluster it splits profile queries: blocks are aggregated where the query runs and each
+//! remote ingester's heads by that ingester (a `RemoteAggregate` through the engine's
+//! `RemoteHeads` trait, answered by [`QueryService::serve_partial`]). Transports (Connect, HTTP,
+//! Flight) call into this crate and translate its answers.
 //!
 //! Invariant: every plan is built over one tenant's snapshot, so a query can only see that
 //! tenant's data.

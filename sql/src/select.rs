@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int64Type, UInt64Type};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -17,6 +18,7 @@ use hearth_engine::db::TenantSnapshot;
 use hearth_engine::flamegraph::{FunctionTree, flamegraph_udaf};
 use hearth_engine::model::{Labels, ProfileType, TenantId, TimeRange};
 use hearth_engine::pprof_merge::{PprofBuilder, pprof_udaf, set_profile_type};
+use hearth_engine::remote::{Dedupe, KeepSets, Partial, RemoteAggregate};
 use hearth_engine::schema::{self, TableKind};
 use hearth_engine::stack_merge::StackMerge;
 use hearth_engine::symbol_set::{SymbolSet, load_symbol_set};
@@ -121,6 +123,26 @@ struct Matched {
 }
 
 impl Matched {
+    /// The partial aggregate `partial` of these series over `range`.
+    fn request(
+        &self,
+        snapshot: &TenantSnapshot,
+        partial: Partial,
+        range: TimeRange,
+        span_ids: Option<&[u64]>,
+    ) -> RemoteAggregate {
+        RemoteAggregate {
+            tenant: snapshot.tenant.to_string(),
+            partial,
+            start: range.start,
+            end: range.end,
+            series_ids: self.labels.keys().copied().collect(),
+            services: self.services.iter().cloned().collect(),
+            span_ids: span_ids.map(<[u64]>::to_vec),
+            keep: None,
+        }
+    }
+
     fn series_filter(&self) -> Expr {
         col(schema::SERIES_ID).in_list(self.labels.keys().map(|&id| lit(id)).collect(), false)
     }
@@ -190,7 +212,7 @@ impl QueryService {
         tenant: &TenantId,
         selection: &ProfileSelection,
         span_ids: Option<&[u64]>,
-        aggregate: fn(Arc<SymbolSet>) -> AggregateUDF,
+        partial: Partial,
         want_period: bool,
     ) -> Result<MergedSamples> {
         let snapshot = Arc::new(self.source().snapshot(tenant).await?);
@@ -204,36 +226,8 @@ impl QueryService {
             return Ok(merged);
         }
         let range = selection.time_range();
-        let symbols = load_symbol_set(
-            self.source().symbol_cache(),
-            self.source().store(),
-            &snapshot,
-            &range,
-            &matched.services,
-        )
-        .await?;
-        let udaf = aggregate(Arc::new(symbols));
-        let mut df = ctx
-            .table(TableKind::Samples.name())
-            .await?
-            .filter(time_filter(&range).and(matched.series_filter()))?;
-        if let Some(spans) = span_ids {
-            df =
-                df.filter(col("span_id").in_list(spans.iter().map(|&s| lit(s)).collect(), false))?;
-        }
-        let batches = df
-            .aggregate(
-                vec![],
-                vec![udaf.call(vec![
-                    col(schema::SOURCE),
-                    col(schema::SERVICE_NAME),
-                    col("stacktrace_id"),
-                    col("value"),
-                ])],
-            )?
-            .collect()
-            .await?;
-        for batch in batches {
+        let request = matched.request(&snapshot, partial, range, span_ids);
+        for batch in self.partial(&snapshot, request).await? {
             merged.states.extend(
                 batch
                     .column(0)
@@ -249,6 +243,125 @@ impl QueryService {
         Ok(merged)
     }
 
+    /// `request` over `snapshot`: its blocks and heads here, each remote node's heads
+    /// aggregated by that node (with the replica choices made here), all concurrently.
+    async fn partial(
+        &self,
+        snapshot: &Arc<TenantSnapshot>,
+        request: RemoteAggregate,
+    ) -> Result<Vec<RecordBatch>> {
+        if snapshot.remotes.is_empty() {
+            return self.partial_here(snapshot.clone(), &request).await;
+        }
+        let keep = match &snapshot.dedupe {
+            Some(dedupe) => Some(
+                dedupe
+                    .keep_sets(snapshot, self.source().store(), request.time())
+                    .await?,
+            ),
+            None => None,
+        };
+        let local = Arc::new(TenantSnapshot {
+            remotes: Vec::new(),
+            dedupe: keep.clone().map(|k| Arc::new(Dedupe::fixed(k))),
+            ..(**snapshot).clone()
+        });
+        let remote = snapshot.remotes.iter().map(|remote| {
+            remote.aggregate(RemoteAggregate {
+                keep: keep.as_ref().map(|k| k.for_node(remote.node())),
+                ..request.clone()
+            })
+        });
+        let (mut batches, remote) =
+            futures::future::try_join(self.partial_here(local, &request), async {
+                Ok(futures::future::try_join_all(remote).await?)
+            })
+            .await?;
+        batches.extend(remote.into_iter().flatten());
+        Ok(batches)
+    }
+
+    /// A remote node's side of a pushed-down aggregate: `request` over this service's
+    /// snapshot, keeping from each source what the querier assigned to it.
+    pub async fn serve_partial(&self, request: RemoteAggregate) -> Result<Vec<RecordBatch>> {
+        let tenant = TenantId::new(&request.tenant).map_err(|e| Error::invalid(e.to_string()))?;
+        let mut snapshot = self.source().snapshot(&tenant).await?;
+        snapshot.remotes.clear();
+        if let Some(keep) = request.keep.clone() {
+            let keep = KeepSets::from_source_keys(keep)?;
+            snapshot.dedupe = Some(Arc::new(Dedupe::fixed(Arc::new(keep))));
+        }
+        self.partial_here(Arc::new(snapshot), &request).await
+    }
+
+    /// `request` over the heads and blocks of `snapshot` (which has no remotes).
+    async fn partial_here(
+        &self,
+        snapshot: Arc<TenantSnapshot>,
+        request: &RemoteAggregate,
+    ) -> Result<Vec<RecordBatch>> {
+        let ctx = self.bounded_session(&snapshot)?;
+        let range = request.time();
+        let selected = time_filter(&range).and(col(schema::SERIES_ID).in_list(
+            request.series_ids.iter().map(|&id| lit(id)).collect(),
+            false,
+        ));
+        let aggregate: fn(Arc<SymbolSet>) -> AggregateUDF = match request.partial {
+            Partial::Series { start_ms, step_ms } => {
+                let millis = cast(col(schema::TIME), DataType::Int64) / lit(1_000_000i64);
+                let bucket = (millis - lit(start_ms) + lit(step_ms - 1)) / lit(step_ms);
+                return Ok(ctx
+                    .table(TableKind::Profiles.name())
+                    .await?
+                    .filter(selected)?
+                    .aggregate(
+                        vec![col(schema::SERIES_ID), bucket.alias("bucket")],
+                        vec![
+                            sum(col("total_value")).alias("total"),
+                            count(lit(1)).alias("profiles"),
+                        ],
+                    )?
+                    .collect()
+                    .await?);
+            }
+            Partial::Flamegraph => flamegraph_udaf,
+            Partial::Pprof => pprof_udaf,
+        };
+        let services: BTreeSet<String> = request.services.iter().cloned().collect();
+        let symbols = load_symbol_set(
+            self.source().symbol_cache(),
+            self.source().store(),
+            &snapshot,
+            &range,
+            &services,
+        )
+        .await?;
+        let udaf = aggregate(Arc::new(symbols));
+        let mut df = ctx
+            .table(TableKind::Samples.name())
+            .await?
+            .filter(selected)?;
+        if let Some(spans) = &request.span_ids {
+            df =
+                df.filter(col("span_id").in_list(spans.iter().map(|&s| lit(s)).collect(), false))?;
+        }
+        Ok(df
+            .aggregate(
+                vec![],
+                vec![
+                    udaf.call(vec![
+                        col(schema::SOURCE),
+                        col(schema::SERVICE_NAME),
+                        col("stacktrace_id"),
+                        col("value"),
+                    ])
+                    .alias("state"),
+                ],
+            )?
+            .collect()
+            .await?)
+    }
+
     /// The selected samples merged into one function tree; `span_ids` keeps only those spans.
     pub async fn merge_tree(
         &self,
@@ -257,7 +370,7 @@ impl QueryService {
         span_ids: Option<&[u64]>,
     ) -> Result<FunctionTree> {
         let merged = self
-            .merge_samples(tenant, selection, span_ids, flamegraph_udaf, false)
+            .merge_samples(tenant, selection, span_ids, Partial::Flamegraph, false)
             .await?;
         let mut tree = FunctionTree::new();
         for state in &merged.states {
@@ -273,7 +386,7 @@ impl QueryService {
         selection: &ProfileSelection,
     ) -> Result<Profile> {
         let merged = self
-            .merge_samples(tenant, selection, None, pprof_udaf, true)
+            .merge_samples(tenant, selection, None, Partial::Pprof, true)
             .await?;
         let mut builder = PprofBuilder::new();
         for state in &merged.states {
@@ -352,21 +465,12 @@ impl QueryService {
         if matched.labels.is_empty() {
             return Ok(Vec::new());
         }
-        let millis = cast(col(schema::TIME), DataType::Int64) / lit(1_000_000i64);
-        let bucket = (millis - lit(start_ms) + lit(step - 1)) / lit(step);
-        let batches = ctx
-            .table(TableKind::Profiles.name())
-            .await?
-            .filter(time_filter(&read).and(matched.series_filter()))?
-            .aggregate(
-                vec![col(schema::SERIES_ID), bucket.alias("bucket")],
-                vec![
-                    sum(col("total_value")).alias("total"),
-                    count(lit(1)).alias("profiles"),
-                ],
-            )?
-            .collect()
-            .await?;
+        let partial = Partial::Series {
+            start_ms,
+            step_ms: step,
+        };
+        let request = matched.request(&snapshot, partial, read, None);
+        let batches = self.partial(&snapshot, request).await?;
 
         let last_bucket = (end_ms - start_ms) / step;
         // Group key -> bucket -> (sum, profiles).

@@ -4,6 +4,7 @@
 //! counting (Connect and Flight SQL), `kill -9` of an ingester while pushing, its restart and
 //! WAL replay, a fourth ingester joining, and a distributor without healthy ingesters.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::UdpSocket;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -126,6 +127,11 @@ fn answers(node: &Hearth) -> Vec<(String, Value)> {
             json!({"profile_typeID": PROFILE_TYPE, "label_selector": selector, "start": 1,
                    "end": end, "max_nodes": 64}),
         ));
+        calls.push((
+            "SelectMergeProfile",
+            json!({"profile_typeID": PROFILE_TYPE, "label_selector": selector, "start": 1,
+                   "end": end}),
+        ));
     }
     calls
         .into_iter()
@@ -136,9 +142,58 @@ fn answers(node: &Hearth) -> Vec<(String, Value)> {
                 body.clone(),
             );
             assert_eq!(status, 200, "{method} {body}: {answer}");
+            let answer = if method == "SelectMergeProfile" {
+                pprof_stacks(&answer)
+            } else {
+                answer
+            };
             (format!("{method} {body}"), answer)
         })
         .collect()
+}
+
+/// A merged pprof (protojson) as its value per stack of function names and its period: ids
+/// and the order of the tables depend on the merge order, these do not.
+fn pprof_stacks(profile: &Value) -> Value {
+    let number = |v: &Value| -> i64 {
+        v.as_str()
+            .map(|s| s.parse().unwrap())
+            .or(v.as_i64())
+            .unwrap_or(0)
+    };
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let strings: Vec<String> = list(&profile["stringTable"])
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    let functions: HashMap<i64, String> = list(&profile["function"])
+        .iter()
+        .map(|f| {
+            (
+                number(&f["id"]),
+                strings[number(&f["name"]) as usize].clone(),
+            )
+        })
+        .collect();
+    let locations: HashMap<i64, Vec<String>> = list(&profile["location"])
+        .iter()
+        .map(|l| {
+            let names = list(&l["line"])
+                .iter()
+                .map(|line| functions[&number(&line["functionId"])].clone())
+                .collect();
+            (number(&l["id"]), names)
+        })
+        .collect();
+    let mut stacks: BTreeMap<String, i64> = BTreeMap::new();
+    for sample in list(&profile["sample"]) {
+        let stack: Vec<String> = list(&sample["locationId"])
+            .iter()
+            .flat_map(|id| locations[&number(id)].clone())
+            .collect();
+        *stacks.entry(stack.join(";")).or_default() += number(&sample["value"][0]);
+    }
+    json!({"stacks": stacks, "period": profile["period"], "samples": list(&profile["sample"]).len()})
 }
 
 /// Totals through Flight SQL, with the Rust Flight SQL client.
