@@ -363,10 +363,14 @@ impl KeepSets {
     }
 }
 
-/// Replica deduplication of one snapshot: keep sets per time range, computed once each.
+/// What a keep set was computed for: a time range and, when set, only these series (sorted).
+type KeepScope = (TimeRange, Option<Vec<u64>>);
+
+/// Replica deduplication of one snapshot: keep sets per time range and series, computed once
+/// each.
 #[derive(Debug, Default)]
 pub struct Dedupe {
-    computed: Mutex<Vec<(TimeRange, Arc<KeepSets>)>>,
+    computed: Mutex<Vec<(KeepScope, Arc<KeepSets>)>>,
     /// Keep sets decided elsewhere (by the querier of a pushed-down aggregate), for any range.
     fixed: Option<Arc<KeepSets>>,
 }
@@ -380,19 +384,23 @@ impl Dedupe {
         }
     }
 
-    /// The keep sets for scans of `range`.
+    /// The keep sets for scans of `range` and, when set, of only the series `series` (the
+    /// sets then say nothing of other series: scans must filter them out).
     pub async fn keep_sets(
         &self,
         snapshot: &TenantSnapshot,
         store: &Arc<dyn ObjectStore>,
         range: TimeRange,
+        series: Option<&BTreeSet<u64>>,
     ) -> Result<Arc<KeepSets>> {
         if let Some(fixed) = &self.fixed {
             return Ok(fixed.clone());
         }
-        if let Some((_, found)) = self.computed.lock().iter().find(|(r, _)| *r == range) {
+        let scope: KeepScope = (range, series.map(|s| s.iter().copied().collect()));
+        if let Some((_, found)) = self.computed.lock().iter().find(|(s, _)| *s == scope) {
             return Ok(found.clone());
         }
+        let series_ids = scope.1.clone();
         let columns = [
             schema::SOURCE,
             schema::SERIES_ID,
@@ -412,6 +420,11 @@ impl Dedupe {
         if range != TimeRange::ALL {
             df = df.filter(time_filter(&range))?;
         }
+        if let Some(ids) = &series_ids {
+            df = df.filter(
+                col(schema::SERIES_ID).in_list(ids.iter().map(|&id| lit(id)).collect(), false),
+            )?;
+        }
         let batches = df
             .select(columns.iter().map(|c| col(*c)).collect::<Vec<_>>())?
             .collect()
@@ -429,6 +442,7 @@ impl Dedupe {
             let request = RemoteScan {
                 start: range.start,
                 end: range.end,
+                series_ids: series_ids.clone(),
                 ..RemoteScan::new(&snapshot.tenant, TableKind::Profiles, &schema)
             };
             let stream = remote.scan(request, schema.clone());
@@ -447,7 +461,7 @@ impl Dedupe {
         let mut sets = KeepSets::assign(keys);
         sets.nodes = nodes;
         let sets = Arc::new(sets);
-        self.computed.lock().push((range, sets.clone()));
+        self.computed.lock().push((scope, sets.clone()));
         Ok(sets)
     }
 }

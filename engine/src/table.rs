@@ -128,7 +128,12 @@ impl ProfileTable {
         let keep = match dedupe {
             Some(dedupe) => Some(
                 dedupe
-                    .keep_sets(&self.snapshot, &self.store, rows.time)
+                    .keep_sets(
+                        &self.snapshot,
+                        &self.store,
+                        rows.time,
+                        rows.series_ids.as_ref(),
+                    )
                     .await?,
             ),
             None => None,

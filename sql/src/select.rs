@@ -253,10 +253,16 @@ impl QueryService {
         if snapshot.remotes.is_empty() {
             return self.partial_here(snapshot.clone(), &request).await;
         }
+        let series: BTreeSet<u64> = request.series_ids.iter().copied().collect();
         let keep = match &snapshot.dedupe {
             Some(dedupe) => Some(
                 dedupe
-                    .keep_sets(snapshot, self.source().store(), request.time())
+                    .keep_sets(
+                        snapshot,
+                        self.source().store(),
+                        request.time(),
+                        Some(&series),
+                    )
                     .await?,
             ),
             None => None,
