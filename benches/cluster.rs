@@ -58,24 +58,24 @@ fn cluster(dir: &Path, ingesters: usize) -> Layout {
     let rf = ingesters.min(3);
     let seed = udp_port();
     let node = |id: &str, target: &str, gossip: u16| -> (Child, String) {
-        let args: Vec<String> = [
+        let (rf, blocks) = (rf.to_string(), dir.join("blocks"));
+        let (gossip, seed) = (format!("127.0.0.1:{gossip}"), format!("127.0.0.1:{seed}"));
+        let args = [
             "--target",
             target,
             "--node-id",
             id,
             "--replication-factor",
-            &rf.to_string(),
+            &rf,
             "--blocks-dir",
-            &dir.join("blocks").to_string_lossy(),
+            &blocks.to_string_lossy(),
             "--flight-addr",
             "127.0.0.1:0",
             "--gossip-addr",
-            &format!("127.0.0.1:{gossip}"),
+            &gossip,
             "--gossip-seeds",
-            &format!("127.0.0.1:{seed}"),
-        ]
-        .map(str::to_string)
-        .to_vec();
+            &seed,
+        ];
         start_with(&dir.join(id), &args)
     };
     let mut children = Vec::new();
@@ -264,7 +264,6 @@ fn main() {
         "cluster: {service_count} services x {} pods x {} rounds, {} clients, {} queries each",
         work.pods, work.rounds, work.clients, work.queries
     );
-    let _ = std::fs::remove_dir_all(&args.out);
     type Start = fn(&Path) -> Layout;
     let layouts: [(&str, Start); 3] = [
         ("all", single),
@@ -273,7 +272,12 @@ fn main() {
     ];
     let results: Vec<Value> = layouts
         .iter()
-        .map(|(dir, layout)| measure(layout(&args.out.join(dir)), &work))
+        .map(|(dir, layout)| {
+            // Each layout starts from empty data folders (only its own, never `--out` itself).
+            let dir = args.out.join(dir);
+            let _ = std::fs::remove_dir_all(&dir);
+            measure(layout(&dir), &work)
+        })
         .collect();
 
     // The querier's latency as a multiple of the single process's, per query.

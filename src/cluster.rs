@@ -49,10 +49,17 @@ pub async fn join(
         MembershipConfig {
             node_id: node_id.to_string(),
             listen_addr: cluster.gossip_addr,
-            advertise_addr: cluster.gossip_addr.ip().is_unspecified().then(|| {
-                let host = format!("{}:{}", cluster.advertise_host, cluster.gossip_addr.port());
-                host.parse().unwrap_or(cluster.gossip_addr)
-            }),
+            advertise_addr: match cluster.gossip_addr.ip().is_unspecified() {
+                true => Some(advertised(config, cluster.gossip_addr).parse().with_context(
+                    || {
+                        format!(
+                            "--advertise-host {:?} must be an IP address (gossip publishes an address)",
+                            cluster.advertise_host
+                        )
+                    },
+                )?),
+                false => None,
+            },
             seeds: cluster.gossip_seeds.clone(),
             cluster_id: cluster.cluster_id.clone(),
             gossip_interval: cluster.gossip_interval,
@@ -99,7 +106,8 @@ impl Replicas for FlightReplicas {
             .client(node)
             .ok_or_else(|| format!("ingester {node} left the ring"))?;
         client
-            // Clones of `Bytes` handles, not of the records.
+            // Handles to the shared records; encoding the request body copies them once per
+            // replica and attempt.
             .push(tenant, records.to_vec())
             .await
             .map_err(|status| status.message().to_string())

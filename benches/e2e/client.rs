@@ -64,7 +64,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-pub fn send(client: &reqwest::blocking::Client, addr: &str, push: &Push) -> Duration {
+fn send(client: &reqwest::blocking::Client, addr: &str, push: &Push) -> Duration {
     let started = Instant::now();
     let mut request = client
         .post(format!("http://{addr}{}", push.path))

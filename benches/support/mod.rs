@@ -45,7 +45,7 @@ pub fn start(data: &Path) -> (Child, String) {
 
 /// Starts `hearth` with `args` on a free loopback HTTP port with its data in `data`; returns
 /// the HTTP address.
-pub fn start_with(data: &Path, args: &[String]) -> (Child, String) {
+pub fn start_with(data: &Path, args: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
         .arg(data)

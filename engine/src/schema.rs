@@ -220,14 +220,17 @@ impl TableKind {
         }
     }
 
+    /// The tables that hold symbols (one partition per service), in the order a symbol
+    /// partition is rebuilt from them.
+    pub const SYMBOLS: [TableKind; 4] = [
+        TableKind::Mappings,
+        TableKind::Functions,
+        TableKind::Locations,
+        TableKind::Stacktraces,
+    ];
+
     /// Whether the table holds symbols (one partition per service).
     pub fn is_symbols(self) -> bool {
-        matches!(
-            self,
-            TableKind::Stacktraces
-                | TableKind::Locations
-                | TableKind::Functions
-                | TableKind::Mappings
-        )
+        Self::SYMBOLS.contains(&self)
     }
 }

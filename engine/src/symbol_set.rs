@@ -254,12 +254,7 @@ async fn remote_symbols(
     for remote in &snapshot.remotes {
         // Rows by source (a remote may hold several heads) and table.
         let mut by_source: HashMap<String, HashMap<TableKind, Vec<RecordBatch>>> = HashMap::new();
-        for kind in [
-            TableKind::Mappings,
-            TableKind::Functions,
-            TableKind::Locations,
-            TableKind::Stacktraces,
-        ] {
+        for kind in TableKind::SYMBOLS {
             let schema = kind.table_schema();
             let request = RemoteScan {
                 services: Some(services.iter().cloned().collect()),

@@ -37,8 +37,7 @@ use hearth_sql::{QueryConfig, QueryService};
 use parking_lot::Mutex;
 use prost::Message;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 /// The action that stores replicated profiles on an ingester.
@@ -256,17 +255,10 @@ pub async fn serve_ingester(
     service: IngesterFlight,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    Server::builder()
-        .add_service(
-            FlightServiceServer::new(service)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await
+    let server = FlightServiceServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    crate::serve_flight(listener, server, shutdown).await
 }
 
 /// A connection to one ingester (made on first use, re-made by tonic after failures).
@@ -291,10 +283,6 @@ impl IngesterClient {
             addr: addr.to_string(),
             client,
         })
-    }
-
-    pub fn node(&self) -> &str {
-        &self.node
     }
 
     /// Stores `records` (WAL records) of `tenant` on the ingester.

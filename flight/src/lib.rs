@@ -16,7 +16,7 @@ pub mod service;
 
 use std::future::Future;
 
-use arrow_flight::flight_service_server::FlightServiceServer;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -34,8 +34,18 @@ pub async fn serve(
     service: HearthFlightSql,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    serve_flight(listener, FlightServiceServer::new(service), shutdown).await
+}
+
+/// Serves a Flight service on `listener` until `shutdown` completes. `TCP_NODELAY` is set:
+/// without it each small request/response waits on the peer's delayed ACK (about 40 ms).
+pub(crate) async fn serve_flight<S: FlightService>(
+    listener: TcpListener,
+    server: FlightServiceServer<S>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
     Server::builder()
-        .add_service(FlightServiceServer::new(service))
+        .add_service(server)
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,

@@ -21,6 +21,27 @@ pub enum InstanceState {
     Leaving,
 }
 
+impl InstanceState {
+    /// The name gossiped and shown in `/ring`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Joining => "joining",
+            InstanceState::Active => "active",
+            InstanceState::Leaving => "leaving",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            InstanceState::Joining,
+            InstanceState::Active,
+            InstanceState::Leaving,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+}
+
 /// The ring key of a profile: a hash of the tenant and the service, so one service's profiles,
 /// and therefore its symbols, land on the same replicas.
 pub fn placement_key(tenant: &str, service_name: &str) -> u64 {

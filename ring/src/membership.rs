@@ -146,7 +146,7 @@ impl Membership {
             (KEY_ROLES.to_string(), info.roles.join(",")),
             (KEY_HTTP.to_string(), info.http_addr.clone()),
             (KEY_FLIGHT.to_string(), info.flight_addr.clone()),
-            (KEY_STATE.to_string(), state_name(state).to_string()),
+            (KEY_STATE.to_string(), state.as_str().to_string()),
             (
                 KEY_TOKENS.to_string(),
                 info.tokens
@@ -211,7 +211,7 @@ impl Membership {
     pub async fn set_state(&self, state: InstanceState) {
         self.handle
             .with_chitchat(|chitchat| {
-                chitchat.self_node_state().set(KEY_STATE, state_name(state));
+                chitchat.self_node_state().set(KEY_STATE, state.as_str());
             })
             .await;
     }
@@ -237,23 +237,6 @@ fn ring_of(nodes: &[Node], role: &str, zone_aware: bool) -> Ring {
     )
 }
 
-fn state_name(state: InstanceState) -> &'static str {
-    match state {
-        InstanceState::Joining => "joining",
-        InstanceState::Active => "active",
-        InstanceState::Leaving => "leaving",
-    }
-}
-
-fn parse_state(name: &str) -> Option<InstanceState> {
-    match name {
-        "joining" => Some(InstanceState::Joining),
-        "active" => Some(InstanceState::Active),
-        "leaving" => Some(InstanceState::Leaving),
-        _ => None,
-    }
-}
-
 /// Live nodes by id: a restarted node's newest generation wins over an older one still listed.
 fn nodes_of(live: &BTreeMap<ChitchatId, NodeState>) -> Vec<Node> {
     let mut by_id: BTreeMap<String, Node> = BTreeMap::new();
@@ -273,7 +256,7 @@ fn nodes_of(live: &BTreeMap<ChitchatId, NodeState>) -> Vec<Node> {
 
 fn node_of(id: &ChitchatId, state: &NodeState) -> Option<Node> {
     let text = |key: &str| state.get(key).unwrap_or_default().to_string();
-    let node_state = parse_state(state.get(KEY_STATE)?)?;
+    let node_state = InstanceState::parse(state.get(KEY_STATE)?)?;
     Some(Node {
         id: id.node_id.to_string(),
         generation: id.generation_id,

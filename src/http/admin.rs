@@ -49,7 +49,7 @@ pub async fn ring(State(state): State<Arc<AppState>>) -> Response {
         .map(|n| {
             serde_json::json!({
                 "id": n.id,
-                "state": format!("{:?}", n.state).to_lowercase(),
+                "state": n.state.as_str(),
                 "roles": n.info.roles,
                 "http_addr": n.info.http_addr,
                 "flight_addr": n.info.flight_addr,

@@ -47,12 +47,7 @@ pub async fn read_block_symbols(
     block: &Block,
 ) -> Result<HashMap<String, SymbolPartition>> {
     let mut tables = HashMap::new();
-    for kind in [
-        TableKind::Mappings,
-        TableKind::Functions,
-        TableKind::Locations,
-        TableKind::Stacktraces,
-    ] {
+    for kind in TableKind::SYMBOLS {
         tables.insert(kind, read_table(store, tenant, block, kind).await?);
     }
     symbols_from_tables(&format!("block {} symbols", block.id()), &tables)
