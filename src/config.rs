@@ -135,8 +135,8 @@ pub struct ClusterConfig {
     pub gossip_addr: SocketAddr,
     /// `host:port` gossip addresses of nodes to join through.
     pub gossip_seeds: Vec<String>,
-    /// Host other nodes use to reach this one's HTTP and Flight ports when they listen on
-    /// `0.0.0.0`.
+    /// IP address other nodes use to reach this one's gossip, HTTP and Flight ports when they
+    /// listen on `0.0.0.0`.
     pub advertise_host: String,
     pub cluster_id: String,
     #[serde(with = "humantime_serde")]

@@ -58,8 +58,9 @@ struct Args {
     /// Gossip addresses of nodes to join through, comma separated.
     #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
     gossip_seeds: Option<Vec<String>>,
-    /// Host other nodes reach this one at, when it listens on 0.0.0.0 (default 127.0.0.1).
-    #[arg(long, value_name = "HOST", env = "HEARTH_ADVERTISE_HOST")]
+    /// IP address other nodes reach this one at, when it listens on 0.0.0.0 (default
+    /// 127.0.0.1; gossip publishes an address, so not a host name).
+    #[arg(long, value_name = "IP", env = "HEARTH_ADVERTISE_HOST")]
     advertise_host: Option<String>,
     /// Copies of every profile in a cluster (default 3).
     #[arg(long, value_name = "N")]
