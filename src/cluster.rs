@@ -7,7 +7,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use hearth_engine::model::TenantId;
 use hearth_flight::INGESTER_ROLE;
-use hearth_flight::cluster::IngesterDirectory;
+use hearth_flight::client::IngesterDirectory;
 use hearth_ingest::Replicas;
 use hearth_ring::{InstanceState, Membership, MembershipConfig, NodeInfo, Ring, member_tokens};
 
@@ -110,6 +110,6 @@ impl Replicas for FlightReplicas {
             // replica and attempt.
             .push(tenant, records.to_vec())
             .await
-            .map_err(|status| status.message().to_string())
+            .map_err(|e| e.to_string())
     }
 }

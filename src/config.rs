@@ -263,8 +263,7 @@ impl Config {
         if self.head.max_head_bytes == 0 {
             bail!("head.max_head_bytes must be positive");
         }
-        hearth_flight::Authenticator::new(&self.flight, self.multitenancy_enabled)
-            .map_err(anyhow::Error::msg)?;
+        hearth_flight::Authenticator::new(&self.flight, self.multitenancy_enabled)?;
         if self.head.flush_check_interval.is_zero() {
             bail!("head.flush_check_interval must be positive");
         }

@@ -14,11 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use hearth_engine::{ClusterReader, Engine, EngineArgs, SnapshotSource};
-use hearth_flight::cluster::{IngesterDirectory, IngesterFlight};
+use hearth_flight::client::IngesterDirectory;
+use hearth_flight::ingester::IngesterFlight;
 use hearth_flight::{Authenticator, HearthFlightSql};
 use hearth_ingest::{Distributor, IngestService, ProfileSink};
 use hearth_ring::InstanceState;
-use hearth_sql::QueryService;
+use hearth_sql::{QueryService, RemoteExecutor};
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use std::future::IntoFuture;
@@ -34,6 +35,7 @@ type Backends = (
     Option<Arc<Engine>>,
     Arc<dyn ProfileSink>,
     Arc<dyn SnapshotSource>,
+    Option<Arc<dyn RemoteExecutor>>,
 );
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -67,7 +69,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     // The engine (all, ingester) or the cluster (distributor, querier) behind the services.
     let mut membership = None;
-    let (engine, sink, source): Backends = match target {
+    let (engine, sink, source, executor): Backends = match target {
         Target::All | Target::Ingester => {
             if target == Target::Ingester {
                 // Joining while the WAL replays: distributors do not write to it yet.
@@ -94,7 +96,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             })
             .await
             .context("cannot open the storage engine")?;
-            (Some(engine.clone()), engine.clone(), engine)
+            (Some(engine.clone()), engine.clone(), engine, None)
         }
         _ => {
             let joined =
@@ -113,13 +115,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let source = Arc::new(ClusterReader::new(
                 store.clone(),
                 config.query.symbol_cache_bytes,
-                directory,
+                directory.clone(),
             ));
-            (None, sink, source)
+            (
+                None,
+                sink,
+                source,
+                Some(directory as Arc<dyn RemoteExecutor>),
+            )
         }
     };
     let ingest = Arc::new(IngestService::new(sink, config.limits.clone()));
-    let query = Arc::new(QueryService::new(source, config.query.clone()));
+    let mut query = QueryService::new(source, config.query.clone());
+    if let Some(executor) = executor {
+        query = query.with_remote_executor(executor);
+    }
+    let query = Arc::new(query);
     let state = Arc::new(AppState {
         metrics: Metrics::new(ingest.metrics(), engine.clone()),
         ingest,
@@ -142,15 +153,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         (Some(listener), Target::Ingester, Some(engine)) => {
             let service = IngesterFlight::new(engine.clone(), config.query.clone());
             tracing::info!(addr = %listener.local_addr()?, "ingester flight listening");
-            Some(tokio::spawn(hearth_flight::cluster::serve_ingester(
+            Some(tokio::spawn(hearth_flight::ingester::serve_ingester(
                 listener,
                 service,
                 flight_shutdown,
             )))
         }
         (Some(listener), _, _) => {
-            let auth = Authenticator::new(&config.flight, config.multitenancy_enabled)
-                .map_err(anyhow::Error::msg)?;
+            let auth = Authenticator::new(&config.flight, config.multitenancy_enabled)?;
             let service = HearthFlightSql::new(query.clone(), auth);
             tracing::info!(addr = %listener.local_addr()?, "flight sql listening");
             Some(tokio::spawn(hearth_flight::serve(

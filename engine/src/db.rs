@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use object_store::ObjectStore;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
@@ -23,9 +24,9 @@ use crate::batch::ProfileBatch;
 use crate::block::{self, Block, EncodedBlock};
 use crate::error::{Error, Result};
 use crate::head::{AppendStats, Head};
-use crate::model::{TenantId, TimeRange};
-use crate::remote::{Dedupe, RemoteHeads};
-use crate::symbol_set::SymbolCache;
+use crate::model::TenantId;
+use crate::snapshot::{SnapshotSource, TenantSnapshot};
+use crate::symbol_cache::SymbolCache;
 use crate::wal::{Segment, SegmentId, Wal};
 
 /// When heads become blocks.
@@ -98,57 +99,6 @@ struct TenantDb {
     unflushed: Mutex<Vec<Generation>>,
     /// One flush at a time per tenant.
     flush_lock: tokio::sync::Mutex<()>,
-}
-
-/// A consistent view of one tenant's data at one instant.
-#[derive(Clone)]
-pub struct TenantSnapshot {
-    pub tenant: TenantId,
-    /// The heads (taking writes, or being flushed).
-    pub heads: Vec<Arc<RwLock<Head>>>,
-    pub blocks: Vec<Arc<Block>>,
-    /// Heads held by other processes (ingesters), read through a [`RemoteHeads`].
-    pub remotes: Vec<Arc<dyn RemoteHeads>>,
-    /// Set when the sources hold replicas of the same profiles: each profile is then read
-    /// from one source only.
-    pub dedupe: Option<Arc<Dedupe>>,
-}
-
-impl std::fmt::Debug for TenantSnapshot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TenantSnapshot")
-            .field("tenant", &self.tenant.as_str())
-            .field("heads", &self.heads.len())
-            .field("blocks", &self.blocks.len())
-            .field("remotes", &self.remotes.len())
-            .field("dedupe", &self.dedupe.is_some())
-            .finish()
-    }
-}
-
-impl TenantSnapshot {
-    pub fn empty(tenant: TenantId) -> Self {
-        TenantSnapshot {
-            tenant,
-            heads: Vec::new(),
-            blocks: Vec::new(),
-            remotes: Vec::new(),
-            dedupe: None,
-        }
-    }
-
-    /// The same heads and remotes without blocks: what an ingester serves to queriers.
-    pub fn heads_only(&self) -> Self {
-        TenantSnapshot {
-            blocks: Vec::new(),
-            dedupe: None,
-            ..self.clone()
-        }
-    }
-
-    pub fn blocks_overlapping(&self, range: &TimeRange) -> impl Iterator<Item = &Arc<Block>> {
-        self.blocks.iter().filter(move |b| b.overlaps(range))
-    }
 }
 
 /// Counters for `/metrics`.
@@ -332,7 +282,7 @@ impl Engine {
             heads: view.head.iter().chain(&view.flushing).cloned().collect(),
             blocks: view.blocks.clone(),
             remotes: Vec::new(),
-            dedupe: None,
+            replicated: false,
         }
     }
 
@@ -502,5 +452,39 @@ impl Engine {
         }
         self.wal.close();
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+#[async_trait]
+impl SnapshotSource for Engine {
+    async fn snapshot(&self, tenant: &TenantId) -> Result<TenantSnapshot> {
+        Ok(Engine::snapshot(self, tenant))
+    }
+
+    fn store(&self) -> &Arc<dyn ObjectStore> {
+        Engine::store(self)
+    }
+
+    fn symbol_cache(&self) -> &Arc<SymbolCache> {
+        self.symbols()
+    }
+}
+
+/// An ingester's heads without its blocks: queriers read those from the bucket themselves.
+#[derive(Debug, Clone)]
+pub struct HeadsOnly(pub Arc<Engine>);
+
+#[async_trait]
+impl SnapshotSource for HeadsOnly {
+    async fn snapshot(&self, tenant: &TenantId) -> Result<TenantSnapshot> {
+        Ok(self.0.snapshot(tenant).heads_only())
+    }
+
+    fn store(&self) -> &Arc<dyn ObjectStore> {
+        self.0.store()
+    }
+
+    fn symbol_cache(&self) -> &Arc<SymbolCache> {
+        self.0.symbols()
     }
 }

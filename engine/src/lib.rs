@@ -16,8 +16,9 @@
 
 pub mod batch;
 pub mod block;
-pub mod catalog;
+pub mod cluster_reader;
 pub mod db;
+pub mod dedupe;
 pub mod error;
 pub mod flamegraph;
 pub mod head;
@@ -27,15 +28,18 @@ pub mod pprof;
 pub mod pprof_merge;
 pub mod remote;
 pub mod schema;
+pub mod snapshot;
 pub mod stack_columns;
 pub mod stack_merge;
+pub mod symbol_cache;
 pub mod symbol_set;
 pub mod symbols;
 pub mod table;
 pub mod wal;
 
 pub use batch::{ProfileBatch, SeriesProfile};
-pub use catalog::{ClusterReader, HeadsOnly, RemoteDirectory, SnapshotSource};
-pub use db::{Engine, EngineArgs, HeadConfig, TenantSnapshot};
+pub use cluster_reader::{ClusterReader, RemoteDirectory};
+pub use db::{Engine, EngineArgs, HeadConfig, HeadsOnly};
 pub use error::{Error, ErrorKind, Result};
 pub use head::Head;
+pub use snapshot::{SnapshotSource, TenantSnapshot};

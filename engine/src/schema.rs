@@ -15,6 +15,7 @@ pub const SERVICE_NAME: &str = "service_name";
 pub const LABELS: &str = "labels";
 pub const MIN_TIME: &str = "min_time";
 pub const MAX_TIME: &str = "max_time";
+pub const PROFILE_ID: &str = "profile_id";
 /// The virtual column every table gets: the head or block a row comes from.
 pub const SOURCE: &str = "source";
 
@@ -69,7 +70,7 @@ pub static PROFILES: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         Field::new(SERIES_ID, DataType::UInt64, false),
         Field::new(TIME, time_type(), false),
-        Field::new("profile_id", DataType::Utf8, false),
+        Field::new(PROFILE_ID, DataType::Utf8, false),
         Field::new("duration_nanos", DataType::Int64, false),
         Field::new("period", DataType::Int64, false),
         Field::new("sample_count", DataType::UInt32, false),

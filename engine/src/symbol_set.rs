@@ -1,24 +1,22 @@
 //! The symbols one query resolves stack-trace ids against, by (source, service): heads lend
-//! their live partitions, blocks' symbols are read from Parquet once and kept in a cache
-//! bounded by bytes (blocks are immutable, so a cached copy never goes stale).
+//! their live partitions, blocks' symbols come from the [`SymbolCache`], remote heads' are
+//! fetched from their ingesters.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use object_store::ObjectStore;
-use parking_lot::{Mutex, RwLock};
-
 use arrow::array::RecordBatch;
+use object_store::ObjectStore;
+use parking_lot::RwLock;
 
-use crate::block::{Block, read_block_symbols, symbols_from_tables};
-use crate::db::TenantSnapshot;
-use crate::error::{Error, Result};
+use crate::block::symbols_from_tables;
+use crate::error::{Error, ErrorKind, Result};
 use crate::model::TimeRange;
 use crate::remote::RemoteScan;
 use crate::schema::TableKind;
+use crate::snapshot::TenantSnapshot;
+use crate::symbol_cache::SymbolCache;
 use crate::symbols::SymbolPartition;
-
-type Partitions = HashMap<String, Arc<RwLock<SymbolPartition>>>;
 
 /// Partitions by (source, service name).
 type PartitionIndex = HashMap<(String, String), Arc<RwLock<SymbolPartition>>>;
@@ -72,7 +70,8 @@ impl SymbolSet {
                 .find(|(name, _)| name.as_ref() == service)
                 .map(|(_, p)| p.clone())
         } else if let Some(block) = lazy.snapshot.blocks.iter().find(|b| b.id() == source) {
-            let partitions = block_on_io(lazy.cache.block(&lazy.store, &lazy.snapshot, block))?;
+            let partitions =
+                block_on_io(lazy.cache.block(&lazy.store, &lazy.snapshot.tenant, block))?;
             partitions.get(service).cloned()
         } else if !lazy.snapshot.remotes.is_empty() {
             // A remote head: fetch this service's symbols from every remote once.
@@ -125,82 +124,6 @@ fn block_on_io<T: Send>(future: impl std::future::Future<Output = Result<T>> + S
     }
 }
 
-/// Block symbols, least recently used evicted first past a byte budget.
-#[derive(Debug)]
-pub struct SymbolCache {
-    budget_bytes: usize,
-    inner: Mutex<CacheState>,
-}
-
-#[derive(Debug, Default)]
-struct CacheState {
-    entries: HashMap<String, (Arc<Partitions>, usize)>,
-    order: VecDeque<String>,
-    bytes: usize,
-}
-
-impl SymbolCache {
-    pub fn new(budget_bytes: usize) -> Self {
-        SymbolCache {
-            budget_bytes,
-            inner: Mutex::new(CacheState::default()),
-        }
-    }
-
-    fn get(&self, block: &str) -> Option<Arc<Partitions>> {
-        let mut state = self.inner.lock();
-        let found = state.entries.get(block).map(|(p, _)| p.clone());
-        if found.is_some() {
-            state.order.retain(|b| b != block);
-            state.order.push_back(block.to_string());
-        }
-        found
-    }
-
-    fn put(&self, block: &str, partitions: Arc<Partitions>) {
-        let bytes: usize = partitions
-            .values()
-            .map(|p| p.read().estimated_bytes())
-            .sum();
-        let mut state = self.inner.lock();
-        if state.entries.contains_key(block) {
-            return;
-        }
-        state.entries.insert(block.to_string(), (partitions, bytes));
-        state.order.push_back(block.to_string());
-        state.bytes += bytes;
-        while state.bytes > self.budget_bytes && state.order.len() > 1 {
-            let Some(oldest) = state.order.pop_front() else {
-                break;
-            };
-            if let Some((_, size)) = state.entries.remove(&oldest) {
-                state.bytes -= size;
-            }
-        }
-    }
-
-    /// A block's symbols, read on first use.
-    pub async fn block(
-        &self,
-        store: &Arc<dyn ObjectStore>,
-        snapshot: &TenantSnapshot,
-        block: &Block,
-    ) -> Result<Arc<Partitions>> {
-        if let Some(found) = self.get(block.id()) {
-            return Ok(found);
-        }
-        let loaded = read_block_symbols(store, &snapshot.tenant, block).await?;
-        let partitions: Arc<Partitions> = Arc::new(
-            loaded
-                .into_iter()
-                .map(|(service, p)| (service, Arc::new(RwLock::new(p))))
-                .collect(),
-        );
-        self.put(block.id(), partitions.clone());
-        Ok(partitions)
-    }
-}
-
 /// The symbols of `services` in every head and every block overlapping `range`.
 pub async fn load_symbol_set(
     cache: &SymbolCache,
@@ -230,7 +153,7 @@ pub async fn load_symbol_set(
         {
             continue;
         }
-        let loaded = cache.block(store, snapshot, block).await?;
+        let loaded = cache.block(store, &snapshot.tenant, block).await?;
         for (service, partition) in loaded.iter() {
             if services.contains(service) {
                 partitions.insert((block.id().to_string(), service.clone()), partition.clone());
@@ -266,7 +189,7 @@ async fn remote_symbols(
                 .await
                 .map_err(|e| {
                     Error::invalid(
-                        crate::ErrorKind::Unavailable,
+                        ErrorKind::Unavailable,
                         format!("symbols from ingester {}: {e}", remote.node()),
                     )
                 })?;

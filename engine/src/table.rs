@@ -12,10 +12,13 @@ mod filters;
 mod label_fn;
 mod scan_exec;
 
-pub use filters::{ScanPruning, is_exact_row_filter, matcher_expr};
+pub use filters::{
+    ScanPruning, is_exact_row_filter, matcher_expr, series_filter, time_filter, timestamp_lit,
+};
 pub use label_fn::{LABEL_FUNCTION, LabelFunction, label_udf};
 pub use scan_exec::{ProfileScanExec, RowFilter, ScanSummary};
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
@@ -33,7 +36,7 @@ use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::Result;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col};
 use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
@@ -43,45 +46,138 @@ use datafusion::prelude::SessionContext;
 use object_store::ObjectStore;
 
 use crate::block::Block;
-use crate::db::TenantSnapshot;
+use crate::dedupe::{Dedupe, KeepSets, ProfileKeys};
 use crate::matcher::matches_all;
-use crate::model::label;
+use crate::model::{TimeRange, label};
 use crate::remote::{RemotePartition, RemoteScan};
 use crate::schema::{self, TableKind};
+use crate::snapshot::TenantSnapshot;
 
 /// Where blocks are found by DataFusion's object-store registry.
 pub static BLOCKS_URL: LazyLock<ObjectStoreUrl> =
     LazyLock::new(|| ObjectStoreUrl::parse("hearth://blocks").expect("valid url"));
 
+/// What a session's tables read: one tenant's snapshot, the bucket its blocks are in, and,
+/// when the snapshot's sources hold replicas of the same profiles, the replica choice.
+#[derive(Debug, Clone)]
+pub struct TableSources {
+    pub snapshot: Arc<TenantSnapshot>,
+    pub store: Arc<dyn ObjectStore>,
+    pub dedupe: Option<Arc<Dedupe>>,
+}
+
+impl TableSources {
+    /// The sources of `snapshot`, deduplicated when it is `replicated`.
+    pub fn new(snapshot: Arc<TenantSnapshot>, store: Arc<dyn ObjectStore>) -> Self {
+        let dedupe = snapshot.replicated.then(|| Arc::new(Dedupe::default()));
+        TableSources {
+            snapshot,
+            store,
+            dedupe,
+        }
+    }
+
+    /// The keep sets for scans of `range` (and of only `series`, when set), when deduplicating:
+    /// the profile keys of the scope are read once, from the local sources through DataFusion
+    /// and from each remote node directly, so the sets know which node holds which source.
+    pub async fn keep_sets(
+        &self,
+        range: TimeRange,
+        series: Option<&BTreeSet<u64>>,
+    ) -> crate::Result<Option<Arc<KeepSets>>> {
+        let Some(dedupe) = &self.dedupe else {
+            return Ok(None);
+        };
+        let sets = dedupe
+            .keep_sets(range, series, |range, series| {
+                self.profile_keys(range, series)
+            })
+            .await?;
+        Ok(Some(sets))
+    }
+
+    async fn profile_keys(
+        &self,
+        range: TimeRange,
+        series_ids: Option<Vec<u64>>,
+    ) -> crate::Result<ProfileKeys> {
+        let columns = [
+            schema::SOURCE,
+            schema::SERIES_ID,
+            schema::TIME,
+            schema::PROFILE_ID,
+        ];
+        let local = TableSources {
+            snapshot: Arc::new(self.snapshot.local()),
+            store: self.store.clone(),
+            dedupe: None,
+        };
+        let ctx = SessionContext::new();
+        register_tables(&ctx, local)?;
+        let mut df = ctx.table(TableKind::Profiles.name()).await?;
+        if range != TimeRange::ALL {
+            df = df.filter(time_filter(&range))?;
+        }
+        if let Some(ids) = &series_ids {
+            df = df.filter(series_filter(ids))?;
+        }
+        let batches = df
+            .select(columns.iter().map(|c| col(*c)).collect::<Vec<_>>())?
+            .collect()
+            .await?;
+        let mut keys = ProfileKeys::default();
+        keys.extend(&batches)?;
+
+        let table_schema = TableKind::Profiles.table_schema();
+        let indices = columns
+            .iter()
+            .map(|c| table_schema.index_of(c))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let schema = Arc::new(table_schema.project(&indices)?);
+        let remote_keys = self.snapshot.remotes.iter().map(|remote| {
+            let request = RemoteScan {
+                start: range.start,
+                end: range.end,
+                series_ids: series_ids.clone(),
+                ..RemoteScan::new(&self.snapshot.tenant, TableKind::Profiles, &schema)
+            };
+            let stream = remote.scan(request, schema.clone());
+            async move {
+                let batches: Vec<RecordBatch> = futures::TryStreamExt::try_collect(stream).await?;
+                Ok::<_, crate::Error>((remote.node().to_string(), batches))
+            }
+        });
+        for (node, batches) in futures::future::try_join_all(remote_keys).await? {
+            let sources = keys.extend(&batches)?;
+            keys.nodes.insert(node, sources);
+        }
+        Ok(keys)
+    }
+}
+
 /// One logical table of one tenant, over a snapshot of its heads and blocks.
 pub struct ProfileTable {
     kind: TableKind,
-    snapshot: Arc<TenantSnapshot>,
-    store: Arc<dyn ObjectStore>,
+    sources: TableSources,
 }
 
 impl fmt::Debug for ProfileTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProfileTable")
             .field("table", &self.kind.name())
-            .field("tenant", &self.snapshot.tenant.as_str())
-            .field("heads", &self.snapshot.heads.len())
-            .field("blocks", &self.snapshot.blocks.len())
+            .field("snapshot", &self.sources.snapshot)
+            .field("dedupe", &self.sources.dedupe.is_some())
             .finish()
     }
 }
 
 impl ProfileTable {
-    pub fn new(
-        kind: TableKind,
-        snapshot: Arc<TenantSnapshot>,
-        store: Arc<dyn ObjectStore>,
-    ) -> Self {
-        ProfileTable {
-            kind,
-            snapshot,
-            store,
-        }
+    pub fn new(kind: TableKind, sources: TableSources) -> Self {
+        ProfileTable { kind, sources }
+    }
+
+    fn snapshot(&self) -> &TenantSnapshot {
+        &self.sources.snapshot
     }
 
     /// Whether a block may hold rows the filters accept.
@@ -116,27 +212,18 @@ impl ProfileTable {
             .filter(|f| self.filters_rows() && is_exact_row_filter(f))
             .cloned()
             .collect();
-        let dedupe = self
-            .snapshot
-            .dedupe
-            .as_ref()
-            .filter(|_| self.filters_rows());
-        if exact.is_empty() && dedupe.is_none() {
+        let dedupe = self.sources.dedupe.is_some() && self.filters_rows();
+        if exact.is_empty() && !dedupe {
             return Ok((projection.cloned(), None));
         }
         let rows = ScanPruning::from_filters(&exact);
         let keep = match dedupe {
-            Some(dedupe) => Some(
-                dedupe
-                    .keep_sets(
-                        &self.snapshot,
-                        &self.store,
-                        rows.time,
-                        rows.series_ids.as_ref(),
-                    )
-                    .await?,
-            ),
-            None => None,
+            true => {
+                self.sources
+                    .keep_sets(rows.time, rows.series_ids.as_ref())
+                    .await?
+            }
+            false => None,
         };
         let schema = self.kind.table_schema();
         let (series, time, source) = (
@@ -183,7 +270,7 @@ impl ProfileTable {
     fn head_batches(&self, pruning: &ScanPruning) -> crate::Result<(Vec<RecordBatch>, usize)> {
         let mut batches = Vec::new();
         let mut kept = 0;
-        for head in &self.snapshot.heads {
+        for head in &self.snapshot().heads {
             let head = head.read();
             if !head.overlaps(&pruning.time) {
                 continue;
@@ -214,7 +301,7 @@ impl ProfileTable {
         pruning: &ScanPruning,
         projection: Option<&Vec<usize>>,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-        if self.snapshot.remotes.is_empty() {
+        if self.snapshot().remotes.is_empty() {
             return Ok(None);
         }
         let table_schema = self.kind.table_schema();
@@ -232,10 +319,10 @@ impl ProfileTable {
             services: pruning
                 .required_value(label::SERVICE_NAME)
                 .map(|s| vec![s.to_string()]),
-            ..RemoteScan::new(&self.snapshot.tenant, self.kind, &schema)
+            ..RemoteScan::new(&self.snapshot().tenant, self.kind, &schema)
         };
         let partitions: Vec<Arc<dyn PartitionStream>> = self
-            .snapshot
+            .snapshot()
             .remotes
             .iter()
             .map(|remote| {
@@ -266,7 +353,7 @@ impl ProfileTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         state
             .runtime_env()
-            .register_object_store(BLOCKS_URL.as_ref(), self.store.clone());
+            .register_object_store(BLOCKS_URL.as_ref(), self.sources.store.clone());
         let table_schema = TableSchema::builder(self.kind.schema())
             .with_table_partition_cols(vec![Arc::new(schema::source_field())])
             .build();
@@ -283,7 +370,7 @@ impl ProfileTable {
             let Some(file) = block.file(self.kind) else {
                 continue;
             };
-            let path = block.path(&self.snapshot.tenant, self.kind);
+            let path = block.path(&self.snapshot().tenant, self.kind);
             let source = ScalarValue::Dictionary(
                 Box::new(DataType::UInt16),
                 Box::new(ScalarValue::Utf8(Some(block.id().to_string()))),
@@ -349,7 +436,7 @@ impl TableProvider for ProfileTable {
         }
 
         let blocks: Vec<&Arc<Block>> = self
-            .snapshot
+            .snapshot()
             .blocks
             .iter()
             .filter(|b| self.block_may_match(b, &pruning))
@@ -375,8 +462,8 @@ impl TableProvider for ProfileTable {
         };
         let summary = ScanSummary {
             table: self.kind.name(),
-            heads: (heads_kept, self.snapshot.heads.len()),
-            blocks: (blocks.len(), self.snapshot.blocks.len()),
+            heads: (heads_kept, self.snapshot().heads.len()),
+            blocks: (blocks.len(), self.snapshot().blocks.len()),
             time: pruning.time,
             matchers: pruning.matchers.iter().map(|m| m.to_string()).collect(),
             series_ids: pruning.series_ids.as_ref().map(|ids| ids.len()),
@@ -395,32 +482,12 @@ fn with_source(kind: TableKind, batch: RecordBatch, source: &str) -> crate::Resu
     Ok(RecordBatch::try_new(kind.table_schema(), columns)?)
 }
 
-/// A `Timestamp(ns, UTC)` literal, the type of `time` columns.
-pub fn timestamp_lit(nanos: i64) -> Expr {
-    datafusion::logical_expr::lit(ScalarValue::TimestampNanosecond(
-        Some(nanos),
-        Some("UTC".into()),
-    ))
-}
-
-/// `time` in the half-open `range`: the exact row filter the `samples` and `profiles` scans
-/// apply themselves.
-pub fn time_filter(range: &crate::model::TimeRange) -> Expr {
-    datafusion::logical_expr::col(schema::TIME)
-        .gt_eq(timestamp_lit(range.start))
-        .and(datafusion::logical_expr::col(schema::TIME).lt(timestamp_lit(range.end)))
-}
-
-/// Registers every logical table of one tenant snapshot, and the `label` function, in `ctx`.
-pub fn register_tables(
-    ctx: &SessionContext,
-    snapshot: Arc<TenantSnapshot>,
-    store: Arc<dyn ObjectStore>,
-) -> Result<()> {
+/// Registers every logical table of one tenant's sources, and the `label` function, in `ctx`.
+pub fn register_tables(ctx: &SessionContext, sources: TableSources) -> Result<()> {
     for kind in TableKind::ALL {
         ctx.register_table(
             kind.name(),
-            Arc::new(ProfileTable::new(kind, snapshot.clone(), store.clone())),
+            Arc::new(ProfileTable::new(kind, sources.clone())),
         )?;
     }
     ctx.register_udf(label_udf().as_ref().clone());

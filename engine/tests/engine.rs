@@ -9,7 +9,7 @@ use arrow::datatypes::{Int64Type, UInt64Type};
 use bytes::Bytes;
 use datafusion::prelude::SessionContext;
 use hearth_engine::model::{Labels, ProfileType, TenantId};
-use hearth_engine::table::register_tables;
+use hearth_engine::table::{TableSources, register_tables};
 use hearth_engine::{Engine, EngineArgs, HeadConfig, ProfileBatch, SeriesProfile};
 use object_store::local::LocalFileSystem;
 
@@ -79,8 +79,7 @@ async fn query(engine: &Engine, tenant: &TenantId, sql: &str) -> Vec<RecordBatch
     let ctx = SessionContext::new();
     register_tables(
         &ctx,
-        Arc::new(engine.snapshot(tenant)),
-        engine.store().clone(),
+        TableSources::new(Arc::new(engine.snapshot(tenant)), engine.store().clone()),
     )
     .unwrap();
     ctx.sql(sql).await.unwrap().collect().await.unwrap()
@@ -197,8 +196,7 @@ async fn plan(engine: &Engine, tenant: &TenantId, sql: &str) -> String {
     let ctx = SessionContext::new();
     register_tables(
         &ctx,
-        Arc::new(engine.snapshot(tenant)),
-        engine.store().clone(),
+        TableSources::new(Arc::new(engine.snapshot(tenant)), engine.store().clone()),
     )
     .unwrap();
     let df = ctx.sql(sql).await.unwrap();

@@ -8,6 +8,7 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 
 use crate::config::FlightConfig;
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct Authenticator {
@@ -16,14 +17,17 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(config: &FlightConfig, multitenancy_enabled: bool) -> Result<Self, String> {
+    pub fn new(config: &FlightConfig, multitenancy_enabled: bool) -> Result<Self> {
         let tokens = config
             .tokens
             .iter()
             .map(|(token, tenant)| {
                 TenantId::new(tenant)
                     .map(|t| (token.clone(), t))
-                    .map_err(|e| format!("flight.tokens: tenant {tenant:?}: {e}"))
+                    .map_err(|source| Error::TokenTenant {
+                        tenant: tenant.clone(),
+                        source,
+                    })
             })
             .collect::<Result<_, _>>()?;
         Ok(Authenticator {

@@ -5,14 +5,20 @@
 //! so pandas/polars through ADBC, JDBC tools and Grafana's Flight SQL datasource can query
 //! profiles. Every call names one tenant (a bearer token's, else `x-scope-orgid`, else
 //! `anonymous`), and every statement is planned and run by `hearth-sql`: this crate translates
-//! and authenticates, nothing more. Between cluster components ([`cluster`]), ingesters take
-//! replicated pushes and serve scans and partial aggregates of their heads over Flight; the
-//! querier reads them as `RemoteHeads` (its remote executor) and finds them through gossip.
+//! and authenticates, nothing more. Between cluster components, an ingester ([`ingester`])
+//! takes replicated pushes and serves scans and partial aggregates of its heads; queriers and
+//! distributors reach it through [`client`] (the engine's `RemoteHeads` and the query layer's
+//! `RemoteExecutor` over Flight) and find it through gossip. [`wire`] holds what crosses the
+//! network, [`status`] the one mapping between error kinds and gRPC codes.
 
 pub mod auth;
-pub mod cluster;
+pub mod client;
 pub mod config;
+pub mod error;
+pub mod ingester;
 pub mod service;
+pub mod status;
+pub mod wire;
 
 use std::future::Future;
 
@@ -23,6 +29,7 @@ use tonic::transport::server::TcpIncoming;
 
 pub use auth::Authenticator;
 pub use config::FlightConfig;
+pub use error::{Error, Result};
 pub use service::HearthFlightSql;
 
 /// The ring role of nodes that hold heads.

@@ -34,6 +34,7 @@ use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Authenticator;
+use crate::status;
 
 type DoGetStream = <HearthFlightSql as FlightService>::DoGetStream;
 
@@ -50,10 +51,6 @@ pub struct HearthFlightSql {
     auth: Authenticator,
     prepared: Mutex<HashMap<Vec<u8>, Prepared>>,
     sql_info: SqlInfoData,
-}
-
-pub(crate) fn status(error: hearth_sql::Error) -> Status {
-    crate::cluster::kind_status(error.kind(), error.to_string())
 }
 
 fn arrow_status(error: impl std::fmt::Display) -> Status {
@@ -87,7 +84,7 @@ fn encode(
 ) -> Response<DoGetStream> {
     let batches = batches.map_err(|e| {
         let error = hearth_sql::Error::DataFusion(e);
-        FlightError::Tonic(Box::new(status(error)))
+        FlightError::Tonic(Box::new(status::from_query(error)))
     });
     let stream = FlightDataEncoderBuilder::new()
         .with_schema(schema)
@@ -162,7 +159,7 @@ impl HearthFlightSql {
             .query
             .sql_stream(tenant, sql, parameters)
             .await
-            .map_err(status)?;
+            .map_err(status::from_query)?;
         Ok(encode(stream.schema(), stream))
     }
 }
@@ -224,7 +221,7 @@ impl FlightSqlService for HearthFlightSql {
             .query
             .sql_schema(&tenant, &query.query)
             .await
-            .map_err(status)?;
+            .map_err(status::from_query)?;
         let ticket = TicketStatementQuery {
             statement_handle: query.query.clone().into_bytes().into(),
         };
@@ -253,7 +250,7 @@ impl FlightSqlService for HearthFlightSql {
             .query
             .sql_schema(&tenant, &query.query)
             .await
-            .map_err(status)?;
+            .map_err(status::from_query)?;
         let handle = uuid::Uuid::new_v4().to_string().into_bytes();
         self.prepared.lock().insert(
             handle.clone(),
@@ -323,7 +320,7 @@ impl FlightSqlService for HearthFlightSql {
             .query
             .sql_schema(&tenant, &prepared.sql)
             .await
-            .map_err(status)?;
+            .map_err(status::from_query)?;
         let ticket = Ticket::new(query.as_any().encode_to_vec());
         flight_info(&planned.schema, ticket, request.into_inner())
     }

@@ -1,5 +1,4 @@
-//! Where a checked request goes: the local engine ([`ProfileSink`] for `Engine`), or, in a
-//! cluster, the [`Distributor`]: it places each profile on the ring by (tenant, service),
+//! The cluster's [`ProfileSink`]: the [`Distributor`] places each profile on the ring by (tenant, service),
 //! writes it to the replication set concurrently, retries briefly, and acknowledges once a
 //! quorum of replicas has it. The transport to ingesters is a [`Replicas`] implementation
 //! (Flight, in the binary), so this crate holds no networking code.
@@ -13,30 +12,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use hearth_engine::model::TenantId;
-use hearth_engine::{Engine, ErrorKind, ProfileBatch};
+use hearth_engine::{ErrorKind, ProfileBatch};
 use hearth_ring::{Ring, placement_key, quorum};
 
 use crate::error::{Error, Result, reason};
-use crate::service::PushOutcome;
-
-/// Stores checked batches.
-#[async_trait]
-pub trait ProfileSink: Send + Sync {
-    async fn store(&self, tenant: &TenantId, batches: Vec<ProfileBatch>) -> Result<PushOutcome>;
-}
-
-#[async_trait]
-impl ProfileSink for Engine {
-    async fn store(&self, tenant: &TenantId, batches: Vec<ProfileBatch>) -> Result<PushOutcome> {
-        let mut outcome = PushOutcome::default();
-        for batch in batches {
-            let stats = self.append(tenant, batch).await?;
-            outcome.profiles += stats.profiles;
-            outcome.samples += stats.samples;
-        }
-        Ok(outcome)
-    }
-}
+use crate::sink::{ProfileSink, PushOutcome};
 
 /// The ingesters as the distributor reaches them.
 #[async_trait]

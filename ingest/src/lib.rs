@@ -20,8 +20,10 @@ pub mod metrics;
 pub mod normalize;
 pub mod rate;
 pub mod service;
+pub mod sink;
 
-pub use distributor::{Distributor, ProfileSink, Replicas};
+pub use distributor::{Distributor, Replicas};
 pub use error::{Error, Result};
 pub use limits::IngestLimits;
-pub use service::{IngestService, PushOutcome};
+pub use service::IngestService;
+pub use sink::{ProfileSink, PushOutcome};

@@ -9,7 +9,6 @@ use hearth_engine::model::{Labels, TenantId, label};
 use hearth_engine::{ErrorKind, ProfileBatch};
 use hearth_proto::push::v1::PushRequest;
 
-use crate::distributor::ProfileSink;
 use crate::error::{Error, Result, reason};
 use crate::labels::validate_labels;
 use crate::legacy::{Format, IngestParams, display_names};
@@ -17,13 +16,7 @@ use crate::limits::IngestLimits;
 use crate::metrics::{EndpointLabel, IngestMetrics, ReasonLabel};
 use crate::normalize::{NormalizeArgs, metric_name, normalize, now_nanos};
 use crate::rate::RateLimiter;
-
-/// What one request stored.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct PushOutcome {
-    pub profiles: usize,
-    pub samples: usize,
-}
+use crate::sink::{ProfileSink, PushOutcome};
 
 pub struct IngestService {
     sink: Arc<dyn ProfileSink>,

@@ -21,6 +21,22 @@ impl Error {
         }
     }
 
+    /// Something that should not happen: a bug on our side.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Invalid {
+            kind: ErrorKind::Internal,
+            message: message.into(),
+        }
+    }
+
+    /// A node the query needs cannot answer.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Error::Invalid {
+            kind: ErrorKind::Unavailable,
+            message: message.into(),
+        }
+    }
+
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Invalid { kind, .. } => *kind,

@@ -3,17 +3,19 @@
 //! It owns the label-selector language ([`selector`]), the query service with Pyroscope's
 //! `querier.v1` semantics planned on DataFusion over the engine's table providers
 //! ([`service`], [`select`]), and the SQL surface (tables, functions, [`surface`]). In a
-//! cluster it splits profile queries: blocks are aggregated where the query runs and each
-//! remote ingester's heads by that ingester (a `RemoteAggregate` through the engine's
-//! `RemoteHeads` trait, answered by [`QueryService::serve_partial`]). Transports (Connect, HTTP,
-//! Flight) call into this crate and translate its answers.
+//! cluster it splits profile queries ([`distributed`]): blocks are aggregated where the query
+//! runs and each remote ingester's heads by that ingester (a [`RemoteAggregate`] sent through
+//! the [`RemoteExecutor`] trait of [`remote`], answered there by [`QueryService::serve_partial`]). Transports
+//! (Connect, HTTP, Flight) call into this crate and translate its answers.
 //!
 //! Invariant: every plan is built over one tenant's snapshot, so a query can only see that
 //! tenant's data.
 
 pub mod config;
+pub mod distributed;
 pub mod error;
 pub mod functions;
+pub mod remote;
 pub mod select;
 pub mod selector;
 pub mod service;
@@ -21,7 +23,9 @@ pub mod surface;
 
 pub use config::QueryConfig;
 pub use error::{Error, Result};
+pub use remote::{Partial, RemoteAggregate, RemoteExecutor};
 pub use select::{ProfileSelection, SeriesShape, ValueSeries};
 pub use selector::Selector;
+pub use service::{CATALOG, SCHEMA};
 pub use service::{MillisRange, QueryService};
-pub use surface::{CATALOG, PlannedSql, SCHEMA};
+pub use surface::PlannedSql;

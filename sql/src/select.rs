@@ -4,28 +4,21 @@
 //! those series only, aggregated by the stack-merge UDAFs or by time bucket.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int64Type, UInt64Type};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::functions_aggregate::expr_fn::{count, sum};
-use datafusion::logical_expr::AggregateUDF;
-use datafusion::logical_expr::{Expr, cast, col, lit};
-use datafusion::prelude::{SessionConfig, SessionContext};
-use hearth_engine::db::TenantSnapshot;
-use hearth_engine::flamegraph::{FunctionTree, flamegraph_udaf};
+use datafusion::logical_expr::{Expr, cast, col};
+use datafusion::prelude::SessionContext;
+use hearth_engine::flamegraph::FunctionTree;
 use hearth_engine::model::{Labels, ProfileType, TenantId, TimeRange};
-use hearth_engine::pprof_merge::{PprofBuilder, pprof_udaf, set_profile_type};
-use hearth_engine::remote::{Dedupe, KeepSets, Partial, RemoteAggregate};
+use hearth_engine::pprof_merge::{PprofBuilder, set_profile_type};
 use hearth_engine::schema::{self, TableKind};
 use hearth_engine::stack_merge::StackMerge;
-use hearth_engine::symbol_set::{SymbolSet, load_symbol_set};
-use hearth_engine::table::{matcher_expr, register_tables, time_filter};
+use hearth_engine::table::{matcher_expr, series_filter, time_filter};
 use hearth_proto::pprof::Profile;
 
 use crate::error::{Error, Result};
+use crate::remote::{Partial, RemoteAggregate};
 use crate::selector::Selector;
 use crate::service::{MillisRange, QueryService, timestamp};
 
@@ -126,13 +119,13 @@ impl Matched {
     /// The partial aggregate `partial` of these series over `range`.
     fn request(
         &self,
-        snapshot: &TenantSnapshot,
+        tenant: &TenantId,
         partial: Partial,
         range: TimeRange,
         span_ids: Option<&[u64]>,
     ) -> RemoteAggregate {
         RemoteAggregate {
-            tenant: snapshot.tenant.to_string(),
+            tenant: tenant.to_string(),
             partial,
             start: range.start,
             end: range.end,
@@ -144,25 +137,11 @@ impl Matched {
     }
 
     fn series_filter(&self) -> Expr {
-        col(schema::SERIES_ID).in_list(self.labels.keys().map(|&id| lit(id)).collect(), false)
+        series_filter(self.labels.keys())
     }
 }
 
 impl QueryService {
-    /// A session over one snapshot, under the per-query memory limit.
-    pub(crate) fn bounded_session(&self, snapshot: &Arc<TenantSnapshot>) -> Result<SessionContext> {
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(self.config().max_query_memory_bytes, 1.0)
-            .build_arc()?;
-        let config = SessionConfig::new()
-            .with_target_partitions(self.target_partitions())
-            .with_information_schema(true)
-            .with_default_catalog_and_schema(crate::surface::CATALOG, crate::surface::SCHEMA);
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
-        register_tables(&ctx, snapshot.clone(), self.source().store().clone())?;
-        Ok(ctx)
-    }
-
     async fn matched_series(
         &self,
         ctx: &SessionContext,
@@ -215,8 +194,8 @@ impl QueryService {
         partial: Partial,
         want_period: bool,
     ) -> Result<MergedSamples> {
-        let snapshot = Arc::new(self.source().snapshot(tenant).await?);
-        let ctx = self.bounded_session(&snapshot)?;
+        let sources = self.sources(tenant).await?;
+        let ctx = self.session_over(sources.clone())?;
         let matched = self.matched_series(&ctx, selection).await?;
         let mut merged = MergedSamples {
             states: Vec::new(),
@@ -226,8 +205,8 @@ impl QueryService {
             return Ok(merged);
         }
         let range = selection.time_range();
-        let request = matched.request(&snapshot, partial, range, span_ids);
-        for batch in self.partial(&snapshot, request).await? {
+        let request = matched.request(tenant, partial, range, span_ids);
+        for batch in self.partial(&sources, request).await? {
             merged.states.extend(
                 batch
                     .column(0)
@@ -241,131 +220,6 @@ impl QueryService {
             merged.period = self.period(&ctx, &matched, &range).await?;
         }
         Ok(merged)
-    }
-
-    /// `request` over `snapshot`: its blocks and heads here, each remote node's heads
-    /// aggregated by that node (with the replica choices made here), all concurrently.
-    async fn partial(
-        &self,
-        snapshot: &Arc<TenantSnapshot>,
-        request: RemoteAggregate,
-    ) -> Result<Vec<RecordBatch>> {
-        if snapshot.remotes.is_empty() {
-            return self.partial_here(snapshot.clone(), &request).await;
-        }
-        let series: BTreeSet<u64> = request.series_ids.iter().copied().collect();
-        let keep = match &snapshot.dedupe {
-            Some(dedupe) => Some(
-                dedupe
-                    .keep_sets(
-                        snapshot,
-                        self.source().store(),
-                        request.time(),
-                        Some(&series),
-                    )
-                    .await?,
-            ),
-            None => None,
-        };
-        let local = Arc::new(TenantSnapshot {
-            remotes: Vec::new(),
-            dedupe: keep.clone().map(|k| Arc::new(Dedupe::fixed(k))),
-            ..(**snapshot).clone()
-        });
-        let remote = snapshot.remotes.iter().map(|remote| {
-            remote.aggregate(RemoteAggregate {
-                keep: keep.as_ref().map(|k| k.for_node(remote.node())),
-                ..request.clone()
-            })
-        });
-        let (mut batches, remote) =
-            futures::future::try_join(self.partial_here(local, &request), async {
-                Ok(futures::future::try_join_all(remote).await?)
-            })
-            .await?;
-        batches.extend(remote.into_iter().flatten());
-        Ok(batches)
-    }
-
-    /// A remote node's side of a pushed-down aggregate: `request` over this service's
-    /// snapshot, keeping from each source what the querier assigned to it.
-    pub async fn serve_partial(&self, request: RemoteAggregate) -> Result<Vec<RecordBatch>> {
-        let tenant = TenantId::new(&request.tenant).map_err(|e| Error::invalid(e.to_string()))?;
-        let mut snapshot = self.source().snapshot(&tenant).await?;
-        snapshot.remotes.clear();
-        if let Some(keep) = request.keep.clone() {
-            let keep = KeepSets::from_source_keys(keep)?;
-            snapshot.dedupe = Some(Arc::new(Dedupe::fixed(Arc::new(keep))));
-        }
-        self.partial_here(Arc::new(snapshot), &request).await
-    }
-
-    /// `request` over the heads and blocks of `snapshot` (which has no remotes).
-    async fn partial_here(
-        &self,
-        snapshot: Arc<TenantSnapshot>,
-        request: &RemoteAggregate,
-    ) -> Result<Vec<RecordBatch>> {
-        let ctx = self.bounded_session(&snapshot)?;
-        let range = request.time();
-        let selected = time_filter(&range).and(col(schema::SERIES_ID).in_list(
-            request.series_ids.iter().map(|&id| lit(id)).collect(),
-            false,
-        ));
-        let aggregate: fn(Arc<SymbolSet>) -> AggregateUDF = match request.partial {
-            Partial::Series { start_ms, step_ms } => {
-                let millis = cast(col(schema::TIME), DataType::Int64) / lit(1_000_000i64);
-                let bucket = (millis - lit(start_ms) + lit(step_ms - 1)) / lit(step_ms);
-                return Ok(ctx
-                    .table(TableKind::Profiles.name())
-                    .await?
-                    .filter(selected)?
-                    .aggregate(
-                        vec![col(schema::SERIES_ID), bucket.alias("bucket")],
-                        vec![
-                            sum(col("total_value")).alias("total"),
-                            count(lit(1)).alias("profiles"),
-                        ],
-                    )?
-                    .collect()
-                    .await?);
-            }
-            Partial::Flamegraph => flamegraph_udaf,
-            Partial::Pprof => pprof_udaf,
-        };
-        let services: BTreeSet<String> = request.services.iter().cloned().collect();
-        let symbols = load_symbol_set(
-            self.source().symbol_cache(),
-            self.source().store(),
-            &snapshot,
-            &range,
-            &services,
-        )
-        .await?;
-        let udaf = aggregate(Arc::new(symbols));
-        let mut df = ctx
-            .table(TableKind::Samples.name())
-            .await?
-            .filter(selected)?;
-        if let Some(spans) = &request.span_ids {
-            df =
-                df.filter(col("span_id").in_list(spans.iter().map(|&s| lit(s)).collect(), false))?;
-        }
-        Ok(df
-            .aggregate(
-                vec![],
-                vec![
-                    udaf.call(vec![
-                        col(schema::SOURCE),
-                        col(schema::SERVICE_NAME),
-                        col("stacktrace_id"),
-                        col("value"),
-                    ])
-                    .alias("state"),
-                ],
-            )?
-            .collect()
-            .await?)
     }
 
     /// The selected samples merged into one function tree; `span_ids` keeps only those spans.
@@ -450,8 +304,8 @@ impl QueryService {
         if shape.step_ms < 1 {
             return Err(Error::invalid("step must be at least 0.001 seconds"));
         }
-        let snapshot = Arc::new(self.source().snapshot(tenant).await?);
-        let ctx = self.bounded_session(&snapshot)?;
+        let sources = self.sources(tenant).await?;
+        let ctx = self.session_over(sources.clone())?;
         let start_ms = selection.range.start;
         let end_ms = selection.range.end;
         let step = shape.step_ms;
@@ -475,8 +329,8 @@ impl QueryService {
             start_ms,
             step_ms: step,
         };
-        let request = matched.request(&snapshot, partial, read, None);
-        let batches = self.partial(&snapshot, request).await?;
+        let request = matched.request(tenant, partial, read, None);
+        let batches = self.partial(&sources, request).await?;
 
         let last_bucket = (end_ms - start_ms) / step;
         // Group key -> bucket -> (sum, profiles).

@@ -7,16 +7,18 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::UInt64Type;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::functions_nested::expr_fn::map_keys;
 use datafusion::logical_expr::{Expr, col, lit};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use hearth_engine::SnapshotSource;
 use hearth_engine::model::{Labels, ProfileType, TenantId, TimeRange};
 use hearth_engine::schema::{self, TableKind};
-use hearth_engine::table::{label_udf, matcher_expr, register_tables};
+use hearth_engine::table::{TableSources, label_udf, matcher_expr, register_tables};
 
 use crate::config::QueryConfig;
 use crate::error::{Error, Result};
+use crate::remote::RemoteExecutor;
 use crate::selector::Selector;
 
 /// A query's time range in Unix milliseconds, as the Connect API sends it; 0 leaves a side open.
@@ -56,10 +58,16 @@ impl MillisRange {
 
 pub(crate) use hearth_engine::table::timestamp_lit as timestamp;
 
+/// The catalog and schema the SQL surface lists tables under.
+pub const CATALOG: &str = "hearth";
+pub const SCHEMA: &str = "public";
+
 /// Answers querier requests for every tenant of one engine.
 #[derive(Debug)]
 pub struct QueryService {
     source: Arc<dyn SnapshotSource>,
+    /// Where aggregates of remote heads run (a querier's ingesters).
+    remote: Option<Arc<dyn RemoteExecutor>>,
     config: QueryConfig,
     target_partitions: usize,
 }
@@ -69,21 +77,28 @@ impl QueryService {
     pub fn new(source: Arc<dyn SnapshotSource>, config: QueryConfig) -> Self {
         QueryService {
             source,
+            remote: None,
             config,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
+    }
+
+    /// Aggregates of the snapshots' remote heads run on their nodes through `executor`.
+    pub fn with_remote_executor(mut self, executor: Arc<dyn RemoteExecutor>) -> Self {
+        self.remote = Some(executor);
+        self
     }
 
     pub fn source(&self) -> &Arc<dyn SnapshotSource> {
         &self.source
     }
 
-    pub fn config(&self) -> &QueryConfig {
-        &self.config
+    pub(crate) fn remote_executor(&self) -> Option<&Arc<dyn RemoteExecutor>> {
+        self.remote.as_ref()
     }
 
-    pub(crate) fn target_partitions(&self) -> usize {
-        self.target_partitions
+    pub fn config(&self) -> &QueryConfig {
+        &self.config
     }
 
     /// The flame-graph node limit of a request: the default when unset or 0, refused above the
@@ -102,18 +117,30 @@ impl QueryService {
         }
     }
 
-    /// A session over one tenant's snapshot, with every table and function registered.
-    pub async fn session(&self, tenant: &TenantId) -> Result<SessionContext> {
+    /// What one tenant's tables read now: its snapshot, deduplicated when replicated.
+    pub(crate) async fn sources(&self, tenant: &TenantId) -> Result<TableSources> {
+        let snapshot = Arc::new(self.source.snapshot(tenant).await?);
+        Ok(TableSources::new(snapshot, self.source.store().clone()))
+    }
+
+    /// A session over `sources` with every table and `label` registered, under the per-query
+    /// memory limit.
+    pub(crate) fn session_over(&self, sources: TableSources) -> Result<SessionContext> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.config.max_query_memory_bytes, 1.0)
+            .build_arc()?;
         let config = SessionConfig::new()
             .with_target_partitions(self.target_partitions)
-            .with_information_schema(true);
-        let ctx = SessionContext::new_with_config(config);
-        register_tables(
-            &ctx,
-            Arc::new(self.source.snapshot(tenant).await?),
-            self.source.store().clone(),
-        )?;
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(CATALOG, SCHEMA);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        register_tables(&ctx, sources)?;
         Ok(ctx)
+    }
+
+    /// A session over one tenant's snapshot at this instant, under the per-query memory limit.
+    pub async fn session(&self, tenant: &TenantId) -> Result<SessionContext> {
+        self.session_over(self.sources(tenant).await?)
     }
 
     /// The series table, kept to series overlapping `range` and matching any of `selectors`.

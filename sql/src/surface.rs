@@ -20,10 +20,6 @@ use crate::error::Result;
 use crate::functions::{ProfileTableFunction, TableFunctionKind, stack_frames_udf};
 use crate::service::QueryService;
 
-/// The catalog and schema tables are listed under.
-pub const CATALOG: &str = "hearth";
-pub const SCHEMA: &str = "public";
-
 /// A planned statement: its result schema and its parameters (`$1`, `$2`, ...).
 #[derive(Debug, Clone)]
 pub struct PlannedSql {
@@ -35,12 +31,12 @@ impl QueryService {
     /// A SQL session for one tenant: tables, `label`, `flamegraph`, `pprof`, `stack_frames`,
     /// `flamegraph_table`, `top_functions`, `series_points`.
     pub async fn sql_session(self: &Arc<Self>, tenant: &TenantId) -> Result<SessionContext> {
-        let snapshot = Arc::new(self.source().snapshot(tenant).await?);
-        let ctx = self.bounded_session(&snapshot)?;
+        let sources = self.sources(tenant).await?;
+        let ctx = self.session_over(sources.clone())?;
         let symbols = Arc::new(SymbolSet::lazy(
             self.source().symbol_cache().clone(),
-            self.source().store().clone(),
-            snapshot,
+            sources.store,
+            sources.snapshot,
         ));
         ctx.register_udaf(flamegraph_udaf(symbols.clone()));
         ctx.register_udaf(pprof_udaf(symbols.clone()));

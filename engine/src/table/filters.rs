@@ -14,6 +14,27 @@ use crate::matcher::{LabelMatcher, MatchOp};
 use crate::model::{TimeRange, label};
 use crate::schema;
 
+/// A `Timestamp(ns, UTC)` literal, the type of `time` columns.
+pub fn timestamp_lit(nanos: i64) -> Expr {
+    lit(ScalarValue::TimestampNanosecond(
+        Some(nanos),
+        Some("UTC".into()),
+    ))
+}
+
+/// `time` in the half-open `range`: the exact row filter the `samples` and `profiles` scans
+/// apply themselves.
+pub fn time_filter(range: &TimeRange) -> Expr {
+    col(schema::TIME)
+        .gt_eq(timestamp_lit(range.start))
+        .and(col(schema::TIME).lt(timestamp_lit(range.end)))
+}
+
+/// `series_id IN (ids)`: the exact series filter of the `samples` and `profiles` scans.
+pub fn series_filter<'a>(ids: impl IntoIterator<Item = &'a u64>) -> Expr {
+    col(schema::SERIES_ID).in_list(ids.into_iter().map(|&id| lit(id)).collect(), false)
+}
+
 /// `label(labels, 'name') <op> 'value'`, the expression a matcher becomes.
 pub fn matcher_expr(matcher: &LabelMatcher) -> Expr {
     let value = label_udf().call(vec![col(schema::LABELS), lit(matcher.name.as_str())]);

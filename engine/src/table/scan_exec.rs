@@ -20,8 +20,8 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::StreamExt;
 
+use crate::dedupe::KeepSets;
 use crate::model::TimeRange;
-use crate::remote::KeepSets;
 
 /// Time bounds and a series set applied to rows sorted by (series, time); then a projection.
 #[derive(Debug, Clone)]

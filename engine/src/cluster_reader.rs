@@ -1,7 +1,5 @@
-//! Where queries get their snapshots: the local [`Engine`] (a single process), an ingester's
-//! [`HeadsOnly`] (what it answers pushed-down aggregates from), or a [`ClusterReader`] that
-//! lists the shared bucket's blocks and asks the live ingesters for their heads, with replicas
-//! counted once.
+//! A querier's view of the cluster: every block in the bucket plus the live ingesters' heads,
+//! with replicas counted once (the snapshots it gives are `replicated`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,56 +11,11 @@ use object_store::path::Path;
 use parking_lot::Mutex;
 
 use crate::block::{Block, read_block};
-use crate::db::{Engine, TenantSnapshot};
 use crate::error::Result;
 use crate::model::TenantId;
-use crate::remote::{Dedupe, RemoteHeads};
-use crate::symbol_set::SymbolCache;
-
-/// A source of tenant snapshots for the query layer.
-#[async_trait]
-pub trait SnapshotSource: Send + Sync + fmt::Debug {
-    /// One tenant's data at this instant.
-    async fn snapshot(&self, tenant: &TenantId) -> Result<TenantSnapshot>;
-    /// The bucket the snapshot's blocks are in.
-    fn store(&self) -> &Arc<dyn ObjectStore>;
-    /// Block symbols kept between queries.
-    fn symbol_cache(&self) -> &Arc<SymbolCache>;
-}
-
-#[async_trait]
-impl SnapshotSource for Engine {
-    async fn snapshot(&self, tenant: &TenantId) -> Result<TenantSnapshot> {
-        Ok(Engine::snapshot(self, tenant))
-    }
-
-    fn store(&self) -> &Arc<dyn ObjectStore> {
-        Engine::store(self)
-    }
-
-    fn symbol_cache(&self) -> &Arc<SymbolCache> {
-        self.symbols()
-    }
-}
-
-/// An ingester's heads without its blocks: queriers read those from the bucket themselves.
-#[derive(Debug, Clone)]
-pub struct HeadsOnly(pub Arc<Engine>);
-
-#[async_trait]
-impl SnapshotSource for HeadsOnly {
-    async fn snapshot(&self, tenant: &TenantId) -> Result<TenantSnapshot> {
-        Ok(self.0.snapshot(tenant).heads_only())
-    }
-
-    fn store(&self) -> &Arc<dyn ObjectStore> {
-        self.0.store()
-    }
-
-    fn symbol_cache(&self) -> &Arc<SymbolCache> {
-        self.0.symbols()
-    }
-}
+use crate::remote::RemoteHeads;
+use crate::snapshot::{SnapshotSource, TenantSnapshot};
+use crate::symbol_cache::SymbolCache;
 
 /// The ingesters whose heads a querier reads now.
 pub trait RemoteDirectory: Send + Sync + fmt::Debug {
@@ -132,7 +85,7 @@ impl SnapshotSource for ClusterReader {
         Ok(TenantSnapshot {
             blocks,
             remotes,
-            dedupe: Some(Arc::new(Dedupe::default())),
+            replicated: true,
             ..TenantSnapshot::empty(tenant.clone())
         })
     }
