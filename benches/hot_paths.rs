@@ -12,13 +12,14 @@ use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use hearth_engine::block::{EncodedBlock, write_block};
-use hearth_engine::flamegraph::{FunctionTree, add_partition, flame_graph};
+use hearth_engine::flamegraph::{FunctionTree, add_partition};
 use hearth_engine::head::Head;
 use hearth_engine::model::{Labels, TenantId};
 use hearth_engine::{Engine, EngineArgs, HeadConfig, ProfileBatch};
 use hearth_ingest::IngestLimits;
 use hearth_ingest::labels::validate_labels;
 use hearth_ingest::normalize::{NormalizeArgs, normalize};
+use hearth_sql::render::flame_graph;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use hearth_engine::ErrorKind;
+use hearth_engine::compression::{gunzip_bounded, gzip, is_gzip};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -110,13 +111,6 @@ pub fn accepts_gzip(headers: &HeaderMap) -> bool {
         .any(|coding| coding.split(';').next().unwrap_or_default().trim() == "gzip")
 }
 
-pub fn gzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(bytes).expect("writing to memory");
-    encoder.finish().expect("writing to memory")
-}
-
 /// Whether the request body carries `Content-Encoding: gzip`.
 pub fn is_gzip_encoded(headers: &HeaderMap) -> bool {
     headers
@@ -132,8 +126,8 @@ pub fn decode_body(
     body: Bytes,
     limit: usize,
 ) -> Result<Bytes, hearth_engine::Error> {
-    if is_gzip_encoded(headers) && hearth_engine::pprof::is_gzip(&body) {
-        let inflated = hearth_engine::pprof::gunzip_bounded(&body, limit, "request body")?;
+    if is_gzip_encoded(headers) && is_gzip(&body) {
+        let inflated = gunzip_bounded(&body, limit, "request body")?;
         return Ok(Bytes::from(inflated));
     }
     Ok(body)

@@ -119,3 +119,36 @@ impl BodyError {
 pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
     (status, body.into()).into_response()
 }
+
+/// Query pairs, percent-decoded; a value that is not UTF-8 is refused, not mangled.
+pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
+    let decode = |part: &str| -> Result<String, String> {
+        let spaced = part.replace('+', " ");
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| format!("query parameter {part:?} is not valid UTF-8 once decoded"))
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((decode(key)?, decode(value)?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_query;
+
+    #[test]
+    fn query_decoding() {
+        let q = parse_query("name=app%7Benv%3Dtest%7D&from=1&x=a+b").unwrap();
+        assert_eq!(q[0], ("name".into(), "app{env=test}".into()));
+        assert_eq!(q[2].1, "a b");
+        let err = parse_query("name=%ff%fe").unwrap_err();
+        assert!(err.contains("not valid UTF-8"), "{err}");
+    }
+}

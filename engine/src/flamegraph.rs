@@ -1,8 +1,7 @@
-//! Flame graphs: the function tree stacks merge into, the `flamegraph` aggregate that builds it
-//! from samples (a [`StackMerge`] state), and the renderings clients read (Pyroscope's
-//! `FlameGraph`, `tree` bytes and `FlameGraphDiff`).
+//! Flame graphs: the function tree stacks merge into, and the `flamegraph` aggregate that builds
+//! it from samples (a [`StackMerge`] state). The renderings clients read (Pyroscope's
+//! `FlameGraph`, `tree` bytes and `FlameGraphDiff`) are the query layer's (`hearth_sql::render`).
 
-mod render;
 mod resolve;
 mod tree;
 
@@ -15,7 +14,7 @@ use crate::symbol_set::SymbolSet;
 use crate::symbols::SymbolPartition;
 
 /// `flamegraph(source, service_name, stacktrace_id, value)`: the encoded function tree of the
-/// samples, to render with [`flame_graph`].
+/// samples.
 pub fn flamegraph_udaf(symbols: Arc<SymbolSet>) -> AggregateUDF {
     StackMergeAggregate::<FunctionTree>::udaf(symbols)
 }
@@ -44,9 +43,5 @@ impl StackMerge for FunctionTree {
         FunctionTree::size(self)
     }
 }
-pub use render::{
-    FlameNode, OTHER, empty_flame_graph, flame_graph, flame_graph_diff, flame_nodes,
-    function_totals, min_value, tree_bytes,
-};
 pub use resolve::{add_partition, stack_frames, unsymbolized_name};
-pub use tree::{FunctionTree, NodeId, ROOT};
+pub use tree::{FunctionTree, NodeId, ROOT, put_varint};

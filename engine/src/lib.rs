@@ -17,6 +17,7 @@
 pub mod batch;
 pub mod block;
 pub mod cluster_reader;
+pub mod compression;
 pub mod db;
 pub mod dedupe;
 pub mod error;
@@ -35,6 +36,7 @@ pub mod symbol_cache;
 pub mod symbol_set;
 pub mod symbols;
 pub mod table;
+pub mod time;
 pub mod wal;
 
 pub use batch::{ProfileBatch, SeriesProfile};

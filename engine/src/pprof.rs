@@ -5,39 +5,12 @@
 //! without bounds surprises.
 
 use std::collections::HashMap;
-use std::io::Read;
 
 use hearth_proto::pprof::Profile;
 use prost::Message;
 
+use crate::compression::{gunzip_bounded, is_gzip};
 use crate::error::{Error, ErrorKind, Result};
-
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-
-/// Whether `bytes` start with the gzip magic `1f 8b`.
-pub fn is_gzip(bytes: &[u8]) -> bool {
-    bytes.starts_with(&GZIP_MAGIC)
-}
-
-/// Inflates gzip `bytes`, refusing as soon as the output would pass `limit` bytes.
-pub fn gunzip_bounded(bytes: &[u8], limit: usize, what: &str) -> Result<Vec<u8>> {
-    let mut decoder =
-        flate2::read::MultiGzDecoder::new(bytes).take((limit as u64).saturating_add(1));
-    let mut out = Vec::with_capacity((bytes.len() * 4).min(limit));
-    decoder.read_to_end(&mut out).map_err(|e| {
-        Error::invalid(
-            ErrorKind::MalformedProfile,
-            format!("{what}: invalid gzip data: {e}"),
-        )
-    })?;
-    if out.len() > limit {
-        return Err(Error::invalid(
-            ErrorKind::PayloadTooLarge,
-            format!("{what}: decompressed size exceeds the limit of {limit} bytes"),
-        ));
-    }
-    Ok(out)
-}
 
 /// Decodes a pprof profile, gzipped or not, whose decoded size may not pass `max_bytes`.
 pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Profile> {

@@ -1,10 +1,10 @@
-//! Pyroscope's legacy `POST /ingest`: query parameters, the `name` label syntax, `attime`
-//! times, and how the body's format is chosen.
+//! Pyroscope's legacy `POST /ingest`: query parameters, the `name` label syntax and how the
+//! body's format is chosen (`attime` times are parsed by `hearth_engine::time`).
 
 use std::collections::HashMap;
 
 use crate::error::{Error, Result, reason};
-use crate::normalize::now_nanos;
+use hearth_engine::time::{now_nanos, parse_attime};
 
 /// The body formats `/ingest` can carry, chosen as Pyroscope chooses (first match wins).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,78 +137,6 @@ pub fn parse_name(name: &str) -> std::result::Result<(String, Vec<(String, Strin
     Ok((app.to_string(), labels))
 }
 
-/// Parses Pyroscope's `attime`: digits (8 = `YYYYMMDD`, 13 = ms, 16 = µs, 19 = ns, otherwise
-/// seconds), `now`, or `now-<n><unit>` with units s, m/min, h, d, w, M/mon, y.
-pub fn parse_attime(value: &str, now_nanos: i64) -> std::result::Result<i64, String> {
-    let value = value.trim();
-    if value.bytes().all(|b| b.is_ascii_digit()) && !value.is_empty() {
-        let n: i64 = value
-            .parse()
-            .map_err(|_| format!("{value:?} is out of range"))?;
-        return Ok(match value.len() {
-            8 => date_nanos(value)?,
-            13 => n.saturating_mul(1_000_000),
-            16 => n.saturating_mul(1_000),
-            19 => n,
-            _ => n.saturating_mul(1_000_000_000),
-        });
-    }
-    let Some(offset) = value.strip_prefix("now") else {
-        return Err(format!(
-            "{value:?} is not a time: expected unix seconds/ms/µs/ns, YYYYMMDD, or now[-+]<n><unit>"
-        ));
-    };
-    if offset.is_empty() {
-        return Ok(now_nanos);
-    }
-    let (sign, amount) = match offset.as_bytes()[0] {
-        b'-' => (-1i64, &offset[1..]),
-        b'+' => (1, &offset[1..]),
-        _ => return Err(format!("{value:?}: expected '-' or '+' after now")),
-    };
-    let digits = amount.bytes().take_while(u8::is_ascii_digit).count();
-    let n: i64 = amount[..digits]
-        .parse()
-        .map_err(|_| format!("{value:?}: expected a number after now{}", &offset[..1]))?;
-    let unit_seconds: i64 = match &amount[digits..] {
-        "s" => 1,
-        "m" | "min" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        "M" | "mon" => 30 * 86_400,
-        "y" => 365 * 86_400,
-        other => return Err(format!("{value:?}: unknown unit {other:?}")),
-    };
-    Ok(now_nanos
-        .saturating_add(sign * n.saturating_mul(unit_seconds).saturating_mul(1_000_000_000)))
-}
-
-/// Midnight UTC of a `YYYYMMDD` date, in Unix nanoseconds.
-fn date_nanos(value: &str) -> std::result::Result<i64, String> {
-    let year: i64 = value[..4]
-        .parse()
-        .map_err(|_| format!("bad date {value:?}"))?;
-    let month: i64 = value[4..6]
-        .parse()
-        .map_err(|_| format!("bad date {value:?}"))?;
-    let day: i64 = value[6..]
-        .parse()
-        .map_err(|_| format!("bad date {value:?}"))?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-        return Err(format!("bad date {value:?}"));
-    }
-    // Days from the civil calendar (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(days * 86_400 * 1_000_000_000)
-}
-
 /// `sample_type_config`: display names are the only part Pyroscope applies to pprof.
 pub fn display_names(sample_type_config: Option<&[u8]>) -> Result<HashMap<String, String>> {
     let Some(bytes) = sample_type_config else {
@@ -256,32 +184,6 @@ mod tests {
         );
         assert!(parse_name("app{a=1").is_err());
         assert!(parse_name("app{novalue}").is_err());
-    }
-
-    #[test]
-    fn attime_units() {
-        let now = 1_000_000_000_000_000_000;
-        assert_eq!(
-            parse_attime("1795260730", now).unwrap(),
-            1_795_260_730_000_000_000
-        );
-        assert_eq!(
-            parse_attime("1795260730123", now).unwrap(),
-            1_795_260_730_123_000_000
-        );
-        assert_eq!(
-            parse_attime("1795260730123456789", now).unwrap(),
-            1_795_260_730_123_456_789
-        );
-        assert_eq!(
-            parse_attime("20240102", now).unwrap(),
-            1_704_153_600_000_000_000
-        );
-        assert_eq!(
-            parse_attime("now-1h", now).unwrap(),
-            now - 3_600_000_000_000
-        );
-        assert!(parse_attime("yesterday", now).is_err());
     }
 
     #[test]

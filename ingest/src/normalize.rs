@@ -12,7 +12,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use hearth_engine::time::now_nanos;
 
 use bytes::Bytes;
 use hearth_engine::model::{Labels, ProfileType, label};
@@ -44,12 +46,6 @@ pub struct NormalizeArgs<'a> {
     /// Used when the pprof's own time is unset.
     pub default_time_nanos: i64,
     pub limits: &'a IngestLimits,
-}
-
-pub fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// The profile name Pyroscope derives from sample types on `/ingest` (`metricName`).

@@ -14,9 +14,10 @@ use crate::labels::validate_labels;
 use crate::legacy::{Format, IngestParams, display_names};
 use crate::limits::IngestLimits;
 use crate::metrics::{EndpointLabel, IngestMetrics, ReasonLabel};
-use crate::normalize::{NormalizeArgs, metric_name, normalize, now_nanos};
+use crate::normalize::{NormalizeArgs, metric_name, normalize};
 use crate::rate::RateLimiter;
 use crate::sink::{ProfileSink, PushOutcome};
+use hearth_engine::time::now_nanos;
 
 pub struct IngestService {
     sink: Arc<dyn ProfileSink>,

@@ -16,6 +16,7 @@ pub mod distributed;
 pub mod error;
 pub mod functions;
 pub mod remote;
+pub mod render;
 pub mod select;
 pub mod selector;
 pub mod service;

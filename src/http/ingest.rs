@@ -10,7 +10,7 @@ use hearth_engine::ErrorKind;
 use hearth_ingest::error::reason;
 use hearth_proto::push::v1::{PushRequest, PushResponse};
 
-use super::{AppState, read_body, tenant};
+use super::{AppState, parse_query, read_body, tenant};
 use crate::connect::{Codec, ConnectError, decode_body};
 
 /// A refusal on `/ingest`: Pyroscope's status for the kind, and `{"code", "message"}`.
@@ -141,37 +141,4 @@ async fn push_inner(
     })?;
     state.ingest.push(&tenant, request, body_bytes).await?;
     Ok(codec.respond(&PushResponse {}, headers))
-}
-
-/// Query pairs, percent-decoded; a value that is not UTF-8 is refused, not mangled.
-pub(super) fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
-    let decode = |part: &str| -> Result<String, String> {
-        let spaced = part.replace('+', " ");
-        percent_encoding::percent_decode_str(&spaced)
-            .decode_utf8()
-            .map(|s| s.into_owned())
-            .map_err(|_| format!("query parameter {part:?} is not valid UTF-8 once decoded"))
-    };
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            Ok((decode(key)?, decode(value)?))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_query;
-
-    #[test]
-    fn query_decoding() {
-        let q = parse_query("name=app%7Benv%3Dtest%7D&from=1&x=a+b").unwrap();
-        assert_eq!(q[0], ("name".into(), "app{env=test}".into()));
-        assert_eq!(q[2].1, "a b");
-        let err = parse_query("name=%ff%fe").unwrap_err();
-        assert!(err.contains("not valid UTF-8"), "{err}");
-    }
 }

@@ -7,10 +7,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use hearth_engine::ErrorKind;
-use hearth_engine::flamegraph::{flame_graph, flame_graph_diff};
 use hearth_engine::model::{ProfileType, TenantId};
-use hearth_ingest::legacy::parse_attime;
-use hearth_ingest::normalize::now_nanos;
+use hearth_engine::time::{now_nanos, parse_attime};
+use hearth_sql::render::{flame_graph, flame_graph_diff};
 use hearth_sql::{MillisRange, ProfileSelection, Selector, SeriesShape, ValueSeries};
 use serde_json::{Value, json};
 
@@ -24,7 +23,7 @@ fn invalid(message: impl Into<String>) -> ConnectError {
 }
 
 fn params(uri: &Uri) -> Result<Query, ConnectError> {
-    super::ingest::parse_query(uri.query().unwrap_or_default()).map_err(invalid)
+    super::parse_query(uri.query().unwrap_or_default()).map_err(invalid)
 }
 
 fn get<'a>(query: &'a Query, key: &str) -> Option<&'a str> {

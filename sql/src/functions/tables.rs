@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use crate::render::{flame_nodes, function_totals};
 use arrow::array::{
     ArrayRef, Float64Array, Int64Array, MapBuilder, RecordBatch, StringArray, StringBuilder,
     TimestampNanosecondArray, UInt32Array,
@@ -24,7 +25,6 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use futures::future::BoxFuture;
-use hearth_engine::flamegraph::{flame_nodes, function_totals};
 use hearth_engine::model::TenantId;
 use hearth_engine::schema::{labels_type, time_type};
 

@@ -3,9 +3,9 @@
 
 use axum::response::Response;
 use hearth_engine::ErrorKind;
-use hearth_engine::flamegraph::{flame_graph, flame_graph_diff, tree_bytes};
 use hearth_proto::querier::v1 as q;
 use hearth_proto::types::v1 as t;
+use hearth_sql::render::{flame_graph, flame_graph_diff, tree_bytes};
 use hearth_sql::{ProfileSelection, SeriesShape};
 
 use super::Request;

@@ -11,7 +11,7 @@ use std::collections::BinaryHeap;
 use hearth_proto::querier::v1::{FlameGraph, FlameGraphDiff, Level};
 use rustc_hash::FxHashMap;
 
-use super::tree::{FunctionTree, NodeId, ROOT, put_varint};
+use hearth_engine::flamegraph::{FunctionTree, NodeId, ROOT, put_varint};
 
 pub const OTHER: &str = "other";
 pub const TOTAL: &str = "total";
