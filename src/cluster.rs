@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use hearth_engine::ErrorKind;
 use hearth_engine::model::TenantId;
 use hearth_flight::INGESTER_ROLE;
 use hearth_flight::client::IngesterDirectory;
 use hearth_ingest::Replicas;
+use hearth_ingest::error::reason;
 use hearth_ring::{InstanceState, Membership, MembershipConfig, NodeInfo, Ring, member_tokens};
 
 use crate::config::{Config, Target};
@@ -100,16 +102,21 @@ impl Replicas for FlightReplicas {
         node: &str,
         tenant: &TenantId,
         records: Arc<[bytes::Bytes]>,
-    ) -> Result<(), String> {
-        let client = self
-            .directory
-            .client(node)
-            .ok_or_else(|| format!("ingester {node} left the ring"))?;
+    ) -> hearth_ingest::Result<()> {
+        let unavailable = |kind, message: String| {
+            hearth_ingest::Error::rejected(kind, reason::UNAVAILABLE, message)
+        };
+        let client = self.directory.client(node).ok_or_else(|| {
+            unavailable(
+                ErrorKind::Unavailable,
+                format!("ingester {node} left the ring"),
+            )
+        })?;
         client
             // Handles to the shared records; encoding the request body copies them once per
             // replica and attempt.
             .push(tenant, records.to_vec())
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| unavailable(e.kind(), e.to_string()))
     }
 }

@@ -9,6 +9,8 @@ use bytes::Bytes;
 use hearth_engine::ErrorKind;
 use hearth_engine::compression::{gunzip_bounded, gzip, is_gzip};
 use serde::Serialize;
+
+use crate::status;
 use serde::de::DeserializeOwned;
 
 /// Responses smaller than this are not compressed.
@@ -179,12 +181,11 @@ impl IntoResponse for ConnectError {
             code: &'a str,
             message: &'a str,
         }
-        let status = self.status_override.unwrap_or_else(|| {
-            StatusCode::from_u16(self.kind.http_status())
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-        });
+        let status = self
+            .status_override
+            .unwrap_or_else(|| status::http_status(self.kind));
         let body = serde_json::to_vec(&Body {
-            code: self.kind.connect_code(),
+            code: status::connect_code(self.kind),
             message: &self.message,
         })
         .unwrap_or_default();

@@ -10,6 +10,7 @@ mod connect;
 mod http;
 mod metrics;
 mod server;
+mod status;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -4,8 +4,8 @@ use std::fmt;
 
 /// What kind of failure an error is, independent of the surface that reports it.
 ///
-/// Only the edges (HTTP, Connect, Flight) turn a kind into a wire status, through
-/// [`ErrorKind::connect_code`], [`ErrorKind::http_status`] and [`ErrorKind::legacy_http_status`].
+/// Only the edges turn a kind into a wire status, each in one module: `src/status.rs` of the
+/// binary (HTTP and Connect) and `hearth_flight::status` (gRPC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
     /// The request is wrong: bad labels, bad selector, out-of-range parameter.
@@ -29,12 +29,14 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// The Connect protocol error code.
-    pub fn connect_code(self) -> &'static str {
+    /// The kind's name in logs and metrics.
+    pub fn as_str(self) -> &'static str {
         match self {
-            ErrorKind::InvalidArgument | ErrorKind::MalformedProfile => "invalid_argument",
-            ErrorKind::PayloadTooLarge | ErrorKind::ResourceExhausted => "resource_exhausted",
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::MalformedProfile => "malformed_profile",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::ResourceExhausted => "resource_exhausted",
             ErrorKind::NotFound => "not_found",
             ErrorKind::Unimplemented => "unimplemented",
             ErrorKind::Unavailable => "unavailable",
@@ -42,37 +44,24 @@ impl ErrorKind {
         }
     }
 
-    /// The HTTP status of a Connect error with this kind (connect-go's code to HTTP mapping).
-    pub fn http_status(self) -> u16 {
-        match self.connect_code() {
-            "invalid_argument" => 400,
-            "unauthenticated" => 401,
-            "not_found" => 404,
-            "resource_exhausted" => 429,
-            "unimplemented" => 501,
-            "unavailable" => 503,
-            _ => 500,
-        }
-    }
-
-    /// The HTTP status Pyroscope's legacy `/ingest` handler gives this kind.
-    pub fn legacy_http_status(self) -> u16 {
+    /// Whether the same request may succeed if sent again (to the same node after a pause, or
+    /// to another replica): the failure was the server's state, not the request.
+    pub fn retryable(self) -> bool {
         match self {
-            ErrorKind::InvalidArgument => 400,
-            ErrorKind::Unauthenticated => 401,
-            ErrorKind::PayloadTooLarge => 413,
-            ErrorKind::MalformedProfile | ErrorKind::Unimplemented => 422,
-            ErrorKind::ResourceExhausted => 429,
-            ErrorKind::NotFound => 404,
-            ErrorKind::Unavailable => 503,
-            ErrorKind::Internal => 500,
+            ErrorKind::Unavailable | ErrorKind::ResourceExhausted | ErrorKind::Internal => true,
+            ErrorKind::InvalidArgument
+            | ErrorKind::MalformedProfile
+            | ErrorKind::PayloadTooLarge
+            | ErrorKind::Unauthenticated
+            | ErrorKind::NotFound
+            | ErrorKind::Unimplemented => false,
         }
     }
 }
 
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.connect_code())
+        f.write_str(self.as_str())
     }
 }
 

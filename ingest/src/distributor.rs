@@ -24,12 +24,8 @@ pub trait Replicas: Send + Sync {
     /// The ring now.
     fn ring(&self) -> Ring;
     /// Stores `records` (WAL records) of `tenant` on ingester `node`.
-    async fn push(
-        &self,
-        node: &str,
-        tenant: &TenantId,
-        records: Arc<[Bytes]>,
-    ) -> std::result::Result<(), String>;
+    /// Errors carry a kind: only a [retryable](ErrorKind::retryable) one is tried again.
+    async fn push(&self, node: &str, tenant: &TenantId, records: Arc<[Bytes]>) -> Result<()>;
 }
 
 /// Pauses between attempts to write to one replica.
@@ -81,8 +77,9 @@ impl Distributor {
                 tokio::spawn(async move {
                     let mut result = replicas.push(&node, &tenant, records.clone()).await;
                     for delay in RETRY_DELAYS {
-                        if result.is_ok() {
-                            break;
+                        match &result {
+                            Err(e) if e.kind().retryable() => {}
+                            _ => break,
                         }
                         tokio::time::sleep(delay).await;
                         result = replicas.push(&node, &tenant, records.clone()).await;
@@ -136,5 +133,158 @@ impl ProfileSink for Distributor {
         let results: Vec<Result<()>> = writes.collect().await;
         results.into_iter().collect::<Result<Vec<()>>>()?;
         Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use hearth_ring::{InstanceState, Member, member_tokens};
+    use parking_lot::Mutex;
+
+    use super::*;
+
+    /// How a fake replica answers each push, in order; the last answer repeats.
+    type Script = Vec<std::result::Result<(), ErrorKind>>;
+
+    /// Replicas answering from a script, counting pushes per node.
+    struct FakeReplicas {
+        ring: Ring,
+        scripts: HashMap<String, Script>,
+        pushes: Mutex<HashMap<String, usize>>,
+    }
+
+    impl FakeReplicas {
+        fn new(scripts: &[(&str, Script)]) -> Arc<Self> {
+            let members = scripts
+                .iter()
+                .map(|(id, _)| Member {
+                    id: id.to_string(),
+                    zone: None,
+                    state: InstanceState::Active,
+                    alive: true,
+                    tokens: member_tokens(id, 16),
+                })
+                .collect();
+            Arc::new(FakeReplicas {
+                ring: Ring::new(members, false),
+                scripts: scripts
+                    .iter()
+                    .map(|(id, script)| (id.to_string(), script.clone()))
+                    .collect(),
+                pushes: Mutex::default(),
+            })
+        }
+
+        fn pushes(&self, node: &str) -> usize {
+            self.pushes.lock().get(node).copied().unwrap_or(0)
+        }
+    }
+
+    #[async_trait]
+    impl Replicas for FakeReplicas {
+        fn ring(&self) -> Ring {
+            self.ring.clone()
+        }
+
+        async fn push(&self, node: &str, _: &TenantId, _: Arc<[Bytes]>) -> Result<()> {
+            let attempt = {
+                let mut pushes = self.pushes.lock();
+                let count = pushes.entry(node.to_string()).or_default();
+                *count += 1;
+                *count - 1
+            };
+            let script = &self.scripts[node];
+            match script[attempt.min(script.len() - 1)] {
+                Ok(()) => Ok(()),
+                Err(kind) => Err(Error::rejected(kind, reason::UNAVAILABLE, "scripted")),
+            }
+        }
+    }
+
+    async fn replicate(replicas: &Arc<FakeReplicas>, rf: usize) -> Result<()> {
+        let distributor = Distributor::new(replicas.clone(), rf);
+        let tenant = TenantId::new("t").unwrap();
+        let records = vec![Bytes::from_static(b"record")];
+        distributor
+            .replicate(&replicas.ring(), &tenant, "api", records)
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_quorum_acknowledges() {
+        let replicas = FakeReplicas::new(&[
+            ("a", vec![Ok(())]),
+            ("b", vec![Ok(())]),
+            ("c", vec![Err(ErrorKind::InvalidArgument)]),
+        ]);
+        replicate(&replicas, 3).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn below_quorum_is_unavailable_and_names_the_failures() {
+        let replicas = FakeReplicas::new(&[
+            ("a", vec![Ok(())]),
+            ("b", vec![Err(ErrorKind::InvalidArgument)]),
+            ("c", vec![Err(ErrorKind::InvalidArgument)]),
+        ]);
+        let error = replicate(&replicas, 3).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unavailable);
+        let message = error.to_string();
+        assert!(
+            message.contains("on 1 of 3 ingesters, 2 are needed"),
+            "{message}"
+        );
+        assert!(message.contains("b: scripted"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn retryable_failures_are_retried_and_others_are_not() {
+        let replicas = FakeReplicas::new(&[
+            ("a", vec![Err(ErrorKind::Unavailable), Ok(())]),
+            ("b", vec![Err(ErrorKind::Unavailable), Ok(())]),
+            ("c", vec![Err(ErrorKind::MalformedProfile)]),
+        ]);
+        replicate(&replicas, 3).await.unwrap();
+        assert_eq!(replicas.pushes("a"), 2);
+        assert_eq!(replicas.pushes("b"), 2);
+        // Give the background write time to retry, if it wrongly did.
+        tokio::time::sleep(RETRY_DELAYS.iter().sum::<Duration>()).await;
+        assert_eq!(
+            replicas.pushes("c"),
+            1,
+            "a malformed record is not sent again"
+        );
+        // A replica that stays down is tried once and then twice more.
+        let replicas = FakeReplicas::new(&[
+            ("a", vec![Ok(())]),
+            ("b", vec![Ok(())]),
+            ("c", vec![Err(ErrorKind::Unavailable)]),
+        ]);
+        replicate(&replicas, 3).await.unwrap();
+        tokio::time::sleep(RETRY_DELAYS.iter().sum::<Duration>() * 2).await;
+        assert_eq!(replicas.pushes("c"), 1 + RETRY_DELAYS.len());
+    }
+
+    #[tokio::test]
+    async fn too_few_writable_ingesters_is_refused_before_writing() {
+        let replicas = FakeReplicas::new(&[("a", vec![Ok(())])]);
+        let ring = Ring::new(
+            vec![Member {
+                state: InstanceState::Joining,
+                ..replicas.ring().members()[0].clone()
+            }],
+            false,
+        );
+        let distributor = Distributor::new(replicas.clone(), 3);
+        let tenant = TenantId::new("t").unwrap();
+        let error = distributor
+            .replicate(&ring, &tenant, "api", vec![Bytes::new()])
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unavailable);
+        assert!(error.to_string().contains("active and alive"), "{error}");
+        assert_eq!(replicas.pushes("a"), 0);
     }
 }

@@ -82,16 +82,12 @@ pub struct MembershipConfig {
 }
 
 /// Why joining failed.
-#[derive(Debug)]
-pub struct MembershipError(String);
-
-impl std::fmt::Display for MembershipError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// The gossip socket could not be opened.
+    #[error("cannot gossip on {addr} (udp): {detail}")]
+    Gossip { addr: SocketAddr, detail: String },
 }
-
-impl std::error::Error for MembershipError {}
 
 /// A running membership: gossip in the background, snapshots on demand.
 pub struct Membership {
@@ -161,11 +157,9 @@ impl Membership {
         }
         let handle = spawn_chitchat(chitchat_config, values, &UdpTransport)
             .await
-            .map_err(|e| {
-                MembershipError(format!(
-                    "cannot gossip on {} (udp): {e:#}",
-                    config.listen_addr
-                ))
+            .map_err(|e| MembershipError::Gossip {
+                addr: config.listen_addr,
+                detail: format!("{e:#}"),
             })?;
         let chitchat = handle.chitchat();
         let mut live = chitchat.lock().await.live_nodes_watcher();

@@ -4,7 +4,6 @@
 //! builds a [`Ring`] from a snapshot of members and asks it where keys go.
 
 use std::collections::HashSet;
-use std::fmt;
 
 use crate::InstanceState;
 
@@ -43,27 +42,15 @@ pub fn member_tokens(id: &str, count: usize) -> Vec<u32> {
 }
 
 /// Why a key has no usable replication set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RingError {
+    /// The ring has no member at all.
+    #[error("the ring has no ingesters")]
+    Empty,
     /// No member can take writes.
+    #[error("none of the ring's {members} ingesters is active and alive")]
     NoHealthyMembers { members: usize },
 }
-
-impl fmt::Display for RingError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RingError::NoHealthyMembers { members: 0 } => {
-                write!(f, "the ring has no ingesters")
-            }
-            RingError::NoHealthyMembers { members } => write!(
-                f,
-                "none of the ring's {members} ingesters is active and alive"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for RingError {}
 
 /// A snapshot of the ring: members and their tokens, sorted around the circle.
 #[derive(Debug, Clone, Default)]
@@ -104,6 +91,9 @@ impl Ring {
     /// writable; an error when none is.
     pub fn replication_set(&self, key: u64, rf: usize) -> Result<Vec<&Member>, RingError> {
         let writable = self.members.iter().filter(|m| m.writable()).count();
+        if self.members.is_empty() {
+            return Err(RingError::Empty);
+        }
         if writable == 0 {
             return Err(RingError::NoHealthyMembers {
                 members: self.members.len(),

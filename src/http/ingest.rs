@@ -12,21 +12,13 @@ use hearth_proto::push::v1::{PushRequest, PushResponse};
 
 use super::{AppState, parse_query, read_body, tenant};
 use crate::connect::{Codec, ConnectError, decode_body};
+use crate::status;
 
 /// A refusal on `/ingest`: Pyroscope's status for the kind, and `{"code", "message"}`.
 fn legacy_error(state: &AppState, error: hearth_ingest::Error) -> Response {
     state.ingest.record_error(&error);
-    let status = StatusCode::from_u16(error.kind().legacy_http_status())
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    // Pyroscope's HTTPToCode: 400 and 413 are invalid_argument, 422 has no Connect code.
-    let code = match status.as_u16() {
-        400 | 413 => "invalid_argument",
-        401 => "unauthenticated",
-        404 => "not_found",
-        429 => "resource_exhausted",
-        503 => "unavailable",
-        _ => "unknown",
-    };
+    let status = status::legacy_http_status(error.kind());
+    let code = status::legacy_code(status);
     if status.is_server_error() {
         tracing::error!(error = %error, "ingest failed");
     }
