@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "push/v1/push.proto",
     "querier/v1/querier.proto",
     "hearth/wal/v1/wal.proto",
+    "hearth/cluster/v1/cluster.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -17,17 +17,39 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{TimestampNanosecondType, UInt16Type, UInt64Type};
+use hearth_proto::hearth::cluster::v1 as wire;
 use parking_lot::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::TimeRange;
 
 /// The (series, time) keys one source contributes, as a pushed-down aggregate carries them.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceKeys {
     pub source: String,
     pub series: Vec<u64>,
     pub times: Vec<i64>,
+}
+
+impl From<SourceKeys> for wire::SourceKeys {
+    fn from(keys: SourceKeys) -> Self {
+        wire::SourceKeys {
+            source: keys.source,
+            series: keys.series,
+            times: keys.times,
+        }
+    }
+}
+
+impl From<wire::SourceKeys> for SourceKeys {
+    /// Lists that do not pair up are refused by [`KeepSets::from_source_keys`].
+    fn from(keys: wire::SourceKeys) -> Self {
+        SourceKeys {
+            source: keys.source,
+            series: keys.series,
+            times: keys.times,
+        }
+    }
 }
 
 /// The profile keys of a scope: (source, series, time, profile id) rows, and which sources each

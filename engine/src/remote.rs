@@ -13,14 +13,15 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::streaming::PartitionStream;
-use serde::{Deserialize, Serialize};
+use hearth_proto::hearth::cluster::v1 as wire;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{TenantId, TimeRange};
 use crate::schema::TableKind;
 
-/// A request for rows of one table of one tenant's heads.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A request for rows of one table of one tenant's heads (on the wire, a
+/// `hearth.cluster.v1.ScanRequest`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct RemoteScan {
     pub tenant: String,
     pub table: String,
@@ -85,6 +86,35 @@ impl RemoteScan {
 
     pub fn time(&self) -> TimeRange {
         TimeRange::new(self.start, self.end)
+    }
+}
+
+impl From<RemoteScan> for wire::ScanRequest {
+    fn from(scan: RemoteScan) -> Self {
+        wire::ScanRequest {
+            tenant: scan.tenant,
+            table: scan.table,
+            columns: scan.columns,
+            start: scan.start,
+            end: scan.end,
+            series_ids: scan.series_ids.map(|ids| wire::SeriesIds { ids }),
+            services: scan.services.map(|names| wire::Services { names }),
+        }
+    }
+}
+
+impl From<wire::ScanRequest> for RemoteScan {
+    /// Table and columns are checked where they are used ([`RemoteScan::projection`]).
+    fn from(scan: wire::ScanRequest) -> Self {
+        RemoteScan {
+            tenant: scan.tenant,
+            table: scan.table,
+            columns: scan.columns,
+            start: scan.start,
+            end: scan.end,
+            series_ids: scan.series_ids.map(|s| s.ids),
+            services: scan.services.map(|s| s.names),
+        }
     }
 }
 

@@ -94,17 +94,9 @@ impl IngesterClient {
     }
 
     /// The batches a `DoGet` of `request` returns.
-    fn get(&self, request: &RemoteRequest) -> BoxStream<'static, Result<RecordBatch, FlightError>> {
+    fn get(&self, request: RemoteRequest) -> BoxStream<'static, Result<RecordBatch, FlightError>> {
         let mut client = self.client.clone();
-        let ticket = match serde_json::to_vec(request) {
-            Ok(ticket) => ticket,
-            Err(e) => {
-                return futures::stream::once(async move {
-                    Err(FlightError::ExternalError(Box::new(e)))
-                })
-                .boxed();
-            }
-        };
+        let ticket = request.encode();
         futures::stream::once(async move {
             let response = client
                 .do_get(Ticket {
@@ -128,7 +120,7 @@ impl IngesterClient {
         schema: SchemaRef,
     ) -> BoxStream<'static, Result<RecordBatch, FlightError>> {
         let node = self.node.clone();
-        self.get(&RemoteRequest::Scan(scan))
+        self.get(RemoteRequest::Scan(scan))
             .map(move |batch| {
                 let batch = batch?;
                 conform(batch, &schema).map_err(|e| {
@@ -143,7 +135,7 @@ impl IngesterClient {
         &self,
         request: RemoteAggregate,
     ) -> Result<Vec<RecordBatch>, FlightError> {
-        self.get(&RemoteRequest::Aggregate(request))
+        self.get(RemoteRequest::Aggregate(request))
             .try_collect()
             .await
     }

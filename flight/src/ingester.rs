@@ -124,8 +124,7 @@ impl FlightService for IngesterFlight {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        let ticket: RemoteRequest = serde_json::from_slice(&request.into_inner().ticket)
-            .map_err(|e| Status::invalid_argument(format!("bad ticket: {e}")))?;
+        let ticket = RemoteRequest::decode(&request.into_inner().ticket)?;
         let (schema, batches) = match ticket {
             RemoteRequest::Scan(scan) => {
                 let (_, _, schema) = scan.projection().map_err(status::from_engine)?;

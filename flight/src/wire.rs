@@ -1,10 +1,15 @@
-//! What crosses Flight between cluster components: the push action's body and the `DoGet`
-//! tickets of an ingester.
+//! What crosses Flight between cluster components, as `hearth.cluster.v1` messages
+//! (`proto/hearth/cluster/v1/cluster.proto`): the push action's body and the `DoGet` tickets
+//! of an ingester.
 
 use hearth_engine::remote::RemoteScan;
+use hearth_proto::hearth::cluster::v1 as wire;
 use hearth_sql::RemoteAggregate;
 use prost::Message;
-use serde::{Deserialize, Serialize};
+use tonic::Status;
+use wire::ticket::Request;
+
+pub use wire::PushRecords;
 
 /// The action that stores replicated profiles on an ingester.
 pub const PUSH_ACTION: &str = "hearth.push";
@@ -12,19 +17,64 @@ pub const PUSH_ACTION: &str = "hearth.push";
 /// Messages between cluster components may carry a whole push.
 pub(crate) const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
-/// The body of a [`PUSH_ACTION`]: one tenant's profiles as WAL records.
-#[derive(Clone, PartialEq, Message)]
-pub struct PushRecords {
-    #[prost(string, tag = "1")]
-    pub tenant: String,
-    #[prost(bytes = "bytes", repeated, tag = "2")]
-    pub records: Vec<bytes::Bytes>,
-}
-
 /// A ticket of an ingester's `DoGet`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RemoteRequest {
     Scan(RemoteScan),
     Aggregate(RemoteAggregate),
+}
+
+impl RemoteRequest {
+    pub fn encode(self) -> Vec<u8> {
+        let request = match self {
+            RemoteRequest::Scan(scan) => Request::Scan(scan.into()),
+            RemoteRequest::Aggregate(aggregate) => Request::Aggregate(aggregate.into()),
+        };
+        wire::Ticket {
+            request: Some(request),
+        }
+        .encode_to_vec()
+    }
+
+    /// A ticket as the ingester receives it; a bad one is `invalid_argument` naming the problem.
+    pub fn decode(ticket: &[u8]) -> Result<Self, Status> {
+        let ticket = wire::Ticket::decode(ticket)
+            .map_err(|e| Status::invalid_argument(format!("bad ticket: {e}")))?;
+        match ticket.request {
+            Some(Request::Scan(scan)) => Ok(RemoteRequest::Scan(scan.into())),
+            Some(Request::Aggregate(aggregate)) => RemoteAggregate::try_from(aggregate)
+                .map(RemoteRequest::Aggregate)
+                .map_err(crate::status::from_query),
+            None => Err(Status::invalid_argument(
+                "bad ticket: expected a scan or an aggregate request",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hearth_engine::model::TenantId;
+    use hearth_engine::schema::TableKind;
+
+    use super::*;
+
+    #[test]
+    fn tickets_cross_the_wire_unchanged() {
+        let schema = TableKind::Profiles.table_schema();
+        let scan = RemoteScan {
+            series_ids: Some(vec![3, 4]),
+            services: None,
+            ..RemoteScan::new(&TenantId::new("t").unwrap(), TableKind::Profiles, &schema)
+        };
+        let request = RemoteRequest::Scan(scan);
+        assert_eq!(
+            RemoteRequest::decode(&request.clone().encode()).unwrap(),
+            request
+        );
+        let error = RemoteRequest::decode(b"\xff").unwrap_err();
+        assert_eq!(error.code(), tonic::Code::InvalidArgument);
+        let empty = wire::Ticket { request: None }.encode_to_vec();
+        assert!(RemoteRequest::decode(&empty).is_err());
+    }
 }

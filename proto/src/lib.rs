@@ -4,6 +4,7 @@
 //! - [`google::v1`]: the pprof `Profile`, under Pyroscope's package name.
 //! - [`types::v1`], [`push::v1`], [`querier::v1`]: Pyroscope's Connect API messages.
 //! - [`hearth::wal::v1`]: Hearth's own write-ahead-log record.
+//! - [`hearth::cluster::v1`]: what Hearth's cluster components send each other over Flight.
 //!
 //! This crate holds data types only: no transport, no behaviour.
 
@@ -38,6 +39,12 @@ pub mod querier {
 }
 
 pub mod hearth {
+    pub mod cluster {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/hearth.cluster.v1.rs"));
+        }
+    }
+
     pub mod wal {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/hearth.wal.v1.rs"));

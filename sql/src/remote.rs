@@ -8,13 +8,13 @@ use arrow::array::RecordBatch;
 use futures::future::BoxFuture;
 use hearth_engine::dedupe::SourceKeys;
 use hearth_engine::model::TimeRange;
-use serde::{Deserialize, Serialize};
+use hearth_proto::hearth::cluster::v1 as wire;
+use wire::aggregate_request::Partial as WirePartial;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// What a [`RemoteAggregate`] computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Partial {
     /// `flamegraph` states of the selected samples: one binary column `state`.
     Flamegraph,
@@ -27,8 +27,8 @@ pub enum Partial {
 }
 
 /// A request for a partial aggregate of one tenant's heads: the part of a query a querier
-/// pushes down to an ingester.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pushes down to an ingester (on the wire, a `hearth.cluster.v1.AggregateRequest`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct RemoteAggregate {
     pub tenant: String,
     pub partial: Partial,
@@ -60,4 +60,99 @@ pub trait RemoteExecutor: Send + Sync + fmt::Debug {
         node: &str,
         request: RemoteAggregate,
     ) -> BoxFuture<'static, Result<Vec<RecordBatch>>>;
+}
+
+impl From<RemoteAggregate> for wire::AggregateRequest {
+    fn from(request: RemoteAggregate) -> Self {
+        wire::AggregateRequest {
+            tenant: request.tenant,
+            partial: Some(match request.partial {
+                Partial::Flamegraph => WirePartial::Flamegraph(wire::Flamegraph {}),
+                Partial::Pprof => WirePartial::Pprof(wire::Pprof {}),
+                Partial::Series { start_ms, step_ms } => {
+                    WirePartial::Series(wire::SeriesBuckets { start_ms, step_ms })
+                }
+            }),
+            start: request.start,
+            end: request.end,
+            series_ids: request.series_ids,
+            services: request.services,
+            span_ids: request.span_ids.map(|ids| wire::SpanIds { ids }),
+            keep: request.keep.map(|sources| wire::KeepSets {
+                sources: sources.into_iter().map(Into::into).collect(),
+            }),
+        }
+    }
+}
+
+impl TryFrom<wire::AggregateRequest> for RemoteAggregate {
+    type Error = Error;
+
+    fn try_from(request: wire::AggregateRequest) -> Result<Self> {
+        let partial = match request.partial {
+            Some(WirePartial::Flamegraph(_)) => Partial::Flamegraph,
+            Some(WirePartial::Pprof(_)) => Partial::Pprof,
+            Some(WirePartial::Series(s)) => Partial::Series {
+                start_ms: s.start_ms,
+                step_ms: s.step_ms,
+            },
+            None => {
+                return Err(Error::invalid(
+                    "aggregate request names no partial: expected flamegraph, pprof or series",
+                ));
+            }
+        };
+        Ok(RemoteAggregate {
+            tenant: request.tenant,
+            partial,
+            start: request.start,
+            end: request.end,
+            series_ids: request.series_ids,
+            services: request.services,
+            span_ids: request.span_ids.map(|s| s.ids),
+            keep: request
+                .keep
+                .map(|k| k.sources.into_iter().map(Into::into).collect()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    #[test]
+    fn aggregate_requests_cross_the_wire_unchanged() {
+        for partial in [
+            Partial::Flamegraph,
+            Partial::Pprof,
+            Partial::Series {
+                start_ms: 1_000,
+                step_ms: 15_000,
+            },
+        ] {
+            let request = RemoteAggregate {
+                tenant: "t".into(),
+                partial,
+                start: -5,
+                end: 10,
+                series_ids: vec![1, u64::MAX],
+                services: vec!["api".into()],
+                span_ids: Some(vec![]),
+                keep: Some(vec![SourceKeys {
+                    source: "head-1".into(),
+                    series: vec![1],
+                    times: vec![7],
+                }]),
+            };
+            let bytes = wire::AggregateRequest::from(request.clone()).encode_to_vec();
+            let back = wire::AggregateRequest::decode(bytes.as_slice()).unwrap();
+            assert_eq!(RemoteAggregate::try_from(back).unwrap(), request);
+        }
+        let none = wire::AggregateRequest::default();
+        let error = RemoteAggregate::try_from(none).unwrap_err();
+        assert!(error.to_string().contains("names no partial"), "{error}");
+    }
 }

@@ -62,8 +62,15 @@ fn a_node_gets_the_keep_sets_of_its_own_sources() {
         let sent = sets.for_node(node);
         assert_eq!(sent.len(), 1, "{node}");
         // Through the ticket's encoding and back.
-        let sent: Vec<SourceKeys> =
-            serde_json::from_slice(&serde_json::to_vec(&sent).unwrap()).unwrap();
+        let sent: Vec<SourceKeys> = sent
+            .into_iter()
+            .map(|keys| {
+                let bytes = prost::Message::encode_to_vec(&wire::SourceKeys::from(keys));
+                <wire::SourceKeys as prost::Message>::decode(bytes.as_slice())
+                    .unwrap()
+                    .into()
+            })
+            .collect();
         received.push(KeepSets::from_source_keys(sent).unwrap());
     }
     for (series, time, source, node) in [
