@@ -1,19 +1,32 @@
-//! The cluster roles' glue: gossip membership for this process, and the distributor's
-//! transport to ingesters (Flight, through the ingester directory).
+//! The cluster roles' glue: gossip membership for this process, and the clients of the
+//! ingesters that distributors and queriers share (Flight, through the ingester directory):
+//! the distributor's replicated writes and the querier's view of the cluster.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use hearth_engine::ErrorKind;
 use hearth_engine::model::TenantId;
-use hearth_flight::INGESTER_ROLE;
+use hearth_engine::{ClusterReader, ErrorKind};
 use hearth_flight::client::IngesterDirectory;
-use hearth_ingest::Replicas;
 use hearth_ingest::error::reason;
-use hearth_ring::{InstanceState, Membership, MembershipConfig, NodeInfo, Ring, member_tokens};
+use hearth_ingest::{Distributor, ProfileSink, Replicas};
+use hearth_ring::{
+    InstanceState, Membership, MembershipConfig, NodeInfo, Ring, Role, member_tokens,
+};
+use hearth_sql::QueryService;
+use object_store::ObjectStore;
 
-use crate::config::{Config, Target};
+use crate::config::Config;
+
+/// Where this process listens, once its listeners are bound.
+#[derive(Debug, Clone)]
+pub struct Addresses {
+    pub node_id: String,
+    pub http: SocketAddr,
+    pub flight: Option<SocketAddr>,
+}
 
 /// This node's id: configured, or the target and HTTP port.
 pub fn node_id(config: &Config, http_port: u16) -> String {
@@ -21,7 +34,7 @@ pub fn node_id(config: &Config, http_port: u16) -> String {
         .cluster
         .node_id
         .clone()
-        .unwrap_or_else(|| format!("{}-{http_port}", config.target.name()))
+        .unwrap_or_else(|| format!("{}-{http_port}", config.target))
 }
 
 /// `addr` as other nodes reach it: the advertise host when listening on every interface.
@@ -33,16 +46,15 @@ fn advertised(config: &Config, addr: std::net::SocketAddr) -> String {
     }
 }
 
-/// Joins the gossip as `node_id` running `config.target`.
+/// Joins the gossip as `addresses.node_id` running `config.target`, in `state`.
 pub async fn join(
     config: &Config,
-    node_id: &str,
-    http_addr: std::net::SocketAddr,
-    flight_addr: Option<std::net::SocketAddr>,
+    addresses: &Addresses,
     state: InstanceState,
 ) -> anyhow::Result<Arc<Membership>> {
     let cluster = &config.cluster;
-    let tokens = if config.target == Target::Ingester {
+    let node_id = addresses.node_id.as_str();
+    let tokens = if config.target == Role::Ingester {
         member_tokens(node_id, cluster.tokens)
     } else {
         Vec::new()
@@ -66,9 +78,10 @@ pub async fn join(
             cluster_id: cluster.cluster_id.clone(),
             gossip_interval: cluster.gossip_interval,
             info: NodeInfo {
-                roles: vec![config.target.name().to_string()],
-                http_addr: advertised(config, http_addr),
-                flight_addr: flight_addr
+                roles: vec![config.target],
+                http_addr: advertised(config, addresses.http),
+                flight_addr: addresses
+                    .flight
                     .map(|a| advertised(config, a))
                     .unwrap_or_default(),
                 zone: cluster.zone.clone(),
@@ -83,10 +96,52 @@ pub async fn join(
     Ok(Arc::new(membership))
 }
 
+/// The ingesters as a distributor or querier reaches them.
+pub struct ClusterClients {
+    directory: Arc<IngesterDirectory>,
+    zone_aware: bool,
+    replication_factor: usize,
+    query: hearth_sql::QueryConfig,
+}
+
+impl ClusterClients {
+    pub fn new(config: &Config, membership: &Arc<Membership>) -> Self {
+        ClusterClients {
+            directory: Arc::new(IngesterDirectory::new(membership.clone())),
+            zone_aware: config.cluster.zone_awareness,
+            replication_factor: config.cluster.replication_factor,
+            query: config.query.clone(),
+        }
+    }
+
+    /// Replicated writes to the ring's ingesters.
+    pub fn distributor(&self) -> Arc<dyn ProfileSink> {
+        let replicas = Arc::new(FlightReplicas {
+            directory: self.directory.clone(),
+            zone_aware: self.zone_aware,
+        });
+        Arc::new(Distributor::new(replicas, self.replication_factor))
+    }
+
+    /// Queries over the bucket's blocks in `store` and the live ingesters' heads, with
+    /// profile aggregation pushed down to the ingesters.
+    pub fn query_service(&self, store: Arc<dyn ObjectStore>) -> Arc<QueryService> {
+        let reader = Arc::new(ClusterReader::new(
+            store,
+            self.query.symbol_cache_bytes,
+            self.directory.clone(),
+        ));
+        Arc::new(
+            QueryService::new(reader, self.query.clone())
+                .with_remote_executor(self.directory.clone()),
+        )
+    }
+}
+
 /// The distributor's view of the ingesters.
-pub struct FlightReplicas {
-    pub directory: Arc<IngesterDirectory>,
-    pub zone_aware: bool,
+struct FlightReplicas {
+    directory: Arc<IngesterDirectory>,
+    zone_aware: bool,
 }
 
 #[async_trait]
@@ -94,7 +149,7 @@ impl Replicas for FlightReplicas {
     fn ring(&self) -> Ring {
         self.directory
             .membership()
-            .ring(INGESTER_ROLE, self.zone_aware)
+            .ring(Role::Ingester, self.zone_aware)
     }
 
     async fn push(

@@ -8,34 +8,9 @@ use anyhow::{Context, bail};
 use hearth_engine::HeadConfig;
 use hearth_flight::FlightConfig;
 use hearth_ingest::IngestLimits;
+use hearth_ring::Role;
 use hearth_sql::QueryConfig;
 use serde::{Deserialize, Serialize};
-
-/// The components a process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Target {
-    /// Everything in one process: ingest, storage, queries.
-    All,
-    Distributor,
-    Ingester,
-    Querier,
-    QueryFrontend,
-    Compactor,
-}
-
-impl Target {
-    pub fn name(self) -> &'static str {
-        match self {
-            Target::All => "all",
-            Target::Distributor => "distributor",
-            Target::Ingester => "ingester",
-            Target::Querier => "querier",
-            Target::QueryFrontend => "query-frontend",
-            Target::Compactor => "compactor",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -48,7 +23,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    pub target: Target,
+    /// The components this process runs (`--target`).
+    pub target: Role,
     /// Require `X-Scope-OrgID` on every request (401 without it). Off: every request is tenant
     /// `anonymous`, whatever it sends.
     pub multitenancy_enabled: bool,
@@ -64,7 +40,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            target: Target::All,
+            target: Role::All,
             multitenancy_enabled: false,
             server: ServerConfig::default(),
             storage: StorageConfig::default(),
@@ -170,7 +146,7 @@ impl Default for ClusterConfig {
 /// Command-line flags that override the config file.
 #[derive(Debug, Default, Clone)]
 pub struct Flags {
-    pub target: Option<Target>,
+    pub target: Option<Role>,
     pub http_addr: Option<SocketAddr>,
     pub flight_addr: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
@@ -245,10 +221,10 @@ impl Config {
 
     /// Checks what serde cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if matches!(self.target, Target::QueryFrontend | Target::Compactor) {
+        if matches!(self.target, Role::QueryFrontend | Role::Compactor) {
             bail!(
                 "target `{}` is not available yet: run `all`, `distributor`, `ingester` or `querier`",
-                self.target.name()
+                self.target
             );
         }
         if self.cluster.replication_factor == 0 {

@@ -9,6 +9,7 @@ mod config;
 mod connect;
 mod http;
 mod metrics;
+mod roles;
 mod server;
 mod status;
 
@@ -17,7 +18,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::{Config, Flags, LogFormat, Target};
+use hearth_ring::Role;
+
+use crate::config::{Config, Flags, LogFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,9 +32,10 @@ struct Args {
     /// YAML config file; flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The components to run.
-    #[arg(long, value_enum)]
-    target: Option<Target>,
+    /// The components to run: all, distributor, ingester, querier (query-frontend and
+    /// compactor are not available yet).
+    #[arg(long, value_name = "TARGET")]
+    target: Option<Role>,
     /// The HTTP listen address (default 0.0.0.0:4040).
     #[arg(long, value_name = "HOST:PORT")]
     http_addr: Option<SocketAddr>,

@@ -22,7 +22,7 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 use hearth_engine::model::TenantId;
 use hearth_engine::remote::{RemoteHeads, RemoteScan};
 use hearth_engine::{ErrorKind, RemoteDirectory};
-use hearth_ring::Membership;
+use hearth_ring::{Membership, Role};
 use hearth_sql::{RemoteAggregate, RemoteExecutor};
 use parking_lot::Mutex;
 use prost::Message;
@@ -207,7 +207,7 @@ impl IngesterDirectory {
             .membership
             .nodes()
             .into_iter()
-            .find(|n| n.id == node && n.has_role(crate::INGESTER_ROLE))?;
+            .find(|n| n.id == node && n.has_role(Role::Ingester))?;
         self.client_at(&found.id, &found.info.flight_addr)
     }
 
@@ -235,7 +235,7 @@ impl RemoteDirectory for IngesterDirectory {
         self.membership
             .nodes()
             .into_iter()
-            .filter(|n| n.has_role(crate::INGESTER_ROLE))
+            .filter(|n| n.has_role(Role::Ingester))
             .filter_map(|n| self.client_at(&n.id, &n.info.flight_addr))
             .map(|client| Arc::new(RemoteIngester { client }) as Arc<dyn RemoteHeads>)
             .collect()

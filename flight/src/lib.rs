@@ -32,9 +32,6 @@ pub use config::FlightConfig;
 pub use error::{Error, Result};
 pub use service::HearthFlightSql;
 
-/// The ring role of nodes that hold heads.
-pub const INGESTER_ROLE: &str = "ingester";
-
 /// Serves Flight SQL on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,

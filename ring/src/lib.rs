@@ -8,9 +8,11 @@
 //! stream, never chitchat types.
 
 mod membership;
+mod role;
 mod tokens;
 
 pub use membership::{Membership, MembershipConfig, MembershipError, Node, NodeInfo};
+pub use role::{Role, UnknownRole};
 pub use tokens::{Member, Ring, RingError, member_tokens, quorum};
 
 /// The lifecycle of a ring member.

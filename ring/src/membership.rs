@@ -14,7 +14,7 @@ use chitchat::{
 };
 use tokio::sync::watch;
 
-use crate::{InstanceState, Member, Ring};
+use crate::{InstanceState, Member, Ring, Role};
 
 const KEY_ROLES: &str = "roles";
 const KEY_HTTP: &str = "http_addr";
@@ -26,8 +26,8 @@ const KEY_TOKENS: &str = "tokens";
 /// What a node says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
-    /// The components it runs: `distributor`, `ingester`, `querier`, ...
-    pub roles: Vec<String>,
+    /// The components it runs.
+    pub roles: Vec<Role>,
     /// Where its HTTP API answers.
     pub http_addr: String,
     /// Where its Arrow Flight service answers.
@@ -48,8 +48,8 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn has_role(&self, role: &str) -> bool {
-        self.info.roles.iter().any(|r| r == role)
+    pub fn has_role(&self, role: Role) -> bool {
+        self.info.roles.contains(&role)
     }
 
     /// This node as a ring member (alive: it is in the live set).
@@ -139,7 +139,14 @@ impl Membership {
         };
         let info = &config.info;
         let mut values = vec![
-            (KEY_ROLES.to_string(), info.roles.join(",")),
+            (
+                KEY_ROLES.to_string(),
+                info.roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             (KEY_HTTP.to_string(), info.http_addr.clone()),
             (KEY_FLIGHT.to_string(), info.flight_addr.clone()),
             (KEY_STATE.to_string(), state.as_str().to_string()),
@@ -197,7 +204,7 @@ impl Membership {
     }
 
     /// The ring of the live nodes running `role`.
-    pub fn ring(&self, role: &str, zone_aware: bool) -> Ring {
+    pub fn ring(&self, role: Role, zone_aware: bool) -> Ring {
         ring_of(&self.changes.borrow(), role, zone_aware)
     }
 
@@ -220,7 +227,7 @@ impl Membership {
 }
 
 /// The ring of `nodes` running `role`.
-fn ring_of(nodes: &[Node], role: &str, zone_aware: bool) -> Ring {
+fn ring_of(nodes: &[Node], role: Role, zone_aware: bool) -> Ring {
     Ring::new(
         nodes
             .iter()
@@ -255,10 +262,10 @@ fn node_of(id: &ChitchatId, state: &NodeState) -> Option<Node> {
         id: id.node_id.to_string(),
         generation: id.generation_id,
         info: NodeInfo {
+            // A role this version does not know (a newer peer's) is passed over.
             roles: text(KEY_ROLES)
                 .split(',')
-                .filter(|r| !r.is_empty())
-                .map(str::to_string)
+                .filter_map(|r| r.parse().ok())
                 .collect(),
             http_addr: text(KEY_HTTP),
             flight_addr: text(KEY_FLIGHT),
@@ -285,7 +292,7 @@ mod tests {
             cluster_id: "test".into(),
             gossip_interval: Duration::from_millis(50),
             info: NodeInfo {
-                roles: vec!["ingester".into()],
+                roles: vec![Role::Ingester],
                 http_addr: format!("127.0.0.1:{}", port + 1),
                 flight_addr: format!("127.0.0.1:{}", port + 2),
                 zone: None,
@@ -339,8 +346,8 @@ mod tests {
         let seen_b = nodes.iter().find(|n| n.id == "b").unwrap();
         assert_eq!(seen_b.state, InstanceState::Joining);
         assert_eq!(seen_b.info.tokens, crate::member_tokens("b", 8));
-        assert!(seen_b.has_role("ingester"));
-        assert_eq!(a.ring("ingester", false).members().len(), 2);
+        assert!(seen_b.has_role(Role::Ingester));
+        assert_eq!(a.ring(Role::Ingester, false).members().len(), 2);
 
         b.set_state(InstanceState::Active).await;
         wait_for(&a, "b to become active", |n| {

@@ -1,0 +1,76 @@
+//! One file per role (`--target`): each builds, from the config, the services its process
+//! serves. `server.rs` binds the listeners, serves and shuts down; what runs behind them is
+//! decided here.
+//!
+//! - [`all`]: the engine takes pushes and answers queries (replication 1, no gossip).
+//! - [`ingester`]: the engine, gossiping `joining` while its WAL replays; its Flight port takes
+//!   replicated pushes and serves scans and partial aggregates of its heads.
+//! - [`distributor`]: pushes replicated to the ring's ingesters at quorum.
+//! - [`querier`]: queries over the bucket's blocks and the live ingesters' heads, and Flight SQL.
+//!
+//! The distributor and the querier share the cluster clients of `crate::cluster`, and today
+//! each also mounts the other's half of the HTTP API (pushes to a querier are replicated,
+//! queries to a distributor read the cluster).
+
+mod all;
+mod distributor;
+mod ingester;
+mod querier;
+
+use std::sync::Arc;
+
+use hearth_engine::Engine;
+use hearth_flight::HearthFlightSql;
+use hearth_flight::ingester::IngesterFlight;
+use hearth_ingest::IngestService;
+use hearth_ring::{Membership, Role};
+use hearth_sql::QueryService;
+use object_store::ObjectStore;
+
+use crate::cluster::Addresses;
+use crate::config::Config;
+
+/// What the Flight port serves.
+pub enum FlightService {
+    /// Arrow Flight SQL for people and tools.
+    Sql(HearthFlightSql),
+    /// An ingester's internal service (replicated pushes, head scans, aggregates).
+    Ingester(IngesterFlight),
+}
+
+/// The services of one process.
+pub struct Services {
+    /// The local engine: flushed at shutdown.
+    pub engine: Option<Arc<Engine>>,
+    pub ingest: Arc<IngestService>,
+    pub query: Arc<QueryService>,
+    pub flight: Option<FlightService>,
+    /// Gossip membership (cluster roles).
+    pub membership: Option<Arc<Membership>>,
+    /// Whether the node is a ring member whose state follows the process: `active` once it
+    /// serves, `leaving` when shutdown starts.
+    pub ring_member: bool,
+}
+
+/// Whether a role serves Flight (and so needs its listener).
+pub fn serves_flight(role: Role) -> bool {
+    role != Role::Distributor
+}
+
+/// The services of `config.target`.
+pub async fn build(
+    config: &Config,
+    store: Arc<dyn ObjectStore>,
+    addresses: &Addresses,
+) -> anyhow::Result<Services> {
+    match config.target {
+        Role::All => all::build(config, store).await,
+        Role::Ingester => ingester::build(config, store, addresses).await,
+        Role::Distributor => distributor::build(config, store, addresses).await,
+        Role::Querier => querier::build(config, store, addresses).await,
+        Role::QueryFrontend | Role::Compactor => anyhow::bail!(
+            "target `{}` is not available yet: run `all`, `distributor`, `ingester` or `querier`",
+            config.target
+        ),
+    }
+}

@@ -1,0 +1,33 @@
+//! `--target distributor`: validates and normalises pushes, and writes each to its
+//! replication set of ingesters, acknowledging at quorum. No local data, no Flight port.
+
+use std::sync::Arc;
+
+use hearth_ingest::IngestService;
+use hearth_ring::InstanceState;
+use object_store::ObjectStore;
+
+use super::Services;
+use crate::cluster::Addresses;
+use crate::config::Config;
+
+pub(super) async fn build(
+    config: &Config,
+    store: Arc<dyn ObjectStore>,
+    addresses: &Addresses,
+) -> anyhow::Result<Services> {
+    let membership = crate::cluster::join(config, addresses, InstanceState::Active).await?;
+    let cluster = crate::cluster::ClusterClients::new(config, &membership);
+    Ok(Services {
+        engine: None,
+        ingest: Arc::new(IngestService::new(
+            cluster.distributor(),
+            config.limits.clone(),
+        )),
+        // Queries sent here read the cluster as a querier would.
+        query: cluster.query_service(store),
+        flight: None,
+        membership: Some(membership),
+        ring_member: false,
+    })
+}

@@ -1,0 +1,57 @@
+//! `--target ingester`: the engine (heads, WAL, flushes to the bucket) as a ring member. It
+//! gossips `joining` while its WAL replays, so distributors do not write to it yet; its Flight
+//! port takes replicated pushes and serves scans and partial aggregates of its heads. Its own
+//! HTTP API reads its local engine.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use hearth_engine::{Engine, EngineArgs};
+use hearth_flight::ingester::IngesterFlight;
+use hearth_ingest::IngestService;
+use hearth_ring::InstanceState;
+use hearth_sql::QueryService;
+use object_store::ObjectStore;
+
+use super::{FlightService, Services};
+use crate::cluster::Addresses;
+use crate::config::Config;
+
+pub(super) async fn build(
+    config: &Config,
+    store: Arc<dyn ObjectStore>,
+    addresses: &Addresses,
+) -> anyhow::Result<Services> {
+    let membership = crate::cluster::join(config, addresses, InstanceState::Joining).await?;
+    // Blocks carry the node id, so a restart replays its WAL against its own blocks only.
+    let engine = open_engine(config, store, addresses.node_id.clone()).await?;
+    let ingest = Arc::new(IngestService::new(engine.clone(), config.limits.clone()));
+    let query = Arc::new(QueryService::new(engine.clone(), config.query.clone()));
+    let flight = IngesterFlight::new(engine.clone(), config.query.clone());
+    Ok(Services {
+        engine: Some(engine),
+        ingest,
+        query,
+        flight: Some(FlightService::Ingester(flight)),
+        membership: Some(membership),
+        ring_member: true,
+    })
+}
+
+/// Opens the engine over the configured WAL folder and `store`; `origin` names this node in
+/// its blocks (empty for a single process).
+pub(super) async fn open_engine(
+    config: &Config,
+    store: Arc<dyn ObjectStore>,
+    origin: String,
+) -> anyhow::Result<Arc<Engine>> {
+    Engine::open(EngineArgs {
+        wal_dir: config.storage.data_dir.join("wal"),
+        store,
+        head: config.head.clone(),
+        symbol_cache_bytes: config.query.symbol_cache_bytes,
+        origin,
+    })
+    .await
+    .context("cannot open the storage engine")
+}

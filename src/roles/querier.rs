@@ -1,0 +1,40 @@
+//! `--target querier`: answers queries over every block in the bucket and the live ingesters'
+//! heads (profile aggregation pushed down to the ingesters, replicas counted once), and serves
+//! Flight SQL. No local data.
+
+use std::sync::Arc;
+
+use hearth_flight::{Authenticator, HearthFlightSql};
+use hearth_ingest::IngestService;
+use hearth_ring::InstanceState;
+use object_store::ObjectStore;
+
+use super::{FlightService, Services};
+use crate::cluster::Addresses;
+use crate::config::Config;
+
+pub(super) async fn build(
+    config: &Config,
+    store: Arc<dyn ObjectStore>,
+    addresses: &Addresses,
+) -> anyhow::Result<Services> {
+    let membership = crate::cluster::join(config, addresses, InstanceState::Active).await?;
+    let cluster = crate::cluster::ClusterClients::new(config, &membership);
+    let query = cluster.query_service(store);
+    let auth = Authenticator::new(&config.flight, config.multitenancy_enabled)?;
+    Ok(Services {
+        engine: None,
+        // Pushes sent here are replicated as a distributor would.
+        ingest: Arc::new(IngestService::new(
+            cluster.distributor(),
+            config.limits.clone(),
+        )),
+        flight: Some(FlightService::Sql(HearthFlightSql::new(
+            query.clone(),
+            auth,
+        ))),
+        query,
+        membership: Some(membership),
+        ring_member: false,
+    })
+}
