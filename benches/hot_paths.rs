@@ -15,7 +15,7 @@ use hearth_engine::block::{EncodedBlock, write_block};
 use hearth_engine::flamegraph::{FunctionTree, add_partition};
 use hearth_engine::head::Head;
 use hearth_engine::model::{Labels, TenantId};
-use hearth_engine::{Engine, EngineArgs, HeadConfig, ProfileBatch};
+use hearth_engine::{HeadConfig, ProfileBatch};
 use hearth_ingest::IngestLimits;
 use hearth_ingest::labels::validate_labels;
 use hearth_ingest::normalize::{NormalizeArgs, normalize};
@@ -82,19 +82,13 @@ fn head_append(c: &mut Criterion) {
     // Through the engine: WAL record, fsync (group commit), head.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("blocks")).unwrap();
-    let engine = runtime
-        .block_on(Engine::open(EngineArgs {
-            wal_dir: dir.path().join("wal"),
-            store: Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("blocks")).unwrap()),
-            head: HeadConfig {
-                max_head_bytes: usize::MAX,
-                ..HeadConfig::default()
-            },
-            origin: String::new(),
-            symbol_cache_bytes: 64 << 20,
-        }))
-        .unwrap();
+    let engine = runtime.block_on(hearth_engine::testing::open_engine(
+        dir.path(),
+        HeadConfig {
+            max_head_bytes: usize::MAX,
+            ..HeadConfig::default()
+        },
+    ));
     let tenant = TenantId::new("bench").unwrap();
     group.bench_function("engine_append_with_wal", |b| {
         b.iter(|| {

@@ -3,12 +3,13 @@
 //! binary), 10 pods each, one 10 s profile per pod per round. Every service has its own symbol
 //! names; every profile keeps a random subset of its fixture's samples with scaled values.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
+use hearth_engine::compression::gzip;
+use hearth_engine::testing::raw_series;
 use hearth_proto::pprof::Profile;
-use hearth_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
-use hearth_proto::types::v1::LabelPair;
+use hearth_proto::push::v1::PushRequest;
 use prost::Message;
 
 /// A small, fast, seedable random generator (xorshift64*).
@@ -163,12 +164,6 @@ pub struct Push {
     pub body: Vec<u8>,
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
-}
-
 /// A profile of `base` for one pod and round: a random subset of samples, scaled values.
 fn vary(base: &Profile, rng: &mut Rng, time_nanos: i64, max_samples: usize) -> Profile {
     let keep = 0.6 + 0.3 * rng.unit();
@@ -197,25 +192,16 @@ pub fn push(service: &Service, pod: usize, round: usize, start_nanos: i64) -> Pu
             let series = service
                 .profiles
                 .iter()
-                .map(|(name, base)| RawProfileSeries {
-                    labels: [
-                        ("__name__", *name),
-                        ("service_name", service.name.as_str()),
-                        ("pod", pod_name.as_str()),
-                    ]
-                    .iter()
-                    .map(|(n, v)| LabelPair {
-                        name: n.to_string(),
-                        value: v.to_string(),
-                    })
-                    .collect(),
-                    samples: vec![RawSample {
-                        raw_profile: vary(base, &mut rng, time, service.max_samples)
-                            .encode_to_vec()
-                            .into(),
-                        id: format!("{pod_name}-{round}"),
-                    }],
-                    annotations: vec![],
+                .map(|(name, base)| {
+                    raw_series(
+                        &[
+                            ("__name__", *name),
+                            ("service_name", service.name.as_str()),
+                            ("pod", pod_name.as_str()),
+                        ],
+                        vary(base, &mut rng, time, service.max_samples).encode_to_vec(),
+                        format!("{pod_name}-{round}"),
+                    )
                 })
                 .collect();
             Push {

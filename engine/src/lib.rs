@@ -36,6 +36,8 @@ pub mod symbol_cache;
 pub mod symbol_set;
 pub mod symbols;
 pub mod table;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 pub mod wal;
 

@@ -10,8 +10,7 @@ use bytes::Bytes;
 use datafusion::prelude::SessionContext;
 use hearth_engine::model::{Labels, ProfileType, TenantId};
 use hearth_engine::table::{TableSources, register_tables};
-use hearth_engine::{Engine, EngineArgs, HeadConfig, ProfileBatch, SeriesProfile};
-use object_store::local::LocalFileSystem;
+use hearth_engine::{Engine, HeadConfig, ProfileBatch, SeriesProfile};
 
 fn fixture(name: &str) -> Bytes {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -63,16 +62,7 @@ fn batch(raw: Bytes, service: &str) -> ProfileBatch {
 }
 
 async fn open(dir: &Path) -> Arc<Engine> {
-    std::fs::create_dir_all(dir.join("blocks")).unwrap();
-    Engine::open(EngineArgs {
-        wal_dir: dir.join("wal"),
-        store: Arc::new(LocalFileSystem::new_with_prefix(dir.join("blocks")).unwrap()),
-        head: HeadConfig::default(),
-        origin: String::new(),
-        symbol_cache_bytes: 64 << 20,
-    })
-    .await
-    .unwrap()
+    hearth_engine::testing::open_engine(dir, HeadConfig::default()).await
 }
 
 async fn query(engine: &Engine, tenant: &TenantId, sql: &str) -> Vec<RecordBatch> {

@@ -11,14 +11,12 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use futures::TryStreamExt;
+use hearth_engine::HeadConfig;
 use hearth_engine::model::TenantId;
-use hearth_engine::{Engine, EngineArgs, HeadConfig};
+use hearth_engine::testing::{open_engine, push_request};
 use hearth_ingest::{IngestLimits, IngestService};
 use hearth_proto::pprof::Profile;
-use hearth_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
-use hearth_proto::types::v1::LabelPair;
 use hearth_sql::{QueryConfig, QueryService};
-use object_store::local::LocalFileSystem;
 use prost::Message;
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, Runner};
 
@@ -150,22 +148,11 @@ fn fixture(name: &str) -> Profile {
 async fn push(ingest: &IngestService, tenant: &TenantId, service: &str, file: &str, time_ms: i64) {
     let mut profile = fixture(file);
     profile.time_nanos = time_ms * 1_000_000;
-    let request = PushRequest {
-        series: vec![RawProfileSeries {
-            labels: [("__name__", "process_cpu"), ("service_name", service)]
-                .iter()
-                .map(|(n, v)| LabelPair {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                })
-                .collect(),
-            samples: vec![RawSample {
-                raw_profile: profile.encode_to_vec().into(),
-                id: format!("{service}-{time_ms}"),
-            }],
-            annotations: vec![],
-        }],
-    };
+    let request = push_request(
+        &[("__name__", "process_cpu"), ("service_name", service)],
+        profile.encode_to_vec(),
+        format!("{service}-{time_ms}"),
+    );
     ingest.push(tenant, request, 0).await.unwrap();
 }
 
@@ -173,16 +160,7 @@ async fn push(ingest: &IngestService, tenant: &TenantId, service: &str, file: &s
 /// both flushed to a block; `api` again at T0 + 60 s, in the head. Tenant `other` has data
 /// the `slt` tenant must never see.
 async fn setup(dir: &Path) -> (Arc<QueryService>, TenantId) {
-    std::fs::create_dir_all(dir.join("blocks")).unwrap();
-    let engine = Engine::open(EngineArgs {
-        wal_dir: dir.join("wal"),
-        store: Arc::new(LocalFileSystem::new_with_prefix(dir.join("blocks")).unwrap()),
-        head: HeadConfig::default(),
-        origin: String::new(),
-        symbol_cache_bytes: 64 << 20,
-    })
-    .await
-    .unwrap();
+    let engine = open_engine(dir, HeadConfig::default()).await;
     let ingest = IngestService::new(engine.clone(), IngestLimits::default());
     let tenant = TenantId::new("slt").unwrap();
     push(

@@ -1,8 +1,6 @@
 //! Bad input gets Pyroscope's status and a message naming the problem; the server stays up and
 //! what was stored before is intact.
 
-use hearth_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
-use hearth_proto::types::v1::LabelPair;
 use prost::Message;
 
 use super::support::{Hearth, fixture, gzip};
@@ -74,25 +72,11 @@ fn ingest(
 
 /// A PushRequest body with raw label bytes, to carry invalid UTF-8.
 fn push_with_raw_label_value(value: &[u8], pprof: &[u8]) -> Vec<u8> {
-    let valid = PushRequest {
-        series: vec![RawProfileSeries {
-            labels: vec![
-                LabelPair {
-                    name: "__name__".into(),
-                    value: "process_cpu".into(),
-                },
-                LabelPair {
-                    name: "service_name".into(),
-                    value: "XXXX".into(),
-                },
-            ],
-            samples: vec![RawSample {
-                raw_profile: pprof.to_vec().into(),
-                id: String::new(),
-            }],
-            annotations: vec![],
-        }],
-    }
+    let valid = hearth_engine::testing::push_request(
+        &[("__name__", "process_cpu"), ("service_name", "XXXX")],
+        pprof.to_vec(),
+        String::new(),
+    )
     .encode_to_vec();
     // Swap the 4 placeholder bytes for `value` (same length keeps the framing valid).
     assert_eq!(value.len(), 4);

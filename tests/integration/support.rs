@@ -20,6 +20,8 @@ pub fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// gzip at the default level: some tests need small bodies (a gzip bomb under 64 KiB), which
+/// the server's fast level does not give.
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -205,24 +207,11 @@ impl Hearth {
 
     /// Pushes a pprof through `push.v1.PusherService/Push` as pyroscope-rs does (proto, gzip).
     pub fn push(&self, tenant: Option<&str>, labels: &[(&str, &str)], pprof: &[u8]) -> Response {
-        use hearth_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
-        use hearth_proto::types::v1::LabelPair;
-        let request = PushRequest {
-            series: vec![RawProfileSeries {
-                labels: labels
-                    .iter()
-                    .map(|(n, v)| LabelPair {
-                        name: n.to_string(),
-                        value: v.to_string(),
-                    })
-                    .collect(),
-                samples: vec![RawSample {
-                    raw_profile: pprof.to_vec().into(),
-                    id: uuid::Uuid::new_v4().to_string(),
-                }],
-                annotations: vec![],
-            }],
-        };
+        let request = hearth_engine::testing::push_request(
+            labels,
+            pprof.to_vec(),
+            uuid::Uuid::new_v4().to_string(),
+        );
         self.push_body(tenant, gzip(&prost::Message::encode_to_vec(&request)))
     }
 
