@@ -183,7 +183,7 @@ fn measure(layout: Layout, work: &Workload) -> Value {
     let addr = &layout.query_addr;
     let one_selector = format!("{{service_name=\"{}\"}}", one.name);
     type Call<'a> = Box<dyn Fn() + 'a>;
-    let cases: Vec<(&str, Call)> = vec![
+    let cases: Vec<(&str, Call<'_>)> = vec![
         (
             "flame graph, one service",
             Box::new(|| {

@@ -67,11 +67,11 @@ fn main() {
     let workers: Vec<_> = (0..clients)
         .map(|w| {
             let (done, pushed, bodies, url, latencies) = (
-                done.clone(),
-                pushed.clone(),
-                bodies.clone(),
+                Arc::clone(&done),
+                Arc::clone(&pushed),
+                Arc::clone(&bodies),
                 url.clone(),
-                latencies.clone(),
+                Arc::clone(&latencies),
             );
             std::thread::spawn(move || {
                 let client = reqwest::blocking::Client::new();

@@ -22,14 +22,14 @@ use crate::config::Config;
 
 /// Where this process listens, once its listeners are bound.
 #[derive(Debug, Clone)]
-pub struct Addresses {
+pub(crate) struct Addresses {
     pub node_id: String,
     pub http: SocketAddr,
     pub flight: Option<SocketAddr>,
 }
 
 /// This node's id: configured, or the target and HTTP port.
-pub fn node_id(config: &Config, http_port: u16) -> String {
+pub(crate) fn node_id(config: &Config, http_port: u16) -> String {
     config
         .cluster
         .node_id
@@ -47,7 +47,7 @@ fn advertised(config: &Config, addr: std::net::SocketAddr) -> String {
 }
 
 /// Joins the gossip as `addresses.node_id` running `config.target`, in `state`.
-pub async fn join(
+pub(crate) async fn join(
     config: &Config,
     addresses: &Addresses,
     state: InstanceState,
@@ -97,7 +97,7 @@ pub async fn join(
 }
 
 /// The ingesters as a distributor or querier reaches them.
-pub struct ClusterClients {
+pub(crate) struct ClusterClients {
     directory: Arc<IngesterDirectory>,
     zone_aware: bool,
     replication_factor: usize,
@@ -105,9 +105,9 @@ pub struct ClusterClients {
 }
 
 impl ClusterClients {
-    pub fn new(config: &Config, membership: &Arc<Membership>) -> Self {
+    pub(crate) fn new(config: &Config, membership: &Arc<Membership>) -> Self {
         ClusterClients {
-            directory: Arc::new(IngesterDirectory::new(membership.clone())),
+            directory: Arc::new(IngesterDirectory::new(Arc::clone(membership))),
             zone_aware: config.cluster.zone_awareness,
             replication_factor: config.cluster.replication_factor,
             query: config.query.clone(),
@@ -115,9 +115,9 @@ impl ClusterClients {
     }
 
     /// Replicated writes to the ring's ingesters.
-    pub fn distributor(&self) -> Arc<dyn ProfileSink> {
+    pub(crate) fn distributor(&self) -> Arc<dyn ProfileSink> {
         let replicas = Arc::new(FlightReplicas {
-            directory: self.directory.clone(),
+            directory: Arc::<IngesterDirectory>::clone(&self.directory),
             zone_aware: self.zone_aware,
         });
         Arc::new(Distributor::new(replicas, self.replication_factor))
@@ -125,15 +125,18 @@ impl ClusterClients {
 
     /// Queries over the bucket's blocks in `store` and the live ingesters' heads, with
     /// profile aggregation pushed down to the ingesters.
-    pub fn query_service(&self, store: Arc<dyn ObjectStore>) -> Arc<QueryService> {
+    pub(crate) fn query_service(&self, store: Arc<dyn ObjectStore>) -> Arc<QueryService> {
         let reader = Arc::new(ClusterReader::new(
             store,
             self.query.symbol_cache_bytes,
-            self.directory.clone(),
+            Arc::<IngesterDirectory>::clone(&self.directory),
         ));
         Arc::new(
-            QueryService::new(reader, self.query.clone())
-                .with_remote_executor(self.directory.clone()),
+            QueryService::new(reader, self.query.clone()).with_remote_executor(Arc::<
+                IngesterDirectory,
+            >::clone(
+                &self.directory
+            )),
         )
     }
 }

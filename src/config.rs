@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     #[default]
     Text,
     Json,
@@ -22,7 +22,7 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Config {
+pub(crate) struct Config {
     /// The components this process runs (`--target`).
     pub target: Role,
     /// Require `X-Scope-OrgID` on every request (401 without it). Off: every request is tenant
@@ -55,7 +55,7 @@ impl Default for Config {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ServerConfig {
+pub(crate) struct ServerConfig {
     pub http_addr: SocketAddr,
     pub log_format: LogFormat,
     /// How long a graceful shutdown waits for requests in flight.
@@ -75,7 +75,7 @@ impl Default for ServerConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct StorageConfig {
+pub(crate) struct StorageConfig {
     /// Local data: `wal/` and, with the filesystem backend, `blocks/`.
     pub data_dir: PathBuf,
     /// The block bucket on the local filesystem; `<data_dir>/blocks` when unset. In a cluster
@@ -93,7 +93,7 @@ impl Default for StorageConfig {
 }
 
 impl StorageConfig {
-    pub fn blocks_dir(&self) -> PathBuf {
+    pub(crate) fn blocks_dir(&self) -> PathBuf {
         self.blocks_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("blocks"))
@@ -103,7 +103,7 @@ impl StorageConfig {
 /// Cluster membership and replication (ignored by `--target all`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ClusterConfig {
+pub(crate) struct ClusterConfig {
     /// Unique per node and stable across restarts (an ingester's ring tokens derive from it).
     /// Default: the target and the HTTP port, e.g. `ingester-4040`.
     pub node_id: Option<String>,
@@ -145,7 +145,7 @@ impl Default for ClusterConfig {
 
 /// Command-line flags that override the config file.
 #[derive(Debug, Default, Clone)]
-pub struct Flags {
+pub(crate) struct Flags {
     pub target: Option<Role>,
     pub http_addr: Option<SocketAddr>,
     pub flight_addr: Option<SocketAddr>,
@@ -162,13 +162,13 @@ pub struct Flags {
 
 impl Config {
     /// Reads a YAML file; an unknown key is an error naming it and its place.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
-    pub fn parse(text: &str) -> anyhow::Result<Self> {
+    pub(crate) fn parse(text: &str) -> anyhow::Result<Self> {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
@@ -180,7 +180,7 @@ impl Config {
         Ok(config)
     }
 
-    pub fn apply_flags(&mut self, flags: Flags) {
+    pub(crate) fn apply_flags(&mut self, flags: Flags) {
         if let Some(target) = flags.target {
             self.target = target;
         }
@@ -220,7 +220,7 @@ impl Config {
     }
 
     /// Checks what serde cannot.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
         if matches!(self.target, Role::QueryFrontend | Role::Compactor) {
             bail!(
                 "target `{}` is not available yet: run `all`, `distributor`, `ingester` or `querier`",

@@ -17,14 +17,14 @@ use serde::de::DeserializeOwned;
 const GZIP_MIN_BYTES: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
+pub(crate) enum Codec {
     Proto,
     Json,
 }
 
 impl Codec {
     /// The codec of a request, from its `Content-Type`.
-    pub fn from_headers(headers: &HeaderMap) -> Result<Self, ConnectError> {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Result<Self, ConnectError> {
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -46,7 +46,7 @@ impl Codec {
         }
     }
 
-    pub fn decode<M>(self, body: &[u8]) -> Result<M, ConnectError>
+    pub(crate) fn decode<M>(self, body: &[u8]) -> Result<M, ConnectError>
     where
         M: prost::Message + Default + DeserializeOwned,
     {
@@ -70,7 +70,7 @@ impl Codec {
     }
 
     /// A 200 response with `message` in this codec, gzipped when the client accepts it.
-    pub fn respond<M>(self, message: &M, request_headers: &HeaderMap) -> Response
+    pub(crate) fn respond<M>(self, message: &M, request_headers: &HeaderMap) -> Response
     where
         M: prost::Message + Serialize,
     {
@@ -104,7 +104,7 @@ impl Codec {
     }
 }
 
-pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
@@ -114,7 +114,7 @@ pub fn accepts_gzip(headers: &HeaderMap) -> bool {
 }
 
 /// Whether the request body carries `Content-Encoding: gzip`.
-pub fn is_gzip_encoded(headers: &HeaderMap) -> bool {
+pub(crate) fn is_gzip_encoded(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -123,7 +123,7 @@ pub fn is_gzip_encoded(headers: &HeaderMap) -> bool {
 
 /// Undoes `Content-Encoding: gzip` within `limit` bytes. A body that is not gzip despite the
 /// header is taken as it is (Pyroscope's handlers sniff, they do not trust the header).
-pub fn decode_body(
+pub(crate) fn decode_body(
     headers: &HeaderMap,
     body: Bytes,
     limit: usize,
@@ -137,14 +137,14 @@ pub fn decode_body(
 
 /// A Connect error: `{"code": ..., "message": ...}` with the code's HTTP status.
 #[derive(Debug)]
-pub struct ConnectError {
+pub(crate) struct ConnectError {
     pub kind: ErrorKind,
     pub message: String,
     status_override: Option<StatusCode>,
 }
 
 impl ConnectError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ConnectError {
             kind,
             message: message.into(),
@@ -154,7 +154,7 @@ impl ConnectError {
 
     /// A procedure the service does not have: HTTP 404 (connect-go's router) with code
     /// `unimplemented`, which is what Connect clients read from a 404.
-    pub fn unknown_method(message: impl Into<String>) -> Self {
+    pub(crate) fn unknown_method(message: impl Into<String>) -> Self {
         ConnectError {
             kind: ErrorKind::Unimplemented,
             message: message.into(),

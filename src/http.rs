@@ -24,7 +24,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use crate::metrics::Metrics;
 
 /// What every handler can reach.
-pub struct AppState {
+pub(crate) struct AppState {
     pub ingest: Arc<IngestService>,
     pub query: Arc<QueryService>,
     pub metrics: Metrics,
@@ -35,7 +35,7 @@ pub struct AppState {
     pub membership: Option<Arc<hearth_ring::Membership>>,
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/ingest", post(ingest::ingest))
         .route("/pyroscope/ingest", post(ingest::ingest))
@@ -51,10 +51,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-pub const TENANT_HEADER: &str = "x-scope-orgid";
+pub(crate) const TENANT_HEADER: &str = "x-scope-orgid";
 
 /// The tenant of a request: `anonymous` when multi-tenancy is off, else `X-Scope-OrgID`.
-pub fn tenant(
+pub(crate) fn tenant(
     headers: &HeaderMap,
     multitenancy_enabled: bool,
 ) -> Result<TenantId, (ErrorKind, String)> {
@@ -83,13 +83,13 @@ pub fn tenant(
 }
 
 /// Why a body could not be read.
-pub enum BodyError {
+pub(crate) enum BodyError {
     TooLarge(usize),
     Read(String),
 }
 
 /// Reads a body of at most `limit` bytes.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge(limit)),
@@ -98,14 +98,14 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
 }
 
 impl BodyError {
-    pub fn kind(&self) -> ErrorKind {
+    pub(crate) fn kind(&self) -> ErrorKind {
         match self {
             BodyError::TooLarge(_) => ErrorKind::PayloadTooLarge,
             BodyError::Read(_) => ErrorKind::InvalidArgument,
         }
     }
 
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             BodyError::TooLarge(limit) => {
                 format!("request body too large: the limit is {limit} bytes")
@@ -116,12 +116,12 @@ impl BodyError {
 }
 
 /// A plain-text response.
-pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
+pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response {
     (status, body.into()).into_response()
 }
 
 /// Query pairs, percent-decoded; a value that is not UTF-8 is refused, not mangled.
-pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
     let decode = |part: &str| -> Result<String, String> {
         let spaced = part.replace('+', " ");
         percent_encoding::percent_decode_str(&spaced)

@@ -12,7 +12,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
 }
 
@@ -23,7 +23,7 @@ struct EngineCollector {
 }
 
 impl Collector for EngineCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let stats = self.engine.stats();
         let gauges = [
             (
@@ -61,7 +61,7 @@ impl Collector for EngineCollector {
 
 impl Metrics {
     /// The ingest counters, and the engine's state when this process has one.
-    pub fn new(ingest: &IngestMetrics, engine: Option<Arc<Engine>>) -> Self {
+    pub(crate) fn new(ingest: &IngestMetrics, engine: Option<Arc<Engine>>) -> Self {
         let mut registry = Registry::default();
         ingest.register(&mut registry);
         if let Some(engine) = engine {
@@ -70,7 +70,7 @@ impl Metrics {
         Metrics { registry }
     }
 
-    pub fn render(&self) -> Result<String, std::fmt::Error> {
+    pub(crate) fn render(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
         encode(&mut out, &self.registry)?;
         Ok(out)

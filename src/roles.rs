@@ -31,7 +31,7 @@ use crate::cluster::Addresses;
 use crate::config::Config;
 
 /// What the Flight port serves.
-pub enum FlightService {
+pub(crate) enum FlightService {
     /// Arrow Flight SQL for people and tools.
     Sql(HearthFlightSql),
     /// An ingester's internal service (replicated pushes, head scans, aggregates).
@@ -39,7 +39,7 @@ pub enum FlightService {
 }
 
 /// The services of one process.
-pub struct Services {
+pub(crate) struct Services {
     /// The local engine: flushed at shutdown.
     pub engine: Option<Arc<Engine>>,
     pub ingest: Arc<IngestService>,
@@ -53,12 +53,12 @@ pub struct Services {
 }
 
 /// Whether a role serves Flight (and so needs its listener).
-pub fn serves_flight(role: Role) -> bool {
+pub(crate) fn serves_flight(role: Role) -> bool {
     role != Role::Distributor
 }
 
 /// The services of `config.target`.
-pub async fn build(
+pub(crate) async fn build(
     config: &Config,
     store: Arc<dyn ObjectStore>,
     addresses: &Addresses,

@@ -18,7 +18,7 @@ use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::roles::{self, FlightService};
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let data_dir = &config.storage.data_dir;
     let blocks_dir = config.storage.blocks_dir();
     std::fs::create_dir_all(&blocks_dir)
@@ -95,11 +95,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(node = %addresses.node_id, "active in the ring");
     }
 
-    let server =
-        axum::serve(listener, http::router(state.clone())).with_graceful_shutdown(async move {
+    let server = axum::serve(listener, http::router(Arc::clone(&state))).with_graceful_shutdown(
+        async move {
             let mut stopped = stopped;
             let _ = stopped.wait_for(|stop| *stop).await;
-        });
+        },
+    );
     let server = server.into_future();
     tokio::pin!(server);
     tokio::select! {

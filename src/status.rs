@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use hearth_engine::ErrorKind;
 
 /// The Connect protocol error code of a kind.
-pub fn connect_code(kind: ErrorKind) -> &'static str {
+pub(crate) fn connect_code(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::InvalidArgument | ErrorKind::MalformedProfile => "invalid_argument",
         ErrorKind::PayloadTooLarge | ErrorKind::ResourceExhausted => "resource_exhausted",
@@ -19,7 +19,7 @@ pub fn connect_code(kind: ErrorKind) -> &'static str {
 }
 
 /// The HTTP status of a Connect error of this kind (connect-go's code to HTTP mapping).
-pub fn http_status(kind: ErrorKind) -> StatusCode {
+pub(crate) fn http_status(kind: ErrorKind) -> StatusCode {
     match connect_code(kind) {
         "invalid_argument" => StatusCode::BAD_REQUEST,
         "unauthenticated" => StatusCode::UNAUTHORIZED,
@@ -32,7 +32,7 @@ pub fn http_status(kind: ErrorKind) -> StatusCode {
 }
 
 /// The HTTP status Pyroscope's legacy `/ingest` handler gives this kind.
-pub fn legacy_http_status(kind: ErrorKind) -> StatusCode {
+pub(crate) fn legacy_http_status(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
         ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -47,7 +47,7 @@ pub fn legacy_http_status(kind: ErrorKind) -> StatusCode {
 
 /// The `code` of a legacy `/ingest` error body: Pyroscope's `HTTPToCode` of its status (400 and
 /// 413 are `invalid_argument`; 422 has no Connect code).
-pub fn legacy_code(status: StatusCode) -> &'static str {
+pub(crate) fn legacy_code(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 | 413 => "invalid_argument",
         401 => "unauthenticated",

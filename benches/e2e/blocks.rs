@@ -9,7 +9,7 @@ use arrow::datatypes::{DataType, UInt64Type};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-pub fn dir_bytes(dir: &Path, suffix: &str) -> u64 {
+pub(crate) fn dir_bytes(dir: &Path, suffix: &str) -> u64 {
     let mut total = 0;
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
@@ -34,7 +34,7 @@ fn read(path: &Path, columns: &[usize]) -> Vec<arrow::array::RecordBatch> {
 }
 
 /// Sample rows per (service, profile type) over all blocks of a tenant.
-pub fn sample_counts(tenant_dir: &Path) -> HashMap<(String, String), u64> {
+pub(crate) fn sample_counts(tenant_dir: &Path) -> HashMap<(String, String), u64> {
     let mut counts = HashMap::new();
     for block in std::fs::read_dir(tenant_dir).unwrap().flatten() {
         let dir = block.path();

@@ -12,7 +12,7 @@ use prost::Message;
 use crate::workload::{self, Push, Service};
 
 /// The flags of the end-to-end benchmarks (see `benches/README.md`).
-pub struct Args {
+pub(crate) struct Args {
     pub scale: f64,
     pub minutes: usize,
     pub clients: usize,
@@ -23,7 +23,7 @@ pub struct Args {
 
 impl Args {
     /// The command line's flags over the defaults (`minutes` of data, reports to `out`).
-    pub fn parse(minutes: usize, out: &str) -> Args {
+    pub(crate) fn parse(minutes: usize, out: &str) -> Args {
         let mut args = Args {
             scale: 0.1,
             minutes,
@@ -57,7 +57,7 @@ impl Args {
 }
 
 /// The `p` quantile of sorted values.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -86,7 +86,7 @@ fn send(client: &reqwest::blocking::Client, addr: &str, push: &Push) -> Duration
 
 /// Pushes every (round, service, pod) from `clients` threads; `interval` paces each thread
 /// (None: as fast as the server answers). Returns latencies (ms) and gzipped bytes sent.
-pub fn push_all(
+pub(crate) fn push_all(
     addr: &str,
     services: &Arc<Vec<Service>>,
     pods: usize,
@@ -103,10 +103,10 @@ pub fn push_all(
     let threads: Vec<_> = (0..clients)
         .map(|_| {
             let (next, latencies, bytes, services, addr, first) = (
-                next.clone(),
-                latencies.clone(),
-                bytes.clone(),
-                services.clone(),
+                Arc::clone(&next),
+                Arc::clone(&latencies),
+                Arc::clone(&bytes),
+                Arc::clone(services),
                 addr.to_string(),
                 rounds.start,
             );
@@ -144,7 +144,7 @@ pub fn push_all(
     (latencies, bytes.load(Ordering::Relaxed) as u64)
 }
 
-pub fn connect_call<M: Message>(
+pub(crate) fn connect_call<M: Message>(
     client: &reqwest::blocking::Client,
     addr: &str,
     method: &str,

@@ -209,7 +209,7 @@ fn main() {
     };
     let one_selector = format!("{{service_name=\"{}\"}}", one.name);
     type Call<'a> = Box<dyn Fn() + 'a>;
-    let cases: Vec<(&str, u64, Option<Option<&str>>, Call)> = vec![
+    let cases: Vec<(&str, u64, Option<Option<&str>>, Call<'_>)> = vec![
         (
             "flame graph, one service",
             samples_of(Some(&one.name)),

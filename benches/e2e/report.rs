@@ -2,14 +2,14 @@
 
 use serde_json::{Value, json};
 
-pub struct Target {
+pub(crate) struct Target {
     pub name: &'static str,
     pub goal: String,
     pub measured: String,
     pub met: bool,
 }
 
-pub fn markdown(report: &Value, targets: &[Target]) -> String {
+pub(crate) fn markdown(report: &Value, targets: &[Target]) -> String {
     let r = report;
     let mut out = String::new();
     let f = |v: &Value| -> String {
@@ -106,7 +106,7 @@ pub fn markdown(report: &Value, targets: &[Target]) -> String {
     out
 }
 
-pub fn json_report(report: &Value, targets: &[Target]) -> Value {
+pub(crate) fn json_report(report: &Value, targets: &[Target]) -> Value {
     let mut report = report.clone();
     report["targets"] = Value::Array(
         targets

@@ -14,14 +14,14 @@ use prost::Message;
 
 /// A small, fast, seedable random generator (xorshift64*).
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -31,14 +31,14 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
 /// How a service's agent pushes.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Transport {
+pub(crate) enum Transport {
     /// `push.v1.PusherService/Push`, proto + gzip body, uncompressed pprof inside.
     Push,
     /// `POST /ingest?format=pprof` with a gzipped pprof body.
@@ -46,7 +46,7 @@ pub enum Transport {
 }
 
 /// One kind of service: the fixtures its pods send each round and how.
-pub struct ServiceKind {
+pub(crate) struct ServiceKind {
     pub name: &'static str,
     /// (`__name__`, fixture) per series pushed each round.
     pub profiles: Vec<(&'static str, Profile)>,
@@ -69,7 +69,7 @@ fn fixture(root: &Path, name: &str) -> Profile {
     Profile::decode(raw.as_slice()).unwrap()
 }
 
-pub fn kinds(root: &Path) -> Vec<ServiceKind> {
+pub(crate) fn kinds(root: &Path) -> Vec<ServiceKind> {
     let f = |name: &str| fixture(root, name);
     vec![
         ServiceKind {
@@ -115,7 +115,7 @@ pub fn kinds(root: &Path) -> Vec<ServiceKind> {
 }
 
 /// A service: its kind and its own copy of the fixtures with service-specific symbol names.
-pub struct Service {
+pub(crate) struct Service {
     pub name: String,
     pub kind: usize,
     pub profiles: Vec<(&'static str, Profile)>,
@@ -125,7 +125,7 @@ pub struct Service {
 
 /// Services `0..count`, cycling through the kinds; function names get a per-service suffix, as
 /// different services run different code.
-pub fn services(kinds: &[ServiceKind], count: usize) -> Vec<Service> {
+pub(crate) fn services(kinds: &[ServiceKind], count: usize) -> Vec<Service> {
     (0..count)
         .map(|i| {
             let kind = &kinds[i % kinds.len()];
@@ -157,7 +157,7 @@ pub fn services(kinds: &[ServiceKind], count: usize) -> Vec<Service> {
 }
 
 /// One push: where it goes and its body.
-pub struct Push {
+pub(crate) struct Push {
     pub path: String,
     pub content_type: &'static str,
     pub gzip_encoded: bool,
@@ -182,7 +182,7 @@ fn vary(base: &Profile, rng: &mut Rng, time_nanos: i64, max_samples: usize) -> P
 }
 
 /// The push of one pod of one service in one round.
-pub fn push(service: &Service, pod: usize, round: usize, start_nanos: i64) -> Push {
+pub(crate) fn push(service: &Service, pod: usize, round: usize, start_nanos: i64) -> Push {
     let mut rng =
         Rng::new(((service.kind as u64) << 40) ^ ((pod as u64) << 20) ^ round as u64 ^ 0xABCD);
     let time = start_nanos + round as i64 * 10_000_000_000;
@@ -230,7 +230,7 @@ pub fn push(service: &Service, pod: usize, round: usize, start_nanos: i64) -> Pu
 }
 
 /// The floor: gunzip and protobuf-decode a push body, as any server must.
-pub fn decode_floor(push: &Push) -> usize {
+pub(crate) fn decode_floor(push: &Push) -> usize {
     let mut raw = Vec::new();
     flate2::read::MultiGzDecoder::new(push.body.as_slice())
         .read_to_end(&mut raw)

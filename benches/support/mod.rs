@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use hearth_proto::pprof::Profile;
 use prost::Message;
 
-pub fn env_or(key: &str, default: u64) -> u64 {
+pub(crate) fn env_or(key: &str, default: u64) -> u64 {
     std::env::var(key)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -18,7 +18,7 @@ pub fn env_or(key: &str, default: u64) -> u64 {
 }
 
 /// Server CPU seconds (user + system) from /proc/<pid>/stat.
-pub fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let fields: Vec<&str> = stat
         .rsplit(')')
@@ -30,7 +30,7 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 }
 
 /// A line of /proc/<pid>/status, e.g. `VmHWM:`.
-pub fn status_field(pid: u32, key: &str) -> String {
+pub(crate) fn status_field(pid: u32, key: &str) -> String {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     text.lines()
         .find(|l| l.starts_with(key))
@@ -39,13 +39,13 @@ pub fn status_field(pid: u32, key: &str) -> String {
 }
 
 /// Starts `hearth` on a free loopback port with its data in `data`.
-pub fn start(data: &Path) -> (Child, String) {
+pub(crate) fn start(data: &Path) -> (Child, String) {
     start_with(data, &[])
 }
 
 /// Starts `hearth` with `args` on a free loopback HTTP port with its data in `data`; returns
 /// the HTTP address.
-pub fn start_with(data: &Path, args: &[&str]) -> (Child, String) {
+pub(crate) fn start_with(data: &Path, args: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
         .arg(data)
@@ -69,7 +69,7 @@ pub fn start_with(data: &Path, args: &[&str]) -> (Child, String) {
 }
 
 /// SIGTERM, and waits: heads are flushed to blocks.
-pub fn stop(mut child: Child) {
+pub(crate) fn stop(mut child: Child) {
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -78,7 +78,7 @@ pub fn stop(mut child: Child) {
 }
 
 /// google/pprof's `large.cpu`: gzipped bytes and the decoded profile.
-pub fn large_cpu() -> (Vec<u8>, Profile) {
+pub(crate) fn large_cpu() -> (Vec<u8>, Profile) {
     let raw =
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pprof/large.cpu"))
             .unwrap();
@@ -91,7 +91,7 @@ pub fn large_cpu() -> (Vec<u8>, Profile) {
 }
 
 /// Sample rows in a tenant's blocks, from their meta.json.
-pub fn block_samples(data: &Path, tenant: &str) -> u64 {
+pub(crate) fn block_samples(data: &Path, tenant: &str) -> u64 {
     std::fs::read_dir(data.join("blocks").join(tenant))
         .unwrap()
         .flatten()

@@ -59,7 +59,7 @@ impl ClusterReader {
                 continue;
             };
             if let Some(block) = known.get(&id) {
-                blocks.insert(id, block.clone());
+                blocks.insert(id, Arc::clone(block));
                 continue;
             }
             // Being written when it has no meta.json yet (that comes last): skipped this time.

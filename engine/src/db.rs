@@ -62,6 +62,7 @@ impl Default for HeadConfig {
 }
 
 /// Everything the engine is opened with.
+#[derive(Debug)]
 pub struct EngineArgs {
     /// Folder of the write-ahead log (local disk).
     pub wal_dir: PathBuf,
@@ -194,7 +195,7 @@ impl Engine {
         let db = TenantDb {
             tenant: tenant.clone(),
             generation: AsyncRwLock::new(Generation {
-                head: head.clone(),
+                head: Arc::clone(&head),
                 segments: replayed,
                 active,
                 created: Instant::now(),
@@ -228,7 +229,7 @@ impl Engine {
         let db = Arc::new(TenantDb {
             tenant: tenant.clone(),
             generation: AsyncRwLock::new(Generation {
-                head: head.clone(),
+                head: Arc::clone(&head),
                 segments: vec![active.id],
                 active,
                 created: Instant::now(),
@@ -240,7 +241,7 @@ impl Engine {
             unflushed: Mutex::new(Vec::new()),
             flush_lock: tokio::sync::Mutex::new(()),
         });
-        self.tenants.write().insert(tenant.clone(), db.clone());
+        self.tenants.write().insert(tenant.clone(), Arc::clone(&db));
         Ok(db)
     }
 
@@ -255,7 +256,7 @@ impl Engine {
         let generation = db.generation.read().await;
         self.wal.append(&generation.active, record).await?;
         // Applying a large profile is CPU work: keep it off the I/O threads.
-        let head = generation.head.clone();
+        let head = Arc::clone(&generation.head);
         let (stats, bytes) = tokio::task::spawn_blocking(move || {
             let mut head = head.write();
             let stats = head.append(&batch)?;
@@ -340,14 +341,14 @@ impl Engine {
                 let old = std::mem::replace(
                     &mut *generation,
                     Generation {
-                        head: head.clone(),
+                        head: Arc::clone(&head),
                         segments: vec![active.id],
                         active,
                         created: Instant::now(),
                     },
                 );
                 let mut view = db.view.write();
-                view.flushing.push(old.head.clone());
+                view.flushing.push(Arc::clone(&old.head));
                 view.head = Some(head);
                 db.unflushed.lock().push(old);
             }
@@ -363,7 +364,7 @@ impl Engine {
                         let mut view = db.view.write();
                         view.flushing.retain(|h| !Arc::ptr_eq(h, &old.head));
                         if let Some(block) = &block {
-                            view.blocks.push(block.clone());
+                            view.blocks.push(Arc::clone(block));
                         }
                     }
                     for segment in &old.segments {
@@ -393,7 +394,7 @@ impl Engine {
         old: &Generation,
     ) -> Result<Option<Arc<Block>>> {
         // Sorting and compressing is CPU work: keep it off the async workers that answer pushes.
-        let head = old.head.clone();
+        let head = Arc::clone(&old.head);
         let encoded = tokio::task::spawn_blocking(move || EncodedBlock::encode(&head.read()))
             .await
             .map_err(|e| Error::corrupt("block encode task", e))??;

@@ -228,15 +228,15 @@ impl Dedupe {
         Fut: Future<Output = Result<ProfileKeys>>,
     {
         if let Some(fixed) = &self.fixed {
-            return Ok(fixed.clone());
+            return Ok(Arc::clone(fixed));
         }
         let scope: KeepScope = (range, series.map(|s| s.iter().copied().collect()));
         if let Some((_, found)) = self.computed.lock().iter().find(|(s, _)| *s == scope) {
-            return Ok(found.clone());
+            return Ok(Arc::clone(found));
         }
         let keys = read_keys(range, scope.1.clone()).await?;
         let sets = Arc::new(KeepSets::assign(keys));
-        self.computed.lock().push((scope, sets.clone()));
+        self.computed.lock().push((scope, Arc::clone(&sets)));
         Ok(sets)
     }
 }

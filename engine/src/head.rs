@@ -173,14 +173,14 @@ impl Head {
 
     fn partition(&mut self, name: &str) -> (u32, Arc<RwLock<SymbolPartition>>) {
         if let Some(&id) = self.partition_index.get(name) {
-            return (id, self.partitions[id as usize].clone());
+            return (id, Arc::clone(&self.partitions[id as usize]));
         }
         let id = self.partitions.len() as u32;
         let name: Arc<str> = Arc::from(name);
         let partition = Arc::new(RwLock::new(SymbolPartition::new()));
-        self.partition_names.push(name.clone());
+        self.partition_names.push(Arc::clone(&name));
         self.partition_index.insert(name, id);
-        self.partitions.push(partition.clone());
+        self.partitions.push(Arc::clone(&partition));
         (id, partition)
     }
 

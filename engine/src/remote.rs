@@ -141,6 +141,7 @@ impl PartitionStream for RemotePartition {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        self.remote.scan(self.request.clone(), self.schema.clone())
+        self.remote
+            .scan(self.request.clone(), Arc::clone(&self.schema))
     }
 }

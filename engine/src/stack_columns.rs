@@ -10,6 +10,7 @@ use arrow::datatypes::{DataType, Int64Type, UInt32Type};
 use datafusion::common::{DataFusionError, Result, exec_err};
 
 /// A string column as per-row indices into its distinct values.
+#[derive(Debug)]
 pub struct StringKeys {
     pub keys: Vec<usize>,
     pub values: Vec<Arc<str>>,
@@ -81,8 +82,8 @@ impl DenseStacks {
             let mut slot = batch_slots[key];
             if slot == usize::MAX {
                 let pair = (
-                    sources.values[sources.keys[row]].clone(),
-                    services.values[services.keys[row]].clone(),
+                    Arc::clone(&sources.values[sources.keys[row]]),
+                    Arc::clone(&services.values[services.keys[row]]),
                 );
                 slot = *self.slot_of.entry(pair.clone()).or_insert_with(|| {
                     self.partitions.push((pair.0, pair.1, Vec::new()));

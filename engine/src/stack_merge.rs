@@ -82,15 +82,15 @@ impl<M: StackMerge> AggregateUDFImpl for StackMergeAggregate<M> {
         Ok(DataType::Binary)
     }
 
-    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+    fn accumulator(&self, _args: AccumulatorArgs<'_>) -> Result<Box<dyn Accumulator>> {
         Ok(Box::new(StackMergeAccumulator {
-            symbols: self.symbols.clone(),
+            symbols: Arc::clone(&self.symbols),
             stacks: DenseStacks::default(),
             merged: M::new(),
         }))
     }
 
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+    fn state_fields(&self, args: StateFieldsArgs<'_>) -> Result<Vec<FieldRef>> {
         Ok(vec![Arc::new(Field::new(
             format!("{}[state]", args.name),
             DataType::Binary,

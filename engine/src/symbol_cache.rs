@@ -39,7 +39,7 @@ impl SymbolCache {
 
     fn get(&self, block: &str) -> Option<Arc<Partitions>> {
         let mut state = self.inner.lock();
-        let found = state.entries.get(block).map(|(p, _)| p.clone());
+        let found = state.entries.get(block).map(|(p, _)| Arc::clone(p));
         if found.is_some() {
             state.order.retain(|b| b != block);
             state.order.push_back(block.to_string());
@@ -86,7 +86,7 @@ impl SymbolCache {
                 .map(|(service, p)| (service, Arc::new(RwLock::new(p))))
                 .collect(),
         );
-        self.put(block.id(), partitions.clone());
+        self.put(block.id(), Arc::clone(&partitions));
         Ok(partitions)
     }
 }

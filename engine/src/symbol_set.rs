@@ -58,7 +58,7 @@ impl SymbolSet {
     pub fn get(&self, source: &str, service: &str) -> Result<Option<Arc<RwLock<SymbolPartition>>>> {
         let key = (source.to_string(), service.to_string());
         if let Some(found) = self.partitions.read().get(&key) {
-            return Ok(Some(found.clone()));
+            return Ok(Some(Arc::clone(found)));
         }
         let Some(lazy) = &self.lazy else {
             return Ok(None);
@@ -68,7 +68,7 @@ impl SymbolSet {
             head.read()
                 .partitions()
                 .find(|(name, _)| name.as_ref() == service)
-                .map(|(_, p)| p.clone())
+                .map(|(_, p)| Arc::clone(p))
         } else if let Some(block) = lazy.snapshot.blocks.iter().find(|b| b.id() == source) {
             let partitions =
                 block_on_io(lazy.cache.block(&lazy.store, &lazy.snapshot.tenant, block))?;
@@ -86,7 +86,7 @@ impl SymbolSet {
             None
         };
         if let Some(partition) = &found {
-            self.partitions.write().insert(key, partition.clone());
+            self.partitions.write().insert(key, Arc::clone(partition));
         }
         Ok(found)
     }
@@ -139,7 +139,7 @@ pub async fn load_symbol_set(
             if services.contains(service.as_ref()) {
                 partitions.insert(
                     (head.id().to_string(), service.to_string()),
-                    partition.clone(),
+                    Arc::clone(partition),
                 );
             }
         }
@@ -156,7 +156,10 @@ pub async fn load_symbol_set(
         let loaded = cache.block(store, &snapshot.tenant, block).await?;
         for (service, partition) in loaded.iter() {
             if services.contains(service) {
-                partitions.insert((block.id().to_string(), service.clone()), partition.clone());
+                partitions.insert(
+                    (block.id().to_string(), service.clone()),
+                    Arc::clone(partition),
+                );
             }
         }
     }
@@ -184,7 +187,7 @@ async fn remote_symbols(
                 ..RemoteScan::new(&snapshot.tenant, kind, &schema)
             };
             let batches: Vec<RecordBatch> = remote
-                .scan(request, schema.clone())
+                .scan(request, Arc::clone(&schema))
                 .try_collect()
                 .await
                 .map_err(|e| {

@@ -312,6 +312,7 @@ impl SymbolPartition {
 }
 
 /// Imports one pprof's symbols into a partition, lazily: only what its samples reach.
+#[derive(Debug)]
 pub struct PprofImport<'a> {
     profile: &'a Profile,
     index: &'a PprofIndex,

@@ -109,7 +109,7 @@ impl TableSources {
         ];
         let local = TableSources {
             snapshot: Arc::new(self.snapshot.local()),
-            store: self.store.clone(),
+            store: Arc::clone(&self.store),
             dedupe: None,
         };
         let ctx = SessionContext::new();
@@ -141,7 +141,7 @@ impl TableSources {
                 series_ids: series_ids.clone(),
                 ..RemoteScan::new(&self.snapshot.tenant, TableKind::Profiles, &schema)
             };
-            let stream = remote.scan(request, schema.clone());
+            let stream = remote.scan(request, Arc::clone(&schema));
             async move {
                 let batches: Vec<RecordBatch> = futures::TryStreamExt::try_collect(stream).await?;
                 Ok::<_, crate::Error>((remote.node().to_string(), batches))
@@ -327,9 +327,9 @@ impl ProfileTable {
             .iter()
             .map(|remote| {
                 Arc::new(RemotePartition {
-                    remote: remote.clone(),
+                    remote: Arc::clone(remote),
                     request: request.clone(),
-                    schema: schema.clone(),
+                    schema: Arc::clone(&schema),
                 }) as Arc<dyn PartitionStream>
             })
             .collect();
@@ -353,7 +353,7 @@ impl ProfileTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         state
             .runtime_env()
-            .register_object_store(BLOCKS_URL.as_ref(), self.sources.store.clone());
+            .register_object_store(BLOCKS_URL.as_ref(), Arc::clone(&self.sources.store));
         let table_schema = TableSchema::builder(self.kind.schema())
             .with_table_partition_cols(vec![Arc::new(schema::source_field())])
             .build();

@@ -139,7 +139,7 @@ impl Wal {
     pub async fn append(&self, segment: &Arc<Segment>, record: Vec<u8>) -> Result<()> {
         let (done, wait) = oneshot::channel();
         let request = WriteRequest {
-            segment: segment.clone(),
+            segment: Arc::clone(segment),
             record,
             done,
         };
@@ -264,7 +264,7 @@ fn group_commit_loop(receiver: mpsc::Receiver<WriteRequest>) {
         let mut order: Vec<Arc<Segment>> = Vec::new();
         for request in &group {
             if !order.iter().any(|s| Arc::ptr_eq(s, &request.segment)) {
-                order.push(request.segment.clone());
+                order.push(Arc::clone(&request.segment));
             }
         }
         let mut results: Vec<(Arc<Segment>, io::Result<()>)> = Vec::new();

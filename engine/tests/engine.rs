@@ -69,7 +69,10 @@ async fn query(engine: &Engine, tenant: &TenantId, sql: &str) -> Vec<RecordBatch
     let ctx = SessionContext::new();
     register_tables(
         &ctx,
-        TableSources::new(Arc::new(engine.snapshot(tenant)), engine.store().clone()),
+        TableSources::new(
+            Arc::new(engine.snapshot(tenant)),
+            Arc::clone(engine.store()),
+        ),
     )
     .unwrap();
     ctx.sql(sql).await.unwrap().collect().await.unwrap()
@@ -186,7 +189,10 @@ async fn plan(engine: &Engine, tenant: &TenantId, sql: &str) -> String {
     let ctx = SessionContext::new();
     register_tables(
         &ctx,
-        TableSources::new(Arc::new(engine.snapshot(tenant)), engine.store().clone()),
+        TableSources::new(
+            Arc::new(engine.snapshot(tenant)),
+            Arc::clone(engine.store()),
+        ),
     )
     .unwrap();
     let df = ctx.sql(sql).await.unwrap();

@@ -155,7 +155,7 @@ fn conform(
         .zip(schema.fields())
         .map(|(column, field)| arrow::compute::cast(column, field.data_type()))
         .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(schema.clone(), columns)
+    RecordBatch::try_new(Arc::clone(schema), columns)
 }
 
 /// An ingester's heads, as a querier reads them.
@@ -172,12 +172,15 @@ impl RemoteHeads for RemoteIngester {
     fn scan(&self, request: RemoteScan, schema: SchemaRef) -> SendableRecordBatchStream {
         let node = self.client.node.clone();
         let addr = self.client.addr.clone();
-        let rows = self.client.scan(request, schema.clone()).map_err(move |e| {
-            DataFusionError::External(Box::new(hearth_engine::Error::invalid(
-                ErrorKind::Unavailable,
-                format!("reading the heads of ingester {node} ({addr}): {e}"),
-            )))
-        });
+        let rows = self
+            .client
+            .scan(request, Arc::clone(&schema))
+            .map_err(move |e| {
+                DataFusionError::External(Box::new(hearth_engine::Error::invalid(
+                    ErrorKind::Unavailable,
+                    format!("reading the heads of ingester {node} ({addr}): {e}"),
+                )))
+            });
         Box::pin(RecordBatchStreamAdapter::new(schema, rows))
     }
 }

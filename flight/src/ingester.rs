@@ -39,7 +39,7 @@ pub struct IngesterFlight {
 
 impl IngesterFlight {
     pub fn new(engine: Arc<Engine>, config: QueryConfig) -> Self {
-        let heads = Arc::new(HeadsOnly(engine.clone()));
+        let heads = Arc::new(HeadsOnly(Arc::clone(&engine)));
         IngesterFlight {
             engine,
             query: Arc::new(QueryService::new(heads, config)),

@@ -106,6 +106,15 @@ fn encode_batch<E: Into<Status>>(
     Ok(Response::new(Box::pin(stream)))
 }
 
+impl std::fmt::Debug for HearthFlightSql {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HearthFlightSql")
+            .field("auth", &self.auth)
+            .field("prepared", &self.prepared.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl HearthFlightSql {
     pub fn new(query: Arc<QueryService>, auth: Authenticator) -> Self {
         let mut info = SqlInfoDataBuilder::new();

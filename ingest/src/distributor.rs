@@ -37,6 +37,14 @@ pub struct Distributor {
     replication_factor: usize,
 }
 
+impl std::fmt::Debug for Distributor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Distributor")
+            .field("replication_factor", &self.replication_factor)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Distributor {
     pub fn new(replicas: Arc<dyn Replicas>, replication_factor: usize) -> Self {
         Distributor {
@@ -71,18 +79,19 @@ impl Distributor {
         let mut writes: FuturesUnordered<_> = set
             .iter()
             .map(|member| {
-                let replicas = self.replicas.clone();
-                let (node, tenant, records) = (member.id.clone(), tenant.clone(), records.clone());
+                let replicas = Arc::clone(&self.replicas);
+                let (node, tenant, records) =
+                    (member.id.clone(), tenant.clone(), Arc::clone(&records));
                 // Spawned: the writes left after the quorum finish in the background.
                 tokio::spawn(async move {
-                    let mut result = replicas.push(&node, &tenant, records.clone()).await;
+                    let mut result = replicas.push(&node, &tenant, Arc::clone(&records)).await;
                     for delay in RETRY_DELAYS {
                         match &result {
                             Err(e) if e.kind().retryable() => {}
                             _ => break,
                         }
                         tokio::time::sleep(delay).await;
-                        result = replicas.push(&node, &tenant, records.clone()).await;
+                        result = replicas.push(&node, &tenant, Arc::clone(&records)).await;
                     }
                     result.map_err(|e| format!("{node}: {e}"))
                 })
@@ -204,7 +213,7 @@ mod tests {
     }
 
     async fn replicate(replicas: &Arc<FakeReplicas>, rf: usize) -> Result<()> {
-        let distributor = Distributor::new(replicas.clone(), rf);
+        let distributor = Distributor::new(Arc::<FakeReplicas>::clone(replicas), rf);
         let tenant = TenantId::new("t").unwrap();
         let records = vec![Bytes::from_static(b"record")];
         distributor
@@ -277,7 +286,7 @@ mod tests {
             }],
             false,
         );
-        let distributor = Distributor::new(replicas.clone(), 3);
+        let distributor = Distributor::new(Arc::<FakeReplicas>::clone(&replicas), 3);
         let tenant = TenantId::new("t").unwrap();
         let error = distributor
             .replicate(&ring, &tenant, "api", vec![Bytes::new()])

@@ -35,6 +35,7 @@ const TRACE_ID: &str = "trace_id";
 const YEAR_1971_NANOS: i64 = 365 * 24 * 3600 * 1_000_000_000;
 
 /// One decoded pprof with the labels and metadata of its series.
+#[derive(Debug)]
 pub struct NormalizeArgs<'a> {
     /// The series labels, validated.
     pub labels: Labels,

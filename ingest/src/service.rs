@@ -26,6 +26,14 @@ pub struct IngestService {
     metrics: Arc<IngestMetrics>,
 }
 
+impl std::fmt::Debug for IngestService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestService")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
 impl IngestService {
     /// A service that stores into `sink`: the engine, or a distributor.
     pub fn new(sink: Arc<dyn ProfileSink>, limits: IngestLimits) -> Self {
@@ -74,7 +82,7 @@ impl IngestService {
         body_bytes: usize,
     ) -> Result<PushOutcome> {
         self.rate.admit(tenant, body_bytes)?;
-        let limits = self.limits.clone();
+        let limits = Arc::clone(&self.limits);
         let batches = tokio::task::spawn_blocking(move || prepare_push(request, &limits))
             .await
             .map_err(|e| Error::rejected(ErrorKind::Internal, reason::INTERNAL, e.to_string()))??;
@@ -120,7 +128,7 @@ impl IngestService {
                 ));
             }
         };
-        let limits = self.limits.clone();
+        let limits = Arc::clone(&self.limits);
         let batch = tokio::task::spawn_blocking(move || {
             prepare_ingest(&params, profile, sample_type_config.as_deref(), &limits)
         })

@@ -52,7 +52,7 @@ impl QueryService {
         let keep = sources.keep_sets(request.time(), Some(&series)).await?;
         let local = TableSources {
             snapshot: Arc::new(sources.snapshot.local()),
-            store: sources.store.clone(),
+            store: Arc::clone(&sources.store),
             dedupe: keep.clone().map(|k| Arc::new(Dedupe::fixed(k))),
         };
         let remote = remotes.iter().map(|remote| {
@@ -86,7 +86,7 @@ impl QueryService {
         };
         let sources = TableSources {
             snapshot: Arc::new(snapshot),
-            store: self.source().store().clone(),
+            store: Arc::clone(self.source().store()),
             dedupe,
         };
         self.partial_here(sources, &request).await
@@ -98,7 +98,7 @@ impl QueryService {
         sources: TableSources,
         request: &RemoteAggregate,
     ) -> Result<Vec<RecordBatch>> {
-        let snapshot = sources.snapshot.clone();
+        let snapshot = Arc::clone(&sources.snapshot);
         let ctx = self.session_over(sources)?;
         let range = request.time();
         let selected = time_filter(&range).and(series_filter(&request.series_ids));
@@ -185,7 +185,7 @@ impl QueryService {
             filters.push(series_filter(ids));
         }
         let snapshot = self.source().snapshot(&tenant).await?.heads_only();
-        let sources = TableSources::new(Arc::new(snapshot), self.source().store().clone());
+        let sources = TableSources::new(Arc::new(snapshot), Arc::clone(self.source().store()));
         let ctx = self.session_over(sources.clone())?;
         let table = ProfileTable::new(kind, sources);
         let state = ctx.state();
@@ -199,7 +199,7 @@ impl QueryService {
             .iter()
             .position(|c| c == schema::SERVICE_NAME);
         for partition in 0..plan.properties().output_partitioning().partition_count() {
-            let mut stream = plan.execute(partition, task.clone())?;
+            let mut stream = plan.execute(partition, Arc::clone(&task))?;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 let batch = match (&request.services, service_column, kind.is_symbols()) {

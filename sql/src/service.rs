@@ -120,7 +120,7 @@ impl QueryService {
     /// What one tenant's tables read now: its snapshot, deduplicated when replicated.
     pub(crate) async fn sources(&self, tenant: &TenantId) -> Result<TableSources> {
         let snapshot = Arc::new(self.source.snapshot(tenant).await?);
-        Ok(TableSources::new(snapshot, self.source.store().clone()))
+        Ok(TableSources::new(snapshot, Arc::clone(self.source.store())))
     }
 
     /// A session over `sources` with every table and `label` registered, under the per-query

@@ -34,12 +34,12 @@ impl QueryService {
         let sources = self.sources(tenant).await?;
         let ctx = self.session_over(sources.clone())?;
         let symbols = Arc::new(SymbolSet::lazy(
-            self.source().symbol_cache().clone(),
+            Arc::clone(self.source().symbol_cache()),
             sources.store,
             sources.snapshot,
         ));
-        ctx.register_udaf(flamegraph_udaf(symbols.clone()));
-        ctx.register_udaf(pprof_udaf(symbols.clone()));
+        ctx.register_udaf(flamegraph_udaf(Arc::clone(&symbols)));
+        ctx.register_udaf(pprof_udaf(Arc::clone(&symbols)));
         ctx.register_udf(stack_frames_udf(symbols));
         for kind in [
             TableFunctionKind::Flamegraph,
@@ -50,7 +50,7 @@ impl QueryService {
                 ProfileTableFunction::name(kind),
                 Arc::new(ProfileTableFunction::new(
                     kind,
-                    self.clone(),
+                    Arc::clone(self),
                     tenant.clone(),
                 )),
             );

@@ -11,9 +11,9 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use futures::TryStreamExt;
-use hearth_engine::HeadConfig;
 use hearth_engine::model::TenantId;
 use hearth_engine::testing::{open_engine, push_request};
+use hearth_engine::{Engine, HeadConfig};
 use hearth_ingest::{IngestLimits, IngestService};
 use hearth_proto::pprof::Profile;
 use hearth_sql::{QueryConfig, QueryService};
@@ -61,7 +61,7 @@ fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     let options = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
     for batch in batches {
-        let formatters: Vec<ArrayFormatter> = batch
+        let formatters: Vec<ArrayFormatter<'_>> = batch
             .columns()
             .iter()
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
@@ -161,7 +161,7 @@ async fn push(ingest: &IngestService, tenant: &TenantId, service: &str, file: &s
 /// the `slt` tenant must never see.
 async fn setup(dir: &Path) -> (Arc<QueryService>, TenantId) {
     let engine = open_engine(dir, HeadConfig::default()).await;
-    let ingest = IngestService::new(engine.clone(), IngestLimits::default());
+    let ingest = IngestService::new(Arc::<Engine>::clone(&engine), IngestLimits::default());
     let tenant = TenantId::new("slt").unwrap();
     push(
         &ingest,
@@ -229,9 +229,9 @@ fn main() {
         let update = std::env::var("SLT_UPDATE").is_ok_and(|v| v == "1");
         let mut failures = Vec::new();
         for file in slt_files() {
-            let (query, tenant) = (query.clone(), tenant.clone());
+            let (query, tenant) = (Arc::clone(&query), tenant.clone());
             let mut runner = Runner::new(move || {
-                let (query, tenant) = (query.clone(), tenant.clone());
+                let (query, tenant) = (Arc::clone(&query), tenant.clone());
                 async move { Ok::<_, SqlError>(HearthDb { query, tenant }) }
             });
             let name = file.file_name().unwrap().to_string_lossy().to_string();

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{AppState, text};
 
-pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
+pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
     if state.ready.load(Ordering::Acquire) {
         text(StatusCode::OK, "ready")
     } else {
@@ -17,7 +17,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     match state.metrics.render() {
         Ok(body) => (
             StatusCode::OK,
@@ -36,7 +36,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// The cluster as this node's gossip sees it: every live node, its roles, state and addresses.
-pub async fn ring(State(state): State<Arc<AppState>>) -> Response {
+pub(super) async fn ring(State(state): State<Arc<AppState>>) -> Response {
     let Some(membership) = &state.membership else {
         return text(
             StatusCode::NOT_FOUND,
@@ -61,7 +61,7 @@ pub async fn ring(State(state): State<Arc<AppState>>) -> Response {
     axum::Json(serde_json::json!({ "self": membership.node_id(), "nodes": nodes })).into_response()
 }
 
-pub async fn not_found(uri: Uri) -> Response {
+pub(super) async fn not_found(uri: Uri) -> Response {
     text(
         StatusCode::NOT_FOUND,
         format!("no route for {}", uri.path()),

@@ -39,7 +39,7 @@ fn rejected(
     hearth_ingest::Error::rejected(kind, why, message)
 }
 
-pub async fn ingest(
+pub(super) async fn ingest(
     State(state): State<Arc<AppState>>,
     uri: Uri,
     headers: HeaderMap,
@@ -92,7 +92,11 @@ pub async fn ingest(
     }
 }
 
-pub async fn push(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn push(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     match push_inner(&state, &headers, body).await {
         Ok(response) => response,
         Err(error) => {

@@ -20,7 +20,7 @@ use crate::connect::{Codec, ConnectError, decode_body};
 /// The largest query request body.
 const MAX_QUERY_BODY: usize = 16 << 20;
 
-pub async fn call(
+pub(super) async fn call(
     State(state): State<Arc<AppState>>,
     Path(method): Path<String>,
     headers: HeaderMap,

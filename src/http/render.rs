@@ -82,7 +82,7 @@ fn metadata(profile_type: &ProfileType, format: &str) -> Value {
 
 /// The timeline step in seconds: (until - from) / 1500, rounded as Grafana rounds intervals,
 /// and never below 15 s.
-pub fn timeline_step_seconds(from_ms: i64, until_ms: i64) -> i64 {
+pub(super) fn timeline_step_seconds(from_ms: i64, until_ms: i64) -> i64 {
     const MIN: i64 = 15_000;
     let raw = (until_ms - from_ms) / 1500;
     if raw < MIN {
@@ -162,7 +162,11 @@ fn flamebearer(
     json!({ "names": names, "levels": levels, "numTicks": total, "maxSelf": max_self })
 }
 
-pub async fn render(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderMap) -> Response {
+pub(super) async fn render(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     render_inner(&state, &uri, &headers)
         .await
         .unwrap_or_else(IntoResponse::into_response)
@@ -227,7 +231,7 @@ async fn render_inner(
     })))
 }
 
-pub async fn render_diff(
+pub(super) async fn render_diff(
     State(state): State<Arc<AppState>>,
     uri: Uri,
     headers: HeaderMap,
@@ -269,7 +273,7 @@ async fn render_diff_inner(
 
 /// `?label=__name__` lists profile type ids; any other label lists its values (Pyroscope drops
 /// the label name there and lists nothing useful; this answers the question asked).
-pub async fn label_values(
+pub(super) async fn label_values(
     State(state): State<Arc<AppState>>,
     uri: Uri,
     headers: HeaderMap,

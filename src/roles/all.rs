@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use hearth_engine::Engine;
 use hearth_flight::{Authenticator, HearthFlightSql};
 use hearth_ingest::IngestService;
 use hearth_sql::QueryService;
@@ -16,14 +17,20 @@ pub(super) async fn build(
     store: Arc<dyn ObjectStore>,
 ) -> anyhow::Result<Services> {
     let engine = super::ingester::open_engine(config, store, String::new()).await?;
-    let ingest = Arc::new(IngestService::new(engine.clone(), config.limits.clone()));
-    let query = Arc::new(QueryService::new(engine.clone(), config.query.clone()));
+    let ingest = Arc::new(IngestService::new(
+        Arc::<Engine>::clone(&engine),
+        config.limits.clone(),
+    ));
+    let query = Arc::new(QueryService::new(
+        Arc::<Engine>::clone(&engine),
+        config.query.clone(),
+    ));
     let auth = Authenticator::new(&config.flight, config.multitenancy_enabled)?;
     Ok(Services {
         engine: Some(engine),
         ingest,
         flight: Some(FlightService::Sql(HearthFlightSql::new(
-            query.clone(),
+            Arc::clone(&query),
             auth,
         ))),
         query,

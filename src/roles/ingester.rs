@@ -25,9 +25,15 @@ pub(super) async fn build(
     let membership = crate::cluster::join(config, addresses, InstanceState::Joining).await?;
     // Blocks carry the node id, so a restart replays its WAL against its own blocks only.
     let engine = open_engine(config, store, addresses.node_id.clone()).await?;
-    let ingest = Arc::new(IngestService::new(engine.clone(), config.limits.clone()));
-    let query = Arc::new(QueryService::new(engine.clone(), config.query.clone()));
-    let flight = IngesterFlight::new(engine.clone(), config.query.clone());
+    let ingest = Arc::new(IngestService::new(
+        Arc::<Engine>::clone(&engine),
+        config.limits.clone(),
+    ));
+    let query = Arc::new(QueryService::new(
+        Arc::<Engine>::clone(&engine),
+        config.query.clone(),
+    ));
+    let flight = IngesterFlight::new(Arc::<Engine>::clone(&engine), config.query.clone());
     Ok(Services {
         engine: Some(engine),
         ingest,

@@ -30,7 +30,7 @@ pub(super) async fn build(
             config.limits.clone(),
         )),
         flight: Some(FlightService::Sql(HearthFlightSql::new(
-            query.clone(),
+            Arc::clone(&query),
             auth,
         ))),
         query,

@@ -26,7 +26,7 @@ fn string(array: &dyn Array, row: usize) -> String {
 }
 
 /// The block folders of a tenant (complete ones: with meta.json).
-pub fn block_dirs(data_dir: &Path, tenant: &str) -> Vec<std::path::PathBuf> {
+pub(crate) fn block_dirs(data_dir: &Path, tenant: &str) -> Vec<std::path::PathBuf> {
     let dir = data_dir.join("blocks").join(tenant);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
@@ -40,7 +40,7 @@ pub fn block_dirs(data_dir: &Path, tenant: &str) -> Vec<std::path::PathBuf> {
 }
 
 /// (service, profile type) -> total value, and the number of sample rows, over all blocks.
-pub fn totals(data_dir: &Path, tenant: &str) -> (BTreeMap<(String, String), i64>, usize) {
+pub(crate) fn totals(data_dir: &Path, tenant: &str) -> (BTreeMap<(String, String), i64>, usize) {
     let mut totals = BTreeMap::new();
     let mut rows = 0;
     for block in block_dirs(data_dir, tenant) {

@@ -8,7 +8,7 @@ use prost::Message;
 
 use super::support::gunzip_if_gzip;
 
-pub struct PprofFacts {
+pub(crate) struct PprofFacts {
     /// (sample type, unit) per value index.
     pub sample_types: Vec<(String, String)>,
     pub period_type: (String, String),
@@ -18,11 +18,11 @@ pub struct PprofFacts {
     pub sample_labels: Vec<BTreeMap<String, String>>,
 }
 
-pub fn decode(bytes: &[u8]) -> Profile {
+pub(crate) fn decode(bytes: &[u8]) -> Profile {
     Profile::decode(gunzip_if_gzip(bytes).as_slice()).expect("fixture decodes")
 }
 
-pub fn facts(bytes: &[u8]) -> PprofFacts {
+pub(crate) fn facts(bytes: &[u8]) -> PprofFacts {
     let p = decode(bytes);
     let s = |i: i64| p.string_table[i as usize].clone();
     let sample_types = p
@@ -63,7 +63,7 @@ pub fn facts(bytes: &[u8]) -> PprofFacts {
 impl PprofFacts {
     /// The profile type id of value index `i` for a profile named `name` (a `wall` profile's
     /// `cpu` type is named `process_cpu`, Pyroscope's default relabelling).
-    pub fn profile_type(&self, name: &str, i: usize) -> String {
+    pub(crate) fn profile_type(&self, name: &str, i: usize) -> String {
         let (sample_type, unit) = &self.sample_types[i];
         let name = if name == "wall" && sample_type == "cpu" {
             "process_cpu"
@@ -77,7 +77,10 @@ impl PprofFacts {
     }
 
     /// Distinct series label groups, given the names the series labels already set (those win).
-    pub fn groups(&self, series_label_names: &BTreeSet<String>) -> BTreeSet<Vec<(String, String)>> {
+    pub(crate) fn groups(
+        &self,
+        series_label_names: &BTreeSet<String>,
+    ) -> BTreeSet<Vec<(String, String)>> {
         self.sample_labels
             .iter()
             .map(|labels| {
@@ -92,11 +95,11 @@ impl PprofFacts {
 }
 
 /// A series as the test predicts it: its sample-label group and its profile type.
-pub type PredictedSeries = (Vec<(String, String)>, String);
+pub(crate) type PredictedSeries = (Vec<(String, String)>, String);
 
 /// What a set of pushes should leave stored, by service.
 #[derive(Default)]
-pub struct Expectations {
+pub(crate) struct Expectations {
     /// (service, profile type id) -> total value.
     pub totals: BTreeMap<(String, String), i64>,
     /// service -> its distinct (sample-label group, profile type) pairs: one series each.
@@ -104,7 +107,7 @@ pub struct Expectations {
 }
 
 impl Expectations {
-    pub fn add(
+    pub(crate) fn add(
         &mut self,
         service: &str,
         name: &str,
@@ -125,7 +128,7 @@ impl Expectations {
         }
     }
 
-    pub fn profile_types(&self, service: &str) -> BTreeSet<String> {
+    pub(crate) fn profile_types(&self, service: &str) -> BTreeSet<String> {
         self.totals
             .keys()
             .filter(|(s, _)| s == service)

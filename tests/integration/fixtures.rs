@@ -12,7 +12,7 @@ use super::expected::{Expectations, facts};
 use super::support::{Hearth, fixture, fixtures, gunzip_if_gzip};
 
 /// The profile files, pushed as they are.
-pub const PROFILES: &[&str] = &[
+pub(crate) const PROFILES: &[&str] = &[
     "pprof/large.cpu",
     "pprof/cppbench.cpu_no_samples_type",
     "pprof/go.nomappings.crash",

@@ -15,10 +15,10 @@ use super::expected::facts;
 use super::reference::{self, Node, add_profile, sample_label};
 use super::support::{Hearth, fixture, gunzip_if_gzip};
 
-pub const ALL_TIME: (i64, i64) = (1, 4_102_444_800_000);
+pub(crate) const ALL_TIME: (i64, i64) = (1, 4_102_444_800_000);
 
 /// A Connect proto call with Grafana's headers; panics on a non-200 answer.
-pub fn call<Req: Message, Resp: Message + Default>(
+pub(crate) fn call<Req: Message, Resp: Message + Default>(
     hearth: &Hearth,
     tenant: Option<&str>,
     method: &str,
@@ -29,7 +29,7 @@ pub fn call<Req: Message, Resp: Message + Default>(
     Resp::decode(gunzip_if_gzip(&body).as_slice()).unwrap()
 }
 
-pub fn call_status<Req: Message>(
+pub(crate) fn call_status<Req: Message>(
     hearth: &Hearth,
     tenant: Option<&str>,
     method: &str,
@@ -51,7 +51,7 @@ pub fn call_status<Req: Message>(
 }
 
 /// The flame graph of a query, rebuilt into a tree (layout rules checked on the way).
-pub fn flame_graph(
+pub(crate) fn flame_graph(
     hearth: &Hearth,
     tenant: Option<&str>,
     profile_type: &str,

@@ -45,7 +45,7 @@ fn query_errors_have_connect_codes_and_the_server_stays_up() {
 
     // (what, the answer, expected status, code, message fragment)
     type Case<'a> = (&'a str, (u16, Vec<u8>), u16, &'a str, &'a str);
-    let cases: Vec<Case> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "bad selector",
             call_status(

@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 use hearth_proto::pprof::{Profile, Sample};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Node {
+pub(crate) struct Node {
     pub self_value: i64,
     pub total: i64,
     pub children: BTreeMap<String, Node>,
 }
 
 impl Node {
-    pub fn insert(&mut self, path: &[String], value: i64) {
+    pub(crate) fn insert(&mut self, path: &[String], value: i64) {
         self.total += value;
         match path.split_first() {
             None => self.self_value += value,
@@ -62,7 +62,7 @@ impl Node {
     }
 
     /// The tree a flame graph with `max_nodes` shows (the root's own self is not shown).
-    pub fn truncated(&self, max_nodes: i64) -> Node {
+    pub(crate) fn truncated(&self, max_nodes: i64) -> Node {
         let mut totals = Vec::new();
         self.totals(&mut totals);
         let min = if max_nodes < 1 || totals.len() as i64 <= max_nodes {
@@ -81,7 +81,7 @@ impl Node {
 /// A sample's frames root first: locations reversed, and inside a location its lines reversed
 /// (the caller of inlined frames first). A location without lines is named after its mapping
 /// file and address, as Hearth documents.
-pub fn frames(p: &Profile, sample: &Sample) -> Vec<String> {
+pub(crate) fn frames(p: &Profile, sample: &Sample) -> Vec<String> {
     let s = |i: i64| p.string_table[i as usize].clone();
     let mut out = Vec::new();
     for id in sample.location_id.iter().rev() {
@@ -113,7 +113,7 @@ pub fn frames(p: &Profile, sample: &Sample) -> Vec<String> {
 }
 
 /// Adds the samples of one sample type that `keep` accepts.
-pub fn add_profile(
+pub(crate) fn add_profile(
     root: &mut Node,
     p: &Profile,
     value_index: usize,
@@ -128,7 +128,7 @@ pub fn add_profile(
 }
 
 /// A string sample label of a sample.
-pub fn sample_label(p: &Profile, sample: &Sample, key: &str) -> Option<String> {
+pub(crate) fn sample_label(p: &Profile, sample: &Sample, key: &str) -> Option<String> {
     sample
         .label
         .iter()
@@ -138,7 +138,7 @@ pub fn sample_label(p: &Profile, sample: &Sample, key: &str) -> Option<String> {
 
 /// Rebuilds the tree of a `FlameGraph` (names + 4-tuple levels with delta x offsets), checking
 /// Pyroscope's layout: a node's self sits left, its children follow in name order, `other` last.
-pub fn decode(names: &[String], levels: &[Vec<i64>]) -> Node {
+pub(crate) fn decode(names: &[String], levels: &[Vec<i64>]) -> Node {
     struct Placed {
         x: i64,
         total: i64,

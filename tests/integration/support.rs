@@ -11,25 +11,25 @@ use std::time::Duration;
 
 use reqwest::blocking::{Client, Response};
 
-pub fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-pub fn fixture(path: &str) -> Vec<u8> {
+pub(crate) fn fixture(path: &str) -> Vec<u8> {
     let path = fixtures().join(path);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// gzip at the default level: some tests need small bodies (a gzip bomb under 64 KiB), which
 /// the server's fast level does not give.
-pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(bytes).unwrap();
     encoder.finish().unwrap()
 }
 
-pub fn gunzip_if_gzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gunzip_if_gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Read;
     if !bytes.starts_with(&[0x1f, 0x8b]) {
         return bytes.to_vec();
@@ -42,7 +42,7 @@ pub fn gunzip_if_gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// A running `hearth` process with its own data directory.
-pub struct Hearth {
+pub(crate) struct Hearth {
     child: Option<Child>,
     pub addr: SocketAddr,
     pub flight_addr: SocketAddr,
@@ -58,18 +58,22 @@ pub struct Hearth {
 }
 
 impl Hearth {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::start_with_config("")
     }
 
     /// Starts with a YAML config (empty for the defaults).
-    pub fn start_with_config(yaml: &str) -> Self {
+    pub(crate) fn start_with_config(yaml: &str) -> Self {
         Self::start_node(yaml, Vec::new(), Some("flight sql listening"))
     }
 
     /// Starts with a config, extra flags (e.g. `--target ingester`), and the log message that
     /// names its Flight address (`None` when it serves no Flight).
-    pub fn start_node(yaml: &str, args: Vec<String>, flight_message: Option<&'static str>) -> Self {
+    pub(crate) fn start_node(
+        yaml: &str,
+        args: Vec<String>,
+        flight_message: Option<&'static str>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = (!yaml.is_empty()).then(|| {
             let path = dir.path().join("hearth.yaml");
@@ -97,20 +101,20 @@ impl Hearth {
         }
     }
 
-    pub fn data_dir(&self) -> &Path {
+    pub(crate) fn data_dir(&self) -> &Path {
         &self.data_dir
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
     /// SIGTERM, and waits for a clean exit (heads flushed).
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let mut child = self.child.take().expect("running");
         let status = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -126,14 +130,14 @@ impl Hearth {
     }
 
     /// `kill -9`: no flush, no goodbye.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let mut child = self.child.take().expect("running");
         child.kill().unwrap();
         child.wait().unwrap();
     }
 
     /// Starts again on the same data directory (a new port).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill first");
         let (child, addr, flight_addr) = spawn(
             &self.data_dir,
@@ -147,12 +151,12 @@ impl Hearth {
         self.flight_addr = flight_addr;
     }
 
-    pub fn get(&self, path: &str) -> Response {
+    pub(crate) fn get(&self, path: &str) -> Response {
         self.client.get(self.url(path)).send().unwrap()
     }
 
     /// A Connect JSON call; returns the status and the JSON body.
-    pub fn connect_json(
+    pub(crate) fn connect_json(
         &self,
         tenant: Option<&str>,
         method: &str,
@@ -174,7 +178,11 @@ impl Hearth {
     }
 
     /// `Series` label sets as sorted `name=value` lists, for the matchers given.
-    pub fn series(&self, tenant: Option<&str>, matchers: &[&str]) -> Vec<Vec<(String, String)>> {
+    pub(crate) fn series(
+        &self,
+        tenant: Option<&str>,
+        matchers: &[&str],
+    ) -> Vec<Vec<(String, String)>> {
         let (status, body) = self.connect_json(
             tenant,
             "/querier.v1.QuerierService/Series",
@@ -206,7 +214,12 @@ impl Hearth {
     }
 
     /// Pushes a pprof through `push.v1.PusherService/Push` as pyroscope-rs does (proto, gzip).
-    pub fn push(&self, tenant: Option<&str>, labels: &[(&str, &str)], pprof: &[u8]) -> Response {
+    pub(crate) fn push(
+        &self,
+        tenant: Option<&str>,
+        labels: &[(&str, &str)],
+        pprof: &[u8],
+    ) -> Response {
         let request = hearth_engine::testing::push_request(
             labels,
             pprof.to_vec(),
@@ -216,7 +229,7 @@ impl Hearth {
     }
 
     /// Posts a gzipped PushRequest body.
-    pub fn push_body(&self, tenant: Option<&str>, body: Vec<u8>) -> Response {
+    pub(crate) fn push_body(&self, tenant: Option<&str>, body: Vec<u8>) -> Response {
         let mut request = self
             .client
             .post(self.url("/push.v1.PusherService/Push"))
@@ -279,7 +292,7 @@ fn spawn(
     let mut child = command.spawn().expect("hearth starts");
     let stderr = child.stderr.take().unwrap();
     let (found, addrs) = mpsc::channel();
-    let log = log.clone();
+    let log = Arc::clone(log);
     std::thread::spawn(move || {
         let mut http = None;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub const META_FILE: &str = "meta.json";
+pub(super) const META_FILE: &str = "meta.json";
 pub const BLOCK_FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -29,6 +29,7 @@ const ROW_GROUP_ROWS: usize = 256 * 1024;
 /// without awaiting: callers run it off the async workers, and the head's lock is never held
 /// across I/O. The samples table streams from the head in row groups, so a flush needs the
 /// compressed files and one row group beside the head, not a sorted copy of it.
+#[derive(Debug)]
 pub struct EncodedBlock {
     files: Vec<(TableKind, Bytes, u64)>,
     stats: BlockStats,
@@ -126,7 +127,7 @@ fn sorted(batch: &RecordBatch, by: &[&str]) -> Result<RecordBatch> {
     let columns: Vec<SortColumn> = by
         .iter()
         .map(|name| SortColumn {
-            values: batch.column_by_name(name).expect("sort column").clone(),
+            values: Arc::clone(batch.column_by_name(name).expect("sort column")),
             options: None,
         })
         .collect();
@@ -143,7 +144,7 @@ async fn upload(
     rows: u64,
 ) -> Result<BlockFile> {
     let size_bytes = bytes.len() as u64;
-    let mut writer = BufWriter::new(store.clone(), path.clone());
+    let mut writer = BufWriter::new(Arc::clone(store), path.clone());
     writer.put(bytes).await?;
     writer.shutdown().await.map_err(|e| Error::io(&path, e))?;
     Ok(BlockFile {

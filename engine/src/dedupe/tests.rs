@@ -147,7 +147,7 @@ async fn keep_sets_are_read_once_per_scope() {
 #[tokio::test]
 async fn fixed_keep_sets_never_read() {
     let fixed = Arc::new(KeepSets::assign(keys([key("a", 1, 10, "p1")])));
-    let dedupe = Dedupe::fixed(fixed.clone());
+    let dedupe = Dedupe::fixed(std::sync::Arc::clone(&fixed));
     let got = dedupe
         .keep_sets(TimeRange::ALL, None, |_, _| async {
             Err(Error::invalid(

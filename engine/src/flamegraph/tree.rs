@@ -51,7 +51,7 @@ impl FunctionTree {
         }
         let id = self.names.len() as u32;
         let name: Arc<str> = Arc::from(name);
-        self.names.push(name.clone());
+        self.names.push(Arc::clone(&name));
         self.name_index.insert(name, id);
         id
     }
@@ -199,7 +199,7 @@ pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
-pub fn get_varint(input: &mut &[u8]) -> Option<u64> {
+pub(super) fn get_varint(input: &mut &[u8]) -> Option<u64> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
         let (&byte, rest) = input.split_first()?;

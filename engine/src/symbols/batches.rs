@@ -61,7 +61,7 @@ pub fn symbol_batch(
                 None,
             )?;
             let list_field = match schema::LOCATIONS.field(4).data_type() {
-                arrow::datatypes::DataType::List(f) => f.clone(),
+                arrow::datatypes::DataType::List(f) => Arc::clone(f),
                 other => unreachable!("locations.lines is a list, not {other}"),
             };
             vec![

@@ -53,7 +53,7 @@ impl RowFilter {
             (
                 sets,
                 dictionary.keys().values().clone(),
-                dictionary.values().clone(),
+                Arc::clone(dictionary.values()),
             )
         });
         let source_key = |row: usize| sources.as_ref().map_or(0, |(_, keys, _)| keys[row]);
@@ -132,7 +132,7 @@ impl ProfileScanExec {
         filter: Option<RowFilter>,
     ) -> Result<Self> {
         let properties = match &filter {
-            None => input.properties().clone(),
+            None => Arc::clone(input.properties()),
             Some(f) => Arc::new(PlanProperties::new(
                 EquivalenceProperties::new(match &f.projection {
                     Some(columns) => Arc::new(input.schema().project(columns)?),
@@ -157,7 +157,7 @@ impl ProfileScanExec {
 }
 
 impl DisplayAs for ProfileScanExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ProfileScanExec: {}", self.summary)?;
         if self.filter.is_some() {
             write!(f, ", rows filtered by time and series")?;
@@ -215,7 +215,7 @@ impl ExecutionPlan for ProfileScanExec {
         let Some(filter) = self.filter.clone() else {
             return Ok(input);
         };
-        let schema = self.properties.eq_properties.schema().clone();
+        let schema = Arc::clone(self.properties.eq_properties.schema());
         let rows = input
             .map(move |batch| filter.apply(batch?))
             .filter(|batch| {

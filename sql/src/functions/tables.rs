@@ -131,15 +131,18 @@ impl PartitionStream for Deferred {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let compute = self.compute.clone();
+        let compute = Arc::clone(&self.compute);
         let stream = futures::stream::once(async move { compute().await });
-        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            stream,
+        ))
     }
 }
 
 fn deferred(schema: SchemaRef, compute: Compute) -> Result<Arc<dyn TableProvider>> {
     let partition = Arc::new(Deferred {
-        schema: schema.clone(),
+        schema: Arc::clone(&schema),
         compute,
     });
     Ok(Arc::new(StreamingTable::try_new(schema, vec![partition])?))
@@ -183,11 +186,11 @@ impl ProfileTableFunction {
 }
 
 impl TableFunctionImpl for ProfileTableFunction {
-    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+    fn call_with_args(&self, args: TableFunctionArgs<'_, '_>) -> Result<Arc<dyn TableProvider>> {
         let exprs = args.exprs();
         let name = Self::name(self.kind);
         let selection = Arc::new(selection(exprs, name)?);
-        let (service, tenant) = (self.service.clone(), self.tenant.clone());
+        let (service, tenant) = (Arc::clone(&self.service), self.tenant.clone());
         match self.kind {
             TableFunctionKind::Flamegraph => {
                 let max_nodes =
@@ -204,15 +207,15 @@ impl TableFunctionImpl for ProfileTableFunction {
                     Field::new("self", DataType::Int64, false),
                     Field::new("total", DataType::Int64, false),
                 ]));
-                let out = schema.clone();
+                let out = Arc::clone(&schema);
                 deferred(
                     schema,
                     Arc::new(move || {
                         let (service, tenant, selection, out) = (
-                            service.clone(),
+                            Arc::clone(&service),
                             tenant.clone(),
-                            selection.clone(),
-                            out.clone(),
+                            Arc::clone(&selection),
+                            Arc::clone(&out),
                         );
                         Box::pin(async move {
                             let tree = service
@@ -249,15 +252,15 @@ impl TableFunctionImpl for ProfileTableFunction {
                     Field::new("self", DataType::Int64, false),
                     Field::new("total", DataType::Int64, false),
                 ]));
-                let out = schema.clone();
+                let out = Arc::clone(&schema);
                 deferred(
                     schema,
                     Arc::new(move || {
                         let (service, tenant, selection, out) = (
-                            service.clone(),
+                            Arc::clone(&service),
                             tenant.clone(),
-                            selection.clone(),
-                            out.clone(),
+                            Arc::clone(&selection),
+                            Arc::clone(&out),
                         );
                         Box::pin(async move {
                             let tree = service
@@ -303,16 +306,16 @@ impl TableFunctionImpl for ProfileTableFunction {
                     Field::new("time", time_type(), false),
                     Field::new("value", DataType::Float64, false),
                 ]));
-                let out = schema.clone();
+                let out = Arc::clone(&schema);
                 deferred(
                     schema,
                     Arc::new(move || {
                         let (service, tenant, selection, shape, out) = (
-                            service.clone(),
+                            Arc::clone(&service),
                             tenant.clone(),
-                            selection.clone(),
-                            shape.clone(),
-                            out.clone(),
+                            Arc::clone(&selection),
+                            Arc::clone(&shape),
+                            Arc::clone(&out),
                         );
                         Box::pin(async move {
                             let series = service
