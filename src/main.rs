@@ -1,8 +1,10 @@
 //! `hearth`: the continuous-profiling database in one binary.
 //!
 //! With no arguments it runs every component in one process (`--target all`), serves HTTP on
-//! `0.0.0.0:4040` and Arrow Flight SQL on `0.0.0.0:4041`, and keeps its data under `./data`. This file parses flags, loads the config
-//! and starts [`server::run`].
+//! `0.0.0.0:4040` and Arrow Flight SQL on `0.0.0.0:4041`, and keeps its data under `./data`.
+//! This file parses flags and loads the config; [`server::run`] binds the listeners and has
+//! [`roles`] build the services of the target (one file per role), and `status` is the one
+//! mapping from error kinds to HTTP and Connect statuses.
 
 mod cluster;
 mod config;

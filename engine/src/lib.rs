@@ -8,8 +8,9 @@
 //! Data flow: ingest hands the engine a [`ProfileBatch`] → the batch is framed into the WAL and
 //! fsynced (group commit) → applied to the tenant's [`Head`] → acknowledged. Heads are flushed to
 //! blocks by size or age and on shutdown; a flushed head's WAL segments are then deleted.
-//! Queries take a [`TenantSnapshot`] (heads and blocks at one instant) and scan it through the
-//! providers in [`table`].
+//! Queries take a [`TenantSnapshot`] (heads, blocks and, on a querier, remote heads at one
+//! instant) from a [`SnapshotSource`] and scan it through the providers in [`table`]; when its
+//! sources hold replicas of the same profiles, [`dedupe`] picks one source per profile.
 //!
 //! Invariants: an acknowledged batch is in the WAL or in a block; no record is both replayed and
 //! in a block (blocks name the WAL segments they hold); every read is scoped to one tenant.
