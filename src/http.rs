@@ -121,13 +121,18 @@ pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response {
 }
 
 /// Query pairs, percent-decoded; a value that is not UTF-8 is refused, not mangled.
-pub(crate) fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
-    let decode = |part: &str| -> Result<String, String> {
+pub(crate) fn parse_query(query: &str) -> hearth_engine::Result<Vec<(String, String)>> {
+    let decode = |part: &str| -> hearth_engine::Result<String> {
         let spaced = part.replace('+', " ");
         percent_encoding::percent_decode_str(&spaced)
             .decode_utf8()
             .map(|s| s.into_owned())
-            .map_err(|_| format!("query parameter {part:?} is not valid UTF-8 once decoded"))
+            .map_err(|_| {
+                hearth_engine::Error::invalid(
+                    ErrorKind::InvalidArgument,
+                    format!("query parameter {part:?} is not valid UTF-8 once decoded"),
+                )
+            })
     };
     query
         .split('&')
@@ -148,7 +153,7 @@ mod tests {
         let q = parse_query("name=app%7Benv%3Dtest%7D&from=1&x=a+b").unwrap();
         assert_eq!(q[0], ("name".into(), "app{env=test}".into()));
         assert_eq!(q[2].1, "a b");
-        let err = parse_query("name=%ff%fe").unwrap_err();
+        let err = parse_query("name=%ff%fe").unwrap_err().to_string();
         assert!(err.contains("not valid UTF-8"), "{err}");
     }
 }

@@ -3,6 +3,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::error::{Error, ErrorKind, Result};
+
+fn invalid(message: String) -> Error {
+    Error::invalid(ErrorKind::InvalidArgument, message)
+}
+
 /// Now, in Unix nanoseconds.
 pub fn now_nanos() -> i64 {
     SystemTime::now()
@@ -12,12 +18,12 @@ pub fn now_nanos() -> i64 {
 
 /// Parses Pyroscope's `attime`: digits (8 = `YYYYMMDD`, 13 = ms, 16 = µs, 19 = ns, otherwise
 /// seconds), `now`, or `now-<n><unit>` with units s, m/min, h, d, w, M/mon, y.
-pub fn parse_attime(value: &str, now_nanos: i64) -> std::result::Result<i64, String> {
+pub fn parse_attime(value: &str, now_nanos: i64) -> Result<i64> {
     let value = value.trim();
     if value.bytes().all(|b| b.is_ascii_digit()) && !value.is_empty() {
         let n: i64 = value
             .parse()
-            .map_err(|_| format!("{value:?} is out of range"))?;
+            .map_err(|_| invalid(format!("{value:?} is out of range")))?;
         return Ok(match value.len() {
             8 => date_nanos(value)?,
             13 => n.saturating_mul(1_000_000),
@@ -27,9 +33,9 @@ pub fn parse_attime(value: &str, now_nanos: i64) -> std::result::Result<i64, Str
         });
     }
     let Some(offset) = value.strip_prefix("now") else {
-        return Err(format!(
+        return Err(invalid(format!(
             "{value:?} is not a time: expected unix seconds/ms/µs/ns, YYYYMMDD, or now[-+]<n><unit>"
-        ));
+        )));
     };
     if offset.is_empty() {
         return Ok(now_nanos);
@@ -37,12 +43,15 @@ pub fn parse_attime(value: &str, now_nanos: i64) -> std::result::Result<i64, Str
     let (sign, amount) = match offset.as_bytes()[0] {
         b'-' => (-1i64, &offset[1..]),
         b'+' => (1, &offset[1..]),
-        _ => return Err(format!("{value:?}: expected '-' or '+' after now")),
+        _ => return Err(invalid(format!("{value:?}: expected '-' or '+' after now"))),
     };
     let digits = amount.bytes().take_while(u8::is_ascii_digit).count();
-    let n: i64 = amount[..digits]
-        .parse()
-        .map_err(|_| format!("{value:?}: expected a number after now{}", &offset[..1]))?;
+    let n: i64 = amount[..digits].parse().map_err(|_| {
+        invalid(format!(
+            "{value:?}: expected a number after now{}",
+            &offset[..1]
+        ))
+    })?;
     let unit_seconds: i64 = match &amount[digits..] {
         "s" => 1,
         "m" | "min" => 60,
@@ -51,25 +60,25 @@ pub fn parse_attime(value: &str, now_nanos: i64) -> std::result::Result<i64, Str
         "w" => 7 * 86_400,
         "M" | "mon" => 30 * 86_400,
         "y" => 365 * 86_400,
-        other => return Err(format!("{value:?}: unknown unit {other:?}")),
+        other => return Err(invalid(format!("{value:?}: unknown unit {other:?}"))),
     };
     Ok(now_nanos
         .saturating_add(sign * n.saturating_mul(unit_seconds).saturating_mul(1_000_000_000)))
 }
 
 /// Midnight UTC of a `YYYYMMDD` date, in Unix nanoseconds.
-fn date_nanos(value: &str) -> std::result::Result<i64, String> {
+fn date_nanos(value: &str) -> Result<i64> {
     let year: i64 = value[..4]
         .parse()
-        .map_err(|_| format!("bad date {value:?}"))?;
+        .map_err(|_| invalid(format!("bad date {value:?}")))?;
     let month: i64 = value[4..6]
         .parse()
-        .map_err(|_| format!("bad date {value:?}"))?;
+        .map_err(|_| invalid(format!("bad date {value:?}")))?;
     let day: i64 = value[6..]
         .parse()
-        .map_err(|_| format!("bad date {value:?}"))?;
+        .map_err(|_| invalid(format!("bad date {value:?}")))?;
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-        return Err(format!("bad date {value:?}"));
+        return Err(invalid(format!("bad date {value:?}")));
     }
     // Days from the civil calendar (Howard Hinnant's algorithm).
     let y = if month <= 2 { year - 1 } else { year };

@@ -104,20 +104,21 @@ impl IngestParams {
 }
 
 /// Parses `app.name{k=v,k2=v2}`: unquoted values, pairs split on `,` and `=`, spaces trimmed.
-pub fn parse_name(name: &str) -> std::result::Result<(String, Vec<(String, String)>), String> {
+pub fn parse_name(name: &str) -> Result<(String, Vec<(String, String)>)> {
+    let invalid = |message: String| Error::invalid(reason::INVALID_LABELS, message);
     let name = name.trim();
     let Some(open) = name.find('{') else {
         if name.contains('}') {
-            return Err(format!("unexpected '}}' in {name:?}"));
+            return Err(invalid(format!("unexpected '}}' in {name:?}")));
         }
         return Ok((name.to_string(), Vec::new()));
     };
     let app = name[..open].trim();
     let rest = &name[open + 1..];
     let Some(body) = rest.strip_suffix('}') else {
-        return Err(format!(
+        return Err(invalid(format!(
             "{name:?} has '{{' without a closing '}}' at the end"
-        ));
+        )));
     };
     let mut labels = Vec::new();
     for pair in body.split(',') {
@@ -126,11 +127,15 @@ pub fn parse_name(name: &str) -> std::result::Result<(String, Vec<(String, Strin
             continue;
         }
         let Some((key, value)) = pair.split_once('=') else {
-            return Err(format!("label {pair:?} in {name:?} is not key=value"));
+            return Err(invalid(format!(
+                "label {pair:?} in {name:?} is not key=value"
+            )));
         };
         let (key, value) = (key.trim(), value.trim());
         if key.is_empty() {
-            return Err(format!("label {pair:?} in {name:?} has an empty name"));
+            return Err(invalid(format!(
+                "label {pair:?} in {name:?} has an empty name"
+            )));
         }
         labels.push((key.to_string(), value.to_string()));
     }

@@ -53,10 +53,10 @@ pub(super) async fn ingest(
     };
     let query = match parse_query(uri.query().unwrap_or_default()) {
         Ok(q) => q,
-        Err(message) => {
+        Err(e) => {
             return legacy_error(
                 &state,
-                rejected(ErrorKind::InvalidArgument, reason::INVALID_LABELS, message),
+                rejected(e.kind(), reason::INVALID_LABELS, e.to_string()),
             );
         }
     };

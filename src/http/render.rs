@@ -23,7 +23,7 @@ fn invalid(message: impl Into<String>) -> ConnectError {
 }
 
 fn params(uri: &Uri) -> Result<Query, ConnectError> {
-    super::parse_query(uri.query().unwrap_or_default()).map_err(invalid)
+    super::parse_query(uri.query().unwrap_or_default()).map_err(|e| invalid(e.to_string()))
 }
 
 fn get<'a>(query: &'a Query, key: &str) -> Option<&'a str> {
