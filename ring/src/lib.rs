@@ -1,7 +1,8 @@
 //! hearth-ring: cluster membership and data placement. It depends on no crate of ours.
 //!
 //! It owns the names of the components a process runs ([`Role`]), where a profile goes: the
-//! placement key (tenant and service, so a service's symbols stay together) and the token ring ([`Ring`]) that turns a key into a replication set of
+//! placement key (tenant and service, so a service's symbols stay together; a key that also
+//! splits a service by series exists but is not wired yet) and the token ring ([`Ring`]) that turns a key into a replication set of
 //! distinct, writable members, zone aware when asked; and membership over chitchat gossip
 //! ([`Membership`]): each node publishes its id, roles, addresses, ring tokens and state
 //! (joining, active, leaving), and the rest of the code sees [`Node`] snapshots and a change
@@ -54,6 +55,18 @@ pub fn placement_key(tenant: &str, service_name: &str) -> u64 {
     hasher.digest()
 }
 
+/// The ring key of one series of a service split into `shards` shards: the service's profiles
+/// spread over `shards` replication sets, and each series stays on one. `shards <= 1` is
+/// [`placement_key`]. Not used yet: the distributor places by [`placement_key`] alone.
+pub fn sharded_placement_key(tenant: &str, service_name: &str, series: u64, shards: u32) -> u64 {
+    let key = placement_key(tenant, service_name);
+    if shards <= 1 {
+        return key;
+    }
+    let shard = series % u64::from(shards);
+    xxhash_rust::xxh64::xxh64(&shard.to_le_bytes(), key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +79,21 @@ mod tests {
         assert_ne!(key, placement_key("t", "web"));
         // The separator keeps ("ab", "c") apart from ("a", "bc").
         assert_ne!(placement_key("ab", "c"), placement_key("a", "bc"));
+    }
+
+    #[test]
+    fn shards_split_a_service_by_series() {
+        assert_eq!(
+            sharded_placement_key("t", "api", 12345, 1),
+            placement_key("t", "api")
+        );
+        let keys: std::collections::HashSet<u64> = (0..100)
+            .map(|series| sharded_placement_key("t", "api", series, 4))
+            .collect();
+        assert_eq!(keys.len(), 4);
+        assert_eq!(
+            sharded_placement_key("t", "api", 9, 4),
+            sharded_placement_key("t", "api", 13, 4)
+        );
     }
 }
