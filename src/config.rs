@@ -9,6 +9,8 @@ use hearth_engine::HeadConfig;
 use hearth_flight::FlightConfig;
 use hearth_ingest::IngestLimits;
 use hearth_ring::Role;
+
+use crate::storage::StorageConfig;
 use hearth_sql::QueryConfig;
 use serde::{Deserialize, Serialize};
 
@@ -70,33 +72,6 @@ impl Default for ServerConfig {
             log_format: LogFormat::Text,
             shutdown_grace: std::time::Duration::from_secs(30),
         }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct StorageConfig {
-    /// Local data: `wal/` and, with the filesystem backend, `blocks/`.
-    pub data_dir: PathBuf,
-    /// The block bucket on the local filesystem; `<data_dir>/blocks` when unset. In a cluster
-    /// on one machine, every ingester and querier names the same folder.
-    pub blocks_dir: Option<PathBuf>,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        StorageConfig {
-            data_dir: PathBuf::from("./data"),
-            blocks_dir: None,
-        }
-    }
-}
-
-impl StorageConfig {
-    pub(crate) fn blocks_dir(&self) -> PathBuf {
-        self.blocks_dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("blocks"))
     }
 }
 
@@ -240,6 +215,7 @@ impl Config {
             bail!("head.max_head_bytes must be positive");
         }
         hearth_flight::Authenticator::new(&self.flight, self.multitenancy_enabled)?;
+        self.storage.validate()?;
         if self.head.flush_check_interval.is_zero() {
             bail!("head.flush_check_interval must be positive");
         }

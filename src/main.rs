@@ -14,6 +14,7 @@ mod metrics;
 mod roles;
 mod server;
 mod status;
+mod storage;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,6 +73,8 @@ struct Args {
     /// Copies of every profile in a cluster (default 3).
     #[arg(long, value_name = "N")]
     replication_factor: Option<usize>,
+    #[command(flatten)]
+    storage: storage::StorageFlags,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -94,6 +97,7 @@ fn main() -> anyhow::Result<()> {
         replication_factor: args.replication_factor,
         advertise_host: args.advertise_host,
     });
+    args.storage.apply(&mut config.storage);
     config.validate()?;
     init_logging(config.server.log_format);
     tokio::runtime::Builder::new_multi_thread()

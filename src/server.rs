@@ -8,8 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use hearth_ring::InstanceState;
-use object_store::ObjectStore;
-use object_store::local::LocalFileSystem;
 use tokio::net::TcpListener;
 
 use crate::cluster::Addresses;
@@ -20,13 +18,8 @@ use crate::roles::{self, FlightService};
 
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let data_dir = &config.storage.data_dir;
-    let blocks_dir = config.storage.blocks_dir();
-    std::fs::create_dir_all(&blocks_dir)
-        .with_context(|| format!("cannot create the data directory {}", blocks_dir.display()))?;
-    let store: Arc<dyn ObjectStore> = Arc::new(
-        LocalFileSystem::new_with_prefix(&blocks_dir)
-            .with_context(|| format!("cannot open block storage at {}", blocks_dir.display()))?,
-    );
+    let store = crate::storage::open(&config.storage).await?;
+    tracing::info!(blocks = %config.storage.describe(), "block storage opened");
 
     let listener = TcpListener::bind(config.server.http_addr)
         .await

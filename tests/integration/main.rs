@@ -12,6 +12,7 @@ mod fixtures;
 mod flight_sql;
 mod flush;
 mod grafana;
+mod object_storage;
 mod query;
 mod query_errors;
 mod reference;
