@@ -5,21 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::support::{Hearth, fixture};
+use super::support::{Hearth, fixture, venv_bin};
 
-/// The venv's Python, created by `scripts/python-env.sh` when missing (`.ci/run` creates it
-/// up front).
 fn python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new("bash")
-        .arg(root.join("scripts/python-env.sh"))
-        .status()
-        .expect("bash runs");
-    assert!(
-        status.success(),
-        "scripts/python-env.sh failed: is PyPI reachable?"
-    );
-    root.join(".venv/bin/python")
+    venv_bin("python")
 }
 
 /// Runs a Python file of the repository; returns its output, failing on a non-zero exit.

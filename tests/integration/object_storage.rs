@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::support::{Hearth, fixture};
+use super::support::{Hearth, fixture, venv_bin};
 
 /// moto's S3 server on a free loopback port, stopped on drop.
 struct S3Server {
@@ -18,21 +18,12 @@ struct S3Server {
 
 impl S3Server {
     fn start() -> Self {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let status = Command::new("bash")
-            .arg(root.join("scripts/python-env.sh"))
-            .status()
-            .expect("bash runs");
-        assert!(
-            status.success(),
-            "scripts/python-env.sh failed: is PyPI reachable?"
-        );
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(root.join(".venv/bin/moto_server"))
+        let child = Command::new(venv_bin("moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

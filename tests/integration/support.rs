@@ -41,6 +41,21 @@ pub(crate) fn gunzip_if_gzip(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A program of the tests' Python venv (clients, moto's S3 server), created by
+/// `scripts/python-env.sh` when missing (`.ci/run` creates it up front).
+pub(crate) fn venv_bin(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new("bash")
+        .arg(root.join("scripts/python-env.sh"))
+        .status()
+        .expect("bash runs");
+    assert!(
+        status.success(),
+        "scripts/python-env.sh failed: is PyPI reachable?"
+    );
+    root.join(".venv/bin").join(name)
+}
+
 /// A running `hearth` process with its own data directory.
 pub(crate) struct Hearth {
     child: Option<Child>,
