@@ -16,7 +16,7 @@ use hearth_engine::flamegraph::{FunctionTree, add_partition};
 use hearth_engine::head::Head;
 use hearth_engine::model::{Labels, TenantId};
 use hearth_engine::{HeadConfig, ProfileBatch};
-use hearth_ingest::IngestLimits;
+use hearth_ingest::Limits;
 use hearth_ingest::labels::validate_labels;
 use hearth_ingest::normalize::{NormalizeArgs, normalize};
 use hearth_sql::render::flame_graph;
@@ -30,14 +30,14 @@ fn labels() -> Labels {
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect(),
-        &IngestLimits::default(),
+        &Limits::default(),
     )
     .unwrap()
 }
 
 /// large.cpu decoded, validated and normalised, as ingest hands it to the engine.
 fn batch(raw: &[u8], time_nanos: i64) -> ProfileBatch {
-    let limits = IngestLimits::default();
+    let limits = Limits::default();
     let (pprof, index) = ProfileBatch::decode_pprof(raw, usize::MAX).unwrap();
     normalize(NormalizeArgs {
         labels: labels(),

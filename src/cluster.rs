@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use hearth_engine::limits::LimitsSource;
 use hearth_engine::model::TenantId;
 use hearth_engine::{ClusterReader, ErrorKind};
 use hearth_flight::client::IngesterDirectory;
@@ -125,18 +126,20 @@ impl ClusterClients {
 
     /// Queries over the bucket's blocks in `store` and the live ingesters' heads, with
     /// profile aggregation pushed down to the ingesters.
-    pub(crate) fn query_service(&self, store: Arc<dyn ObjectStore>) -> Arc<QueryService> {
+    pub(crate) fn query_service(
+        &self,
+        store: Arc<dyn ObjectStore>,
+        limits: Arc<dyn LimitsSource>,
+    ) -> Arc<QueryService> {
         let reader = Arc::new(ClusterReader::new(
             store,
             self.query.symbol_cache_bytes,
             Arc::<IngesterDirectory>::clone(&self.directory),
         ));
         Arc::new(
-            QueryService::new(reader, self.query.clone()).with_remote_executor(Arc::<
-                IngesterDirectory,
-            >::clone(
-                &self.directory
-            )),
+            QueryService::new(reader, self.query.clone())
+                .with_limits(limits)
+                .with_remote_executor(Arc::<IngesterDirectory>::clone(&self.directory)),
         )
     }
 }

@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use hearth_engine::HeadConfig;
+use hearth_engine::{CompactorConfig, HeadConfig};
 use hearth_flight::FlightConfig;
-use hearth_ingest::IngestLimits;
+use hearth_ingest::Limits;
 use hearth_ring::Role;
 
 use crate::storage::StorageConfig;
@@ -33,10 +33,11 @@ pub(crate) struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub head: HeadConfig,
-    pub limits: IngestLimits,
+    pub limits: Limits,
     pub query: QueryConfig,
     pub flight: FlightConfig,
     pub cluster: ClusterConfig,
+    pub compactor: CompactorConfig,
 }
 
 impl Default for Config {
@@ -47,10 +48,11 @@ impl Default for Config {
             server: ServerConfig::default(),
             storage: StorageConfig::default(),
             head: HeadConfig::default(),
-            limits: IngestLimits::default(),
+            limits: Limits::default(),
             query: QueryConfig::default(),
             flight: FlightConfig::default(),
             cluster: ClusterConfig::default(),
+            compactor: CompactorConfig::default(),
         }
     }
 }
@@ -196,11 +198,21 @@ impl Config {
 
     /// Checks what serde cannot.
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
-        if matches!(self.target, Role::QueryFrontend | Role::Compactor) {
+        if self.target == Role::QueryFrontend {
             bail!(
-                "target `{}` is not available yet: run `all`, `distributor`, `ingester` or `querier`",
+                "target `{}` is not available yet: run `all`, `distributor`, `ingester`, `querier` or `compactor`",
                 self.target
             );
+        }
+        let compactor = &self.compactor;
+        if compactor.block_ranges.is_empty() || compactor.block_ranges.iter().any(|r| r.is_zero()) {
+            bail!("compactor.block_ranges must list at least one positive duration");
+        }
+        if compactor.block_ranges.windows(2).any(|w| w[1] <= w[0]) {
+            bail!("compactor.block_ranges must grow from one level to the next");
+        }
+        if compactor.compaction_interval.is_zero() {
+            bail!("compactor.compaction_interval must be positive");
         }
         if self.cluster.replication_factor == 0 {
             bail!("cluster.replication_factor must be at least 1");

@@ -33,6 +33,8 @@ pub(crate) struct AppState {
     pub ready: AtomicBool,
     /// Gossip membership (cluster roles only).
     pub membership: Option<Arc<hearth_ring::Membership>>,
+    /// The local engine (`all` and ingesters), for `/ingester/flush`.
+    pub engine: Option<Arc<hearth_engine::Engine>>,
 }
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
@@ -47,6 +49,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/ready", get(admin::ready))
         .route("/metrics", get(admin::metrics))
         .route("/ring", get(admin::ring))
+        .route("/ingester/flush", get(admin::flush).post(admin::flush))
         .fallback(admin::not_found)
         .with_state(state)
 }

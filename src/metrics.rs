@@ -2,6 +2,7 @@
 //! text format.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use hearth_engine::Engine;
 use hearth_ingest::metrics::IngestMetrics;
@@ -11,6 +12,8 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
+
+use crate::roles::compactor::CompactorMetrics;
 
 pub(crate) struct Metrics {
     registry: Registry,
@@ -59,13 +62,74 @@ impl Collector for EngineCollector {
     }
 }
 
+/// Reads the compactor's counters on each scrape.
+#[derive(Debug)]
+struct CompactorCollector {
+    metrics: Arc<CompactorMetrics>,
+}
+
+impl Collector for CompactorCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let m = &self.metrics;
+        let counters = [
+            (
+                "hearth_compactor_cycles",
+                "Compaction cycles run",
+                &m.cycles,
+            ),
+            (
+                "hearth_compactor_cycle_failures",
+                "Compaction cycles that failed",
+                &m.failures,
+            ),
+            (
+                "hearth_compactor_merges",
+                "Blocks written by merges",
+                &m.merges,
+            ),
+            (
+                "hearth_compactor_read_bytes",
+                "Bytes of blocks merged",
+                &m.bytes_read,
+            ),
+            (
+                "hearth_compactor_written_bytes",
+                "Bytes of merged blocks written",
+                &m.bytes_written,
+            ),
+            (
+                "hearth_compactor_deleted_blocks",
+                "Block folders deleted",
+                &m.blocks_deleted,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
-    /// The ingest counters, and the engine's state when this process has one.
-    pub(crate) fn new(ingest: &IngestMetrics, engine: Option<Arc<Engine>>) -> Self {
+    /// The ingest counters, and the engine's and compactor's when this process has them.
+    pub(crate) fn new(
+        ingest: &IngestMetrics,
+        engine: Option<Arc<Engine>>,
+        compactor: Option<Arc<CompactorMetrics>>,
+    ) -> Self {
         let mut registry = Registry::default();
         ingest.register(&mut registry);
         if let Some(engine) = engine {
             registry.register_collector(Box::new(EngineCollector { engine }));
+        }
+        if let Some(metrics) = compactor {
+            registry.register_collector(Box::new(CompactorCollector { metrics }));
         }
         Metrics { registry }
     }

@@ -7,12 +7,15 @@
 //!   replicated pushes and serves scans and partial aggregates of its heads.
 //! - [`distributor`]: pushes replicated to the ring's ingesters at quorum.
 //! - [`querier`]: queries over the bucket's blocks and the live ingesters' heads, and Flight SQL.
+//! - [`compactor`]: merges blocks, applies retention and writes the bucket index, for the
+//!   tenants it owns (`all` runs one over its own engine's blocks).
 //!
 //! The distributor and the querier share the cluster clients of `crate::cluster`, and today
 //! each also mounts the other's half of the HTTP API (pushes to a querier are replicated,
 //! queries to a distributor read the cluster).
 
 mod all;
+pub(crate) mod compactor;
 mod distributor;
 mod ingester;
 mod querier;
@@ -20,6 +23,7 @@ mod querier;
 use std::sync::Arc;
 
 use hearth_engine::Engine;
+use hearth_engine::limits::{FixedLimits, LimitsSource};
 use hearth_flight::HearthFlightSql;
 use hearth_flight::ingester::IngesterFlight;
 use hearth_ingest::IngestService;
@@ -50,11 +54,13 @@ pub(crate) struct Services {
     /// Whether the node is a ring member whose state follows the process: `active` once it
     /// serves, `leaving` when shutdown starts.
     pub ring_member: bool,
+    /// The compaction loop, when this process compacts.
+    pub compactor: Option<compactor::CompactorTask>,
 }
 
 /// Whether a role serves Flight (and so needs its listener).
 pub(crate) fn serves_flight(role: Role) -> bool {
-    role != Role::Distributor
+    !matches!(role, Role::Distributor | Role::Compactor)
 }
 
 /// The services of `config.target`.
@@ -63,13 +69,15 @@ pub(crate) async fn build(
     store: Arc<dyn ObjectStore>,
     addresses: &Addresses,
 ) -> anyhow::Result<Services> {
+    let limits: Arc<dyn LimitsSource> = Arc::new(FixedLimits(Arc::new(config.limits.clone())));
     match config.target {
-        Role::All => all::build(config, store).await,
+        Role::All => all::build(config, store, limits).await,
         Role::Ingester => ingester::build(config, store, addresses).await,
-        Role::Distributor => distributor::build(config, store, addresses).await,
-        Role::Querier => querier::build(config, store, addresses).await,
-        Role::QueryFrontend | Role::Compactor => anyhow::bail!(
-            "target `{}` is not available yet: run `all`, `distributor`, `ingester` or `querier`",
+        Role::Distributor => distributor::build(config, store, addresses, limits).await,
+        Role::Querier => querier::build(config, store, addresses, limits).await,
+        Role::Compactor => compactor::build(config, store, addresses, limits).await,
+        Role::QueryFrontend => anyhow::bail!(
+            "target `{}` is not available yet: run `all`, `distributor`, `ingester`, `querier` or `compactor`",
             config.target
         ),
     }

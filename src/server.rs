@@ -42,17 +42,23 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         },
     };
 
-    let services = roles::build(&config, store, &addresses).await?;
+    let services = roles::build(&config, Arc::clone(&store), &addresses).await?;
     let engine = services.engine.clone();
+    let compactor_metrics = services.compactor.as_ref().map(|c| Arc::clone(&c.metrics));
+    // Stopped by dropping it at any point: a merge cut short is finished or redone later.
+    let compactor = services
+        .compactor
+        .map(|task| tokio::spawn(task.run(Arc::clone(&store))));
     let membership = services.membership.clone();
     let ring_member = membership.clone().filter(|_| services.ring_member);
     let state = Arc::new(AppState {
-        metrics: Metrics::new(services.ingest.metrics(), engine.clone()),
+        metrics: Metrics::new(services.ingest.metrics(), engine.clone(), compactor_metrics),
         ingest: services.ingest,
         query: services.query,
         multitenancy_enabled: config.multitenancy_enabled,
         ready: AtomicBool::new(true),
         membership: membership.clone(),
+        engine: engine.clone(),
     });
     let flusher = engine.clone().map(|e| tokio::spawn(e.run_flusher()));
     tracing::info!(%addr, target = %config.target, node = %addresses.node_id, data_dir = %data_dir.display(), "http server listening");
@@ -117,6 +123,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         && let Ok(Ok(Err(e))) = tokio::time::timeout(config.server.shutdown_grace, flight).await
     {
         tracing::error!(error = %e, "flight server failed");
+    }
+    if let Some(compactor) = compactor {
+        compactor.abort();
     }
     if let Some(engine) = &engine {
         tracing::info!("flushing heads");

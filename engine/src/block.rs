@@ -2,15 +2,17 @@
 //! Parquet file per logical table (see `FORMAT.md`). `meta.json` is written last: a block
 //! without it is incomplete and ignored.
 
+pub mod index;
 mod meta;
+mod reader;
 mod symbols;
 mod write;
 
-pub use meta::{BLOCK_FORMAT_VERSION, BlockFile, BlockMeta, BlockStats};
+pub use meta::{BLOCK_FORMAT_VERSION, BlockFile, BlockMeta, BlockStats, CompactionMeta};
+pub use reader::BlockFileReader;
+pub(crate) use symbols::read_whole_table;
 pub use symbols::{read_block_symbols, symbols_from_tables};
-pub use write::{EncodedBlock, write_block};
-
-use std::sync::Arc;
+pub use write::{EncodedBlock, upload_meta, write_block, writer_properties};
 
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -68,24 +70,6 @@ pub async fn list_tenants(store: &dyn ObjectStore) -> Result<Vec<TenantId>> {
         .iter()
         .filter_map(|p| p.filename().and_then(|name| TenantId::new(name).ok()))
         .collect())
-}
-
-/// Loads every complete block of a tenant, oldest first.
-pub async fn load_blocks(store: &dyn ObjectStore, tenant: &TenantId) -> Result<Vec<Arc<Block>>> {
-    let listing = store
-        .list_with_delimiter(Some(&Path::from(tenant.as_str())))
-        .await?;
-    let mut blocks = Vec::new();
-    for dir in listing.common_prefixes {
-        match read_block(store, &dir).await? {
-            Some(block) => blocks.push(Arc::new(block)),
-            None => {
-                tracing::warn!(block = %dir, "ignoring a block without meta.json (an interrupted flush)")
-            }
-        }
-    }
-    blocks.sort_by(|a, b| a.meta.ulid.cmp(&b.meta.ulid));
-    Ok(blocks)
 }
 
 /// The block in folder `dir`, from its `meta.json`; `None` while it has none (being written,

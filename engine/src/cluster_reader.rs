@@ -1,16 +1,17 @@
-//! A querier's view of the cluster: every block in the bucket plus the live ingesters' heads,
+//! A querier's view of the cluster: the live blocks of the bucket plus the live ingesters' heads,
 //! with replicas counted once (the snapshots it gives are `replicated`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use object_store::ObjectStore;
-use object_store::path::Path;
 use parking_lot::Mutex;
 
-use crate::block::{Block, read_block};
+use crate::block::index::{BucketIndex, list_tail, live};
+use crate::block::{Block, block_dir, read_block};
 use crate::error::Result;
 use crate::model::TenantId;
 use crate::remote::RemoteHeads;
@@ -22,14 +23,26 @@ pub trait RemoteDirectory: Send + Sync + fmt::Debug {
     fn remotes(&self) -> Vec<Arc<dyn RemoteHeads>>;
 }
 
-/// A querier's view: every block in the bucket plus the live ingesters' heads.
+/// How long a querier uses a tenant's bucket index before reading it again.
+const INDEX_REFRESH: Duration = Duration::from_secs(30);
+
+/// A querier's view: the tenant's live blocks (bucket index plus the blocks uploaded since)
+/// and the live ingesters' heads.
 #[derive(Debug)]
 pub struct ClusterReader {
     store: Arc<dyn ObjectStore>,
     symbols: Arc<SymbolCache>,
     directory: Arc<dyn RemoteDirectory>,
-    /// Block metadata already read, by tenant and block id (blocks never change).
-    known: Mutex<HashMap<TenantId, HashMap<String, Arc<Block>>>>,
+    tenants: Mutex<HashMap<TenantId, TenantBlocks>>,
+}
+
+/// What a querier knows of one tenant's blocks.
+#[derive(Debug, Default, Clone)]
+struct TenantBlocks {
+    /// The bucket index and when it was read.
+    index: Option<(Arc<BucketIndex>, Instant)>,
+    /// Block metadata read from the bucket for blocks not in the index (blocks never change).
+    uploaded: HashMap<String, Arc<Block>>,
 }
 
 impl ClusterReader {
@@ -42,35 +55,49 @@ impl ClusterReader {
             store,
             symbols: Arc::new(SymbolCache::new(symbol_cache_bytes)),
             directory,
-            known: Mutex::default(),
+            tenants: Mutex::default(),
         }
     }
 
-    /// Lists the tenant's blocks; only blocks not seen before have their `meta.json` read.
+    /// The tenant's live blocks: those of its bucket index (read again every
+    /// [`INDEX_REFRESH`]), plus those a listing of only the keys after the index's listing
+    /// finds (uploaded since). Without an index (no compactor ran yet) that listing is the whole
+    /// tenant.
     async fn blocks(&self, tenant: &TenantId) -> Result<Vec<Arc<Block>>> {
-        let listing = self
-            .store
-            .list_with_delimiter(Some(&Path::from(tenant.as_str())))
-            .await?;
-        let known = self.known.lock().get(tenant).cloned().unwrap_or_default();
-        let mut blocks = HashMap::new();
-        for dir in listing.common_prefixes {
-            let Some(id) = dir.filename().map(str::to_string) else {
-                continue;
-            };
-            if let Some(block) = known.get(&id) {
-                blocks.insert(id, Arc::clone(block));
-                continue;
-            }
-            // Being written when it has no meta.json yet (that comes last): skipped this time.
-            if let Some(block) = read_block(self.store.as_ref(), &dir).await? {
-                blocks.insert(id, Arc::new(block));
+        let store = self.store.as_ref();
+        let mut state = self.tenants.lock().get(tenant).cloned().unwrap_or_default();
+        if state
+            .index
+            .as_ref()
+            .is_none_or(|(_, read)| read.elapsed() >= INDEX_REFRESH)
+        {
+            let index = BucketIndex::read(store, tenant).await?.unwrap_or_default();
+            state.index = Some((Arc::new(index), Instant::now()));
+        }
+        let index = Arc::clone(&state.index.as_ref().expect("read above").0);
+        let tail = list_tail(store, tenant, index.listed_at_nanos).await?;
+        let indexed: HashSet<&str> = index.blocks.iter().map(|b| b.ulid.as_str()).collect();
+        let mut uploaded = HashMap::new();
+        for id in tail
+            .complete
+            .iter()
+            .filter(|id| !indexed.contains(id.as_str()))
+        {
+            if let Some(block) = state.uploaded.get(id) {
+                uploaded.insert(id.clone(), Arc::clone(block));
+            } else if let Some(block) = read_block(store, &block_dir(tenant, id)).await? {
+                uploaded.insert(id.clone(), Arc::new(block));
             }
         }
-        let mut list: Vec<Arc<Block>> = blocks.values().cloned().collect();
-        list.sort_by(|a, b| a.meta.ulid.cmp(&b.meta.ulid));
-        self.known.lock().insert(tenant.clone(), blocks);
-        Ok(list)
+        let blocks = index
+            .live_blocks()
+            .into_iter()
+            .chain(uploaded.values().cloned())
+            .filter(|b| !tail.marked.contains(&b.meta.ulid))
+            .collect();
+        state.uploaded = uploaded;
+        self.tenants.lock().insert(tenant.clone(), state);
+        Ok(live(blocks))
     }
 }
 

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, RwLock as AsyncRwLock};
 
 use crate::batch::ProfileBatch;
+use crate::block::index::BucketIndex;
 use crate::block::{self, Block, EncodedBlock};
 use crate::error::{Error, Result};
 use crate::head::{AppendStats, Head};
@@ -74,6 +75,9 @@ pub struct EngineArgs {
     /// This node's id, written into its blocks' `meta.json`: several ingesters share one
     /// bucket, and each replays its WAL against its own blocks only. Empty for a single process.
     pub origin: String,
+    /// Whether this engine's queries read its blocks (a single process). An ingester serves
+    /// its heads only: queriers read the bucket, where the compactor replaces its blocks.
+    pub serve_blocks: bool,
 }
 
 /// A head that is taking writes, with the WAL segments it owns.
@@ -124,6 +128,7 @@ pub struct Engine {
     flushes: std::sync::atomic::AtomicU64,
     closed: AtomicBool,
     origin: String,
+    serve_blocks: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -150,6 +155,7 @@ impl Engine {
             flushes: Default::default(),
             closed: AtomicBool::new(false),
             origin: args.origin,
+            serve_blocks: args.serve_blocks,
         };
         let mut tenants = block::list_tenants(engine.store.as_ref()).await?;
         tenants.extend(engine.wal.tenants()?);
@@ -162,18 +168,25 @@ impl Engine {
     }
 
     async fn open_tenant(&self, tenant: TenantId) -> Result<()> {
-        let mut blocks = block::load_blocks(self.store.as_ref(), &tenant).await?;
-        // Other ingesters' blocks in a shared bucket are theirs: their WAL segment names mean
-        // nothing here, and queriers read them from the bucket.
-        blocks.retain(|b| b.meta.origin == self.origin);
-        let flushed: std::collections::HashSet<&str> = blocks
+        let (index, _) =
+            BucketIndex::build(self.store.as_ref(), &tenant, None, crate::time::now_nanos())
+                .await?;
+        // Segments of this node held by any block (its own flushes, or a compacted block that
+        // replaced them) are not replayed.
+        let flushed: std::collections::HashSet<String> = index
+            .blocks
             .iter()
-            .flat_map(|b| b.meta.wal_segments.iter().map(String::as_str))
+            .flat_map(|b| b.wal_segments_of(&self.origin))
+            .map(str::to_string)
             .collect();
+        let blocks = match self.serve_blocks {
+            true => index.live_blocks(),
+            false => Vec::new(),
+        };
         let mut head = Head::new();
         let mut replayed = Vec::new();
         for segment in self.wal.segments(&tenant)? {
-            if flushed.contains(segment.to_string().as_str()) {
+            if flushed.contains(&segment.to_string()) {
                 self.wal.delete_segment(&tenant, segment)?;
                 continue;
             }
@@ -287,6 +300,33 @@ impl Engine {
         }
     }
 
+    /// Applies what the compactor committed to the bucket: `added` (compacted blocks) in,
+    /// `removed` (their sources, or blocks past retention) out, in one step, so a query sees
+    /// the data once.
+    pub fn replace_blocks(
+        &self,
+        tenant: &TenantId,
+        added: &[Arc<Block>],
+        removed: &std::collections::HashSet<String>,
+    ) {
+        let Some(db) = self.tenant_db(tenant) else {
+            return;
+        };
+        let mut view = db.view.write();
+        view.blocks.retain(|b| !removed.contains(&b.meta.ulid));
+        for block in added {
+            if !view.blocks.iter().any(|b| b.meta.ulid == block.meta.ulid) {
+                view.blocks.push(Arc::clone(block));
+            }
+        }
+        view.blocks.sort_by(|a, b| a.meta.ulid.cmp(&b.meta.ulid));
+    }
+
+    /// The node id written into this engine's blocks (empty for a single process).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
     pub fn tenants(&self) -> Vec<TenantId> {
         let mut tenants: Vec<_> = self.tenants.read().keys().cloned().collect();
         tenants.sort();
@@ -363,7 +403,9 @@ impl Engine {
                     {
                         let mut view = db.view.write();
                         view.flushing.retain(|h| !Arc::ptr_eq(h, &old.head));
-                        if let Some(block) = &block {
+                        if let Some(block) = &block
+                            && self.serve_blocks
+                        {
                             view.blocks.push(Arc::clone(block));
                         }
                     }

@@ -12,18 +12,24 @@
 //! instant) from a [`SnapshotSource`] and scan it through the providers in [`table`]; when its
 //! sources hold replicas of the same profiles, [`dedupe`] picks one source per profile.
 //!
+//! The bucket is the source of truth for blocks: a per-tenant bucket index
+//! ([`block::index`]) lists them, and [`compact`] merges them (replicas written once, symbols
+//! rewritten) and applies retention.
+//!
 //! Invariants: an acknowledged batch is in the WAL or in a block; no record is both replayed and
 //! in a block (blocks name the WAL segments they hold); every read is scoped to one tenant.
 
 pub mod batch;
 pub mod block;
 pub mod cluster_reader;
+pub mod compact;
 pub mod compression;
 pub mod db;
 pub mod dedupe;
 pub mod error;
 pub mod flamegraph;
 pub mod head;
+pub mod limits;
 pub mod matcher;
 pub mod model;
 pub mod pprof;
@@ -44,6 +50,7 @@ pub mod wal;
 
 pub use batch::{ProfileBatch, SeriesProfile};
 pub use cluster_reader::{ClusterReader, RemoteDirectory};
+pub use compact::{Compactor, CompactorConfig};
 pub use db::{Engine, EngineArgs, HeadConfig, HeadsOnly};
 pub use error::{Error, ErrorKind, Result};
 pub use head::Head;

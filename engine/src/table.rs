@@ -64,6 +64,9 @@ pub struct TableSources {
     pub snapshot: Arc<TenantSnapshot>,
     pub store: Arc<dyn ObjectStore>,
     pub dedupe: Option<Arc<Dedupe>>,
+    /// The times a query may read (the tenant's retention): rows outside are filtered out, as
+    /// if a filter said so.
+    pub retained: TimeRange,
 }
 
 impl TableSources {
@@ -74,7 +77,14 @@ impl TableSources {
             snapshot,
             store,
             dedupe,
+            retained: TimeRange::ALL,
         }
+    }
+
+    /// Only profiles at or after `not_before` (Unix nanoseconds) are read.
+    pub fn with_retention(mut self, not_before: i64) -> Self {
+        self.retained = TimeRange::new(not_before, i64::MAX);
+        self
     }
 
     /// The keep sets for scans of `range` (and of only `series`, when set), when deduplicating:
@@ -111,6 +121,7 @@ impl TableSources {
             snapshot: Arc::new(self.snapshot.local()),
             store: Arc::clone(&self.store),
             dedupe: None,
+            retained: self.retained,
         };
         let ctx = SessionContext::new();
         register_tables(&ctx, local)?;
@@ -213,10 +224,12 @@ impl ProfileTable {
             .cloned()
             .collect();
         let dedupe = self.sources.dedupe.is_some() && self.filters_rows();
-        if exact.is_empty() && !dedupe {
+        let retention = self.sources.retained != TimeRange::ALL && self.filters_rows();
+        if exact.is_empty() && !dedupe && !retention {
             return Ok((projection.cloned(), None));
         }
-        let rows = ScanPruning::from_filters(&exact);
+        let mut rows = ScanPruning::from_filters(&exact);
+        rows.time = rows.time.intersect(&self.sources.retained);
         let keep = match dedupe {
             true => {
                 self.sources
@@ -418,7 +431,8 @@ impl TableProvider for ProfileTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let pruning = ScanPruning::from_filters(filters);
+        let mut pruning = ScanPruning::from_filters(filters);
+        pruning.time = pruning.time.intersect(&self.sources.retained);
         let (projection, row_filter) = self.row_filter(filters, projection).await?;
         let projection = projection.as_ref();
         // Rows the filter drops must not count towards a limit.

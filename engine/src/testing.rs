@@ -22,6 +22,7 @@ pub async fn open_engine(dir: &Path, head: HeadConfig) -> Arc<Engine> {
         head,
         symbol_cache_bytes: 64 << 20,
         origin: String::new(),
+        serve_blocks: true,
     })
     .await
     .expect("open the engine")

@@ -4,7 +4,7 @@
 use hearth_engine::model::{Labels, label};
 
 use crate::error::{Error, Result, reason};
-use crate::limits::IngestLimits;
+use hearth_engine::limits::Limits;
 
 /// Whether `name` is a legacy Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
 fn is_legacy_name(name: &str) -> bool {
@@ -16,7 +16,7 @@ fn is_legacy_name(name: &str) -> bool {
 }
 
 /// Checks and normalises a series' labels, given in the order they were sent.
-pub fn validate_labels(pairs: Vec<(String, String)>, limits: &IngestLimits) -> Result<Labels> {
+pub fn validate_labels(pairs: Vec<(String, String)>, limits: &Limits) -> Result<Labels> {
     let shown = || {
         let mut sorted = pairs.clone();
         sorted.sort();
@@ -142,7 +142,7 @@ mod tests {
 
     #[test]
     fn sanitises_dots_and_checks_names() {
-        let limits = IngestLimits::default();
+        let limits = Limits::default();
         let labels = validate_labels(
             pairs(&[
                 ("__name__", "process_cpu"),
@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn limits_are_named() {
-        let limits = IngestLimits {
+        let limits = Limits {
             max_label_names_per_series: 3,
             max_label_value_length: 4,
             ..Default::default()
@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn duplicates_are_refused() {
-        let limits = IngestLimits::default();
+        let limits = Limits::default();
         let err = validate_labels(
             pairs(&[
                 ("__name__", "p"),

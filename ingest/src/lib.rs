@@ -15,7 +15,6 @@ pub mod distributor;
 pub mod error;
 pub mod labels;
 pub mod legacy;
-pub mod limits;
 pub mod metrics;
 pub mod normalize;
 pub mod rate;
@@ -24,6 +23,6 @@ pub mod sink;
 
 pub use distributor::{Distributor, Replicas};
 pub use error::{Error, Result};
-pub use limits::IngestLimits;
+pub use hearth_engine::limits::Limits;
 pub use service::IngestService;
 pub use sink::{ProfileSink, PushOutcome};

@@ -24,7 +24,7 @@ use hearth_proto::pprof::Profile;
 
 use crate::error::{Error, Result, reason};
 use crate::labels::validate_labels;
-use crate::limits::IngestLimits;
+use hearth_engine::limits::Limits;
 
 /// Sample-label keys that are stored beside samples instead of becoming series labels.
 const SPAN_ID: &str = "span_id";
@@ -46,7 +46,7 @@ pub struct NormalizeArgs<'a> {
     pub profile_id: String,
     /// Used when the pprof's own time is unset.
     pub default_time_nanos: i64,
-    pub limits: &'a IngestLimits,
+    pub limits: &'a Limits,
 }
 
 /// The profile name Pyroscope derives from sample types on `/ingest` (`metricName`).
@@ -86,7 +86,7 @@ fn parse_span_id(value: &str) -> u64 {
     u64::from_str_radix(value, 16).unwrap_or(0)
 }
 
-fn check_profile(p: &Profile, labels: &Labels, limits: &IngestLimits) -> Result<()> {
+fn check_profile(p: &Profile, labels: &Labels, limits: &Limits) -> Result<()> {
     if limits.max_profile_samples > 0 && p.sample.len() > limits.max_profile_samples {
         return Err(Error::invalid(
             reason::SAMPLES_LIMIT,
@@ -115,7 +115,7 @@ fn check_profile(p: &Profile, labels: &Labels, limits: &IngestLimits) -> Result<
     Ok(())
 }
 
-fn check_ingestion_window(time: i64, labels: &Labels, limits: &IngestLimits) -> Result<()> {
+fn check_ingestion_window(time: i64, labels: &Labels, limits: &Limits) -> Result<()> {
     let now = now_nanos();
     let nanos = |d: Duration| d.as_nanos().min(i64::MAX as u128) as i64;
     let too_old = !limits.reject_older_than.is_zero()
@@ -135,7 +135,7 @@ fn check_ingestion_window(time: i64, labels: &Labels, limits: &IngestLimits) -> 
 }
 
 /// Groups samples by their string labels, in first-seen order.
-fn group_samples(p: &Profile, base: &Labels, limits: &IngestLimits) -> Result<Vec<SampleGroup>> {
+fn group_samples(p: &Profile, base: &Labels, limits: &Limits) -> Result<Vec<SampleGroup>> {
     let s = |i: i64| pprof::string(p, i);
     let mut groups: Vec<SampleGroup> = Vec::new();
     let mut by_key: HashMap<Vec<(i64, i64)>, usize> = HashMap::new();
@@ -361,7 +361,7 @@ mod tests {
     }
 
     fn run(p: Profile, base: &[(&str, &str)]) -> ProfileBatch {
-        let limits = IngestLimits::default();
+        let limits = Limits::default();
         let labels = validate_labels(
             base.iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))

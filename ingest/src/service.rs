@@ -12,16 +12,16 @@ use hearth_proto::push::v1::PushRequest;
 use crate::error::{Error, Result, reason};
 use crate::labels::validate_labels;
 use crate::legacy::{Format, IngestParams, display_names};
-use crate::limits::IngestLimits;
 use crate::metrics::{EndpointLabel, IngestMetrics, ReasonLabel};
 use crate::normalize::{NormalizeArgs, metric_name, normalize};
 use crate::rate::RateLimiter;
 use crate::sink::{ProfileSink, PushOutcome};
+use hearth_engine::limits::Limits;
 use hearth_engine::time::now_nanos;
 
 pub struct IngestService {
     sink: Arc<dyn ProfileSink>,
-    limits: Arc<IngestLimits>,
+    limits: Arc<Limits>,
     rate: RateLimiter,
     metrics: Arc<IngestMetrics>,
 }
@@ -36,7 +36,7 @@ impl std::fmt::Debug for IngestService {
 
 impl IngestService {
     /// A service that stores into `sink`: the engine, or a distributor.
-    pub fn new(sink: Arc<dyn ProfileSink>, limits: IngestLimits) -> Self {
+    pub fn new(sink: Arc<dyn ProfileSink>, limits: Limits) -> Self {
         IngestService {
             rate: RateLimiter::new(limits.ingestion_rate_mb, limits.ingestion_burst_size_mb),
             sink,
@@ -45,7 +45,7 @@ impl IngestService {
         }
     }
 
-    pub fn limits(&self) -> &IngestLimits {
+    pub fn limits(&self) -> &Limits {
         &self.limits
     }
 
@@ -159,7 +159,7 @@ impl IngestService {
 }
 
 /// Decodes and normalises every profile of a push; the first error refuses the whole request.
-fn prepare_push(request: PushRequest, limits: &IngestLimits) -> Result<Vec<ProfileBatch>> {
+fn prepare_push(request: PushRequest, limits: &Limits) -> Result<Vec<ProfileBatch>> {
     if request.series.iter().all(|s| s.samples.is_empty()) {
         return Err(Error::invalid(
             reason::MALFORMED_PROFILE,
@@ -201,7 +201,7 @@ fn prepare_ingest(
     params: &IngestParams,
     profile: Bytes,
     sample_type_config: Option<&[u8]>,
-    limits: &IngestLimits,
+    limits: &Limits,
 ) -> Result<ProfileBatch> {
     let display = display_names(sample_type_config)?;
     let mut base = Labels::default();

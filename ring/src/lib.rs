@@ -67,9 +67,47 @@ pub fn sharded_placement_key(tenant: &str, service_name: &str, series: u64, shar
     xxhash_rust::xxh64::xxh64(&shard.to_le_bytes(), key)
 }
 
+/// Rendezvous hashing: which of `members` owns `key` (the highest hash of key and member id).
+/// Every node computes the same answer from the same member list, and when a member leaves
+/// only its keys move. The compactors share tenants this way.
+pub fn rendezvous_owner<'a>(
+    key: &str,
+    members: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let score = |member: &str| {
+        let mut hasher = xxhash_rust::xxh64::Xxh64::new(0);
+        hasher.update(key.as_bytes());
+        hasher.update(&[0xff]);
+        hasher.update(member.as_bytes());
+        hasher.digest()
+    };
+    members.into_iter().max_by_key(|m| (score(m), *m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rendezvous_moves_only_the_leavers_keys() {
+        let all = ["a", "b", "c"];
+        let keys: Vec<String> = (0..200).map(|i| format!("tenant-{i}")).collect();
+        let before: Vec<&str> = keys
+            .iter()
+            .map(|k| rendezvous_owner(k, all).unwrap())
+            .collect();
+        assert!(
+            all.iter().all(|m| before.contains(m)),
+            "every member owns some keys"
+        );
+        for (key, owner) in keys.iter().zip(&before) {
+            let after = rendezvous_owner(key, ["a", "c"]).unwrap();
+            if *owner != "b" {
+                assert_eq!(after, *owner, "{key} moved though its owner stayed");
+            }
+        }
+        assert_eq!(rendezvous_owner("t", []), None);
+    }
 
     #[test]
     fn placement_depends_on_tenant_and_service() {

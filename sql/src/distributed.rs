@@ -54,6 +54,7 @@ impl QueryService {
             snapshot: Arc::new(sources.snapshot.local()),
             store: Arc::clone(&sources.store),
             dedupe: keep.clone().map(|k| Arc::new(Dedupe::fixed(k))),
+            retained: sources.retained,
         };
         let remote = remotes.iter().map(|remote| {
             executor.aggregate(
@@ -88,6 +89,8 @@ impl QueryService {
             snapshot: Arc::new(snapshot),
             store: Arc::clone(self.source().store()),
             dedupe,
+            // Heads hold recent profiles; the querier applied retention to the range.
+            retained: TimeRange::ALL,
         };
         self.partial_here(sources, &request).await
     }

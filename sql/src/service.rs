@@ -12,9 +12,11 @@ use datafusion::functions_nested::expr_fn::map_keys;
 use datafusion::logical_expr::{Expr, col, lit};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use hearth_engine::SnapshotSource;
+use hearth_engine::limits::{FixedLimits, LimitsSource};
 use hearth_engine::model::{Labels, ProfileType, TenantId, TimeRange};
 use hearth_engine::schema::{self, TableKind};
 use hearth_engine::table::{TableSources, label_udf, matcher_expr, register_tables};
+use hearth_engine::time::now_nanos;
 
 use crate::config::QueryConfig;
 use crate::error::{Error, Result};
@@ -69,6 +71,8 @@ pub struct QueryService {
     /// Where aggregates of remote heads run (a querier's ingesters).
     remote: Option<Arc<dyn RemoteExecutor>>,
     config: QueryConfig,
+    /// Per-tenant limits (retention: what queries may read).
+    limits: Arc<dyn LimitsSource>,
     target_partitions: usize,
 }
 
@@ -79,8 +83,15 @@ impl QueryService {
             source,
             remote: None,
             config,
+            limits: Arc::new(FixedLimits::default()),
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
+    }
+
+    /// Tenants' limits come from `limits` (default: `Limits::default()` for everyone).
+    pub fn with_limits(mut self, limits: Arc<dyn LimitsSource>) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Aggregates of the snapshots' remote heads run on their nodes through `executor`.
@@ -120,7 +131,14 @@ impl QueryService {
     /// What one tenant's tables read now: its snapshot, deduplicated when replicated.
     pub(crate) async fn sources(&self, tenant: &TenantId) -> Result<TableSources> {
         let snapshot = Arc::new(self.source.snapshot(tenant).await?);
-        Ok(TableSources::new(snapshot, Arc::clone(self.source.store())))
+        let sources = TableSources::new(snapshot, Arc::clone(self.source.store()));
+        let retention = self.limits.limits(tenant).retention_period;
+        Ok(match retention.is_zero() {
+            true => sources,
+            false => {
+                sources.with_retention(now_nanos().saturating_sub(retention.as_nanos() as i64))
+            }
+        })
     }
 
     /// A session over `sources` with every table and `label` registered, under the per-query

@@ -14,7 +14,7 @@ use futures::TryStreamExt;
 use hearth_engine::model::TenantId;
 use hearth_engine::testing::{open_engine, push_request};
 use hearth_engine::{Engine, HeadConfig};
-use hearth_ingest::{IngestLimits, IngestService};
+use hearth_ingest::{IngestService, Limits};
 use hearth_proto::pprof::Profile;
 use hearth_sql::{QueryConfig, QueryService};
 use prost::Message;
@@ -161,7 +161,7 @@ async fn push(ingest: &IngestService, tenant: &TenantId, service: &str, file: &s
 /// the `slt` tenant must never see.
 async fn setup(dir: &Path) -> (Arc<QueryService>, TenantId) {
     let engine = open_engine(dir, HeadConfig::default()).await;
-    let ingest = IngestService::new(Arc::<Engine>::clone(&engine), IngestLimits::default());
+    let ingest = IngestService::new(Arc::<Engine>::clone(&engine), Limits::default());
     let tenant = TenantId::new("slt").unwrap();
     push(
         &ingest,

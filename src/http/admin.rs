@@ -1,4 +1,4 @@
-//! `/ready`, `/metrics`, `/ring` and the fallback.
+//! `/ready`, `/metrics`, `/ring`, `/ingester/flush` and the fallback.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -33,6 +33,30 @@ pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             format!("cannot render metrics: {e}"),
         ),
     }
+}
+
+/// Flushes every tenant's head to a block now (Pyroscope's `/ingester/flush`): before a
+/// planned restart, or to hand recent data to the bucket and the compactor.
+pub(super) async fn flush(State(state): State<Arc<AppState>>) -> Response {
+    let Some(engine) = &state.engine else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "this process holds no heads: flush an ingester (or `--target all`)",
+        );
+    };
+    let mut blocks = 0;
+    for tenant in engine.tenants() {
+        match engine.flush_tenant(&tenant).await {
+            Ok(written) => blocks += written.len(),
+            Err(e) => {
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("flush of tenant {tenant} failed (the head stays and is retried): {e}"),
+                );
+            }
+        }
+    }
+    text(StatusCode::OK, format!("flushed {blocks} blocks"))
 }
 
 /// The cluster as this node's gossip sees it: every live node, its roles, state and addresses.

@@ -1,30 +1,41 @@
-//! `--target all`: one process with everything, on local storage: the engine takes the pushes
-//! and answers the queries, Flight SQL on the Flight port.
+//! `--target all`: one process with everything: the engine takes the pushes and answers the
+//! queries, Flight SQL on the Flight port, and a compactor over the engine's blocks.
 
 use std::sync::Arc;
 
-use hearth_engine::Engine;
+use hearth_engine::limits::LimitsSource;
+use hearth_engine::{Compactor, Engine};
 use hearth_flight::{Authenticator, HearthFlightSql};
 use hearth_ingest::IngestService;
 use hearth_sql::QueryService;
 use object_store::ObjectStore;
 
+use super::compactor::{CompactorTask, Owner};
 use super::{FlightService, Services};
 use crate::config::Config;
 
 pub(super) async fn build(
     config: &Config,
     store: Arc<dyn ObjectStore>,
+    limits: Arc<dyn LimitsSource>,
 ) -> anyhow::Result<Services> {
-    let engine = super::ingester::open_engine(config, store, String::new()).await?;
+    let engine =
+        super::ingester::open_engine(config, Arc::clone(&store), String::new(), true).await?;
     let ingest = Arc::new(IngestService::new(
         Arc::<Engine>::clone(&engine),
         config.limits.clone(),
     ));
-    let query = Arc::new(QueryService::new(
-        Arc::<Engine>::clone(&engine),
-        config.query.clone(),
-    ));
+    let query = Arc::new(
+        QueryService::new(Arc::<Engine>::clone(&engine), config.query.clone())
+            .with_limits(Arc::clone(&limits)),
+    );
+    // One process: no replicas to remove, and the engine learns of every merge.
+    let compactor = CompactorTask::new(
+        Compactor::new(store, config.compactor.clone(), false, String::new()),
+        limits,
+        Owner::All,
+        Some(Arc::clone(&engine)),
+    );
     let auth = Authenticator::new(&config.flight, config.multitenancy_enabled)?;
     Ok(Services {
         engine: Some(engine),
@@ -36,5 +47,6 @@ pub(super) async fn build(
         query,
         membership: None,
         ring_member: false,
+        compactor: Some(compactor),
     })
 }

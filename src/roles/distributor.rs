@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use hearth_engine::limits::LimitsSource;
+
 use hearth_ingest::IngestService;
 use hearth_ring::InstanceState;
 use object_store::ObjectStore;
@@ -15,6 +17,7 @@ pub(super) async fn build(
     config: &Config,
     store: Arc<dyn ObjectStore>,
     addresses: &Addresses,
+    limits: Arc<dyn LimitsSource>,
 ) -> anyhow::Result<Services> {
     let membership = crate::cluster::join(config, addresses, InstanceState::Active).await?;
     let cluster = crate::cluster::ClusterClients::new(config, &membership);
@@ -25,9 +28,10 @@ pub(super) async fn build(
             config.limits.clone(),
         )),
         // Queries sent here read the cluster as a querier would.
-        query: cluster.query_service(store),
+        query: cluster.query_service(store, limits),
         flight: None,
         membership: Some(membership),
         ring_member: false,
+        compactor: None,
     })
 }

@@ -1,7 +1,7 @@
 //! `--target ingester`: the engine (heads, WAL, flushes to the bucket) as a ring member. It
 //! gossips `joining` while its WAL replays, so distributors do not write to it yet; its Flight
 //! port takes replicated pushes and serves scans and partial aggregates of its heads. Its own
-//! HTTP API reads its local engine.
+//! HTTP API reads its heads (queriers read the blocks).
 
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ pub(super) async fn build(
 ) -> anyhow::Result<Services> {
     let membership = crate::cluster::join(config, addresses, InstanceState::Joining).await?;
     // Blocks carry the node id, so a restart replays its WAL against its own blocks only.
-    let engine = open_engine(config, store, addresses.node_id.clone()).await?;
+    let engine = open_engine(config, store, addresses.node_id.clone(), false).await?;
     let ingest = Arc::new(IngestService::new(
         Arc::<Engine>::clone(&engine),
         config.limits.clone(),
@@ -41,15 +41,18 @@ pub(super) async fn build(
         flight: Some(FlightService::Ingester(flight)),
         membership: Some(membership),
         ring_member: true,
+        compactor: None,
     })
 }
 
 /// Opens the engine over the configured WAL folder and `store`; `origin` names this node in
-/// its blocks (empty for a single process).
+/// its blocks (empty for a single process), and `serve_blocks` says whether its queries read
+/// them (a single process) or only its heads (an ingester).
 pub(super) async fn open_engine(
     config: &Config,
     store: Arc<dyn ObjectStore>,
     origin: String,
+    serve_blocks: bool,
 ) -> anyhow::Result<Arc<Engine>> {
     Engine::open(EngineArgs {
         wal_dir: config.storage.data_dir.join("wal"),
@@ -57,6 +60,7 @@ pub(super) async fn open_engine(
         head: config.head.clone(),
         symbol_cache_bytes: config.query.symbol_cache_bytes,
         origin,
+        serve_blocks,
     })
     .await
     .context("cannot open the storage engine")

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use hearth_engine::limits::LimitsSource;
 use hearth_flight::{Authenticator, HearthFlightSql};
 use hearth_ingest::IngestService;
 use hearth_ring::InstanceState;
@@ -17,10 +18,11 @@ pub(super) async fn build(
     config: &Config,
     store: Arc<dyn ObjectStore>,
     addresses: &Addresses,
+    limits: Arc<dyn LimitsSource>,
 ) -> anyhow::Result<Services> {
     let membership = crate::cluster::join(config, addresses, InstanceState::Active).await?;
     let cluster = crate::cluster::ClusterClients::new(config, &membership);
-    let query = cluster.query_service(store);
+    let query = cluster.query_service(store, limits);
     let auth = Authenticator::new(&config.flight, config.multitenancy_enabled)?;
     Ok(Services {
         engine: None,
@@ -36,5 +38,6 @@ pub(super) async fn build(
         query,
         membership: Some(membership),
         ring_member: false,
+        compactor: None,
     })
 }

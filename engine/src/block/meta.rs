@@ -1,5 +1,7 @@
 //! `meta.json`: what a block holds and where it came from.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 pub(super) const META_FILE: &str = "meta.json";
@@ -27,6 +29,50 @@ pub struct BlockMeta {
     /// process). Replicas of one profile live in blocks of different origins.
     #[serde(default)]
     pub origin: String,
+    /// Set on blocks the compactor wrote: they replace their sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compaction: Option<CompactionMeta>,
+}
+
+/// What a compacted block replaces. Writing its `meta.json` is the commit: from then on readers
+/// ignore every block in `sources`, so the merged data is seen once whatever happens next.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompactionMeta {
+    /// 1 for a merge of flushed blocks, one more than its highest source otherwise.
+    pub level: u32,
+    /// Every block this one replaces: its direct sources and, transitively, theirs.
+    pub sources: Vec<String>,
+    /// The WAL segments its sources held, by origin: an ingester restarting after its block
+    /// was compacted away still skips those segments.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub wal_segments: BTreeMap<String, Vec<String>>,
+}
+
+impl BlockMeta {
+    /// 0 for a flushed head, the compaction level otherwise.
+    pub fn level(&self) -> u32 {
+        self.compaction.as_ref().map_or(0, |c| c.level)
+    }
+
+    /// The WAL segments of `origin` whose records this block holds.
+    pub fn wal_segments_of<'a>(&'a self, origin: &str) -> Vec<&'a str> {
+        let own = (self.origin == origin && self.compaction.is_none())
+            .then_some(&self.wal_segments)
+            .into_iter()
+            .flatten();
+        let compacted = self
+            .compaction
+            .iter()
+            .filter_map(|c| c.wal_segments.get(origin))
+            .flatten();
+        own.chain(compacted).map(String::as_str).collect()
+    }
+
+    /// Total bytes of the block's files.
+    pub fn size_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size_bytes).sum()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -14,8 +14,8 @@ use crate::model::TenantId;
 use crate::schema::TableKind;
 use crate::symbols::{Function, Line, Location, Mapping, StacktraceTree, SymbolPartition};
 
-/// A whole symbol file (they are read in full, so one request fetches it).
-async fn read_table(
+/// A whole table file in one request (symbol and series files are read in full).
+pub(crate) async fn read_whole_table(
     store: &Arc<dyn ObjectStore>,
     tenant: &TenantId,
     block: &Block,
@@ -48,7 +48,7 @@ pub async fn read_block_symbols(
 ) -> Result<HashMap<String, SymbolPartition>> {
     let mut tables = HashMap::new();
     for kind in TableKind::SYMBOLS {
-        tables.insert(kind, read_table(store, tenant, block, kind).await?);
+        tables.insert(kind, read_whole_table(store, tenant, block, kind).await?);
     }
     symbols_from_tables(&format!("block {} symbols", block.id()), &tables)
 }

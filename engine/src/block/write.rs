@@ -102,7 +102,8 @@ impl EncodedBlock {
     }
 }
 
-fn writer_properties(table: TableKind) -> WriterProperties {
+/// How every block file is written (compression, row groups, encodings).
+pub fn writer_properties(table: TableKind) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
@@ -181,13 +182,24 @@ pub async fn write_block(
         wal_segments: wal_segments.iter().map(|s| s.to_string()).collect(),
         source: "ingester".to_string(),
         origin: origin.to_string(),
+        compaction: None,
     };
-    let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::corrupt("block meta", e))?;
+    upload_meta(store.as_ref(), tenant, &meta).await?;
+    Ok(Block { meta })
+}
+
+/// Writes a block's `meta.json`, which makes it complete: call it after every file is up.
+pub async fn upload_meta(
+    store: &dyn ObjectStore,
+    tenant: &TenantId,
+    meta: &BlockMeta,
+) -> Result<()> {
+    let json = serde_json::to_vec_pretty(meta).map_err(|e| Error::corrupt("block meta", e))?;
     store
         .put(
-            &dir.clone().join(META_FILE),
+            &block_dir(tenant, &meta.ulid).join(META_FILE),
             PutPayload::from(Bytes::from(json)),
         )
         .await?;
-    Ok(Block { meta })
+    Ok(())
 }

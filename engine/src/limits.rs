@@ -1,13 +1,18 @@
-//! Ingest limits. Defaults follow Pyroscope's where they fit a single binary; the differences
-//! are named on each field.
+//! Per-tenant limits, one flat set of keys as Pyroscope's `limits:` and runtime `overrides:`
+//! have them: what ingest enforces, how long blocks are kept, what one query may read. They
+//! live here, below every crate that enforces one. Defaults follow Pyroscope's where they fit a
+//! single binary; the differences are named on each field.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::TenantId;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct IngestLimits {
+pub struct Limits {
     /// Largest request body, before any decompression (Pyroscope: 256 MiB).
     pub max_body_bytes: usize,
     /// Largest request body after `Content-Encoding: gzip` is undone.
@@ -36,11 +41,16 @@ pub struct IngestLimits {
     /// Refuse profiles further in the future than this; 0 for no limit (Pyroscope v2: 10m).
     #[serde(with = "humantime_serde")]
     pub reject_newer_than: Duration,
+    /// Blocks whose every profile is older than this are deleted by the compactor, and queries
+    /// do not read older profiles; 0 keeps everything (Pyroscope:
+    /// `compactor_blocks_retention_period`, 0).
+    #[serde(with = "humantime_serde")]
+    pub retention_period: Duration,
 }
 
-impl Default for IngestLimits {
+impl Default for Limits {
     fn default() -> Self {
-        IngestLimits {
+        Limits {
             max_body_bytes: 256 << 20,
             max_decompressed_body_bytes: 256 << 20,
             max_profile_bytes: 4 << 20,
@@ -54,6 +64,23 @@ impl Default for IngestLimits {
             ingestion_burst_size_mb: 2.0,
             reject_older_than: Duration::ZERO,
             reject_newer_than: Duration::ZERO,
+            retention_period: Duration::ZERO,
         }
+    }
+}
+
+/// Where each tenant's limits come from: the config's `limits:` for everyone, or a runtime
+/// overrides file on top of them.
+pub trait LimitsSource: Send + Sync + std::fmt::Debug {
+    fn limits(&self, tenant: &TenantId) -> Arc<Limits>;
+}
+
+/// The same limits for every tenant.
+#[derive(Debug, Clone, Default)]
+pub struct FixedLimits(pub Arc<Limits>);
+
+impl LimitsSource for FixedLimits {
+    fn limits(&self, _tenant: &TenantId) -> Arc<Limits> {
+        Arc::clone(&self.0)
     }
 }
