@@ -1,17 +1,17 @@
 //! The cluster as separate processes on loopback: a distributor, three ingesters (replication
-//! factor 3) and a querier sharing one block folder, checked against a single `all` process
-//! given the same pushes. One scenario, in the order: exact answers with no double
+//! factor 3) and a querier, their blocks in a real S3 server (no shared folder), checked
+//! against a single `all` process given the same pushes. One scenario, in the order: exact answers with no double
 //! counting (Connect and Flight SQL), `kill -9` of an ingester while pushing, its restart and
 //! WAL replay, a fourth ingester joining, and a distributor without healthy ingesters.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::net::UdpSocket;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::support::{Hearth, fixture};
+use super::support::{Hearth, S3Server, fixture};
 
 const PROFILE_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
@@ -23,36 +23,55 @@ fn udp_port() -> u16 {
         .port()
 }
 
-fn config(blocks: &Path) -> String {
-    format!(
-        "storage:\n  blocks_dir: {}\ncluster:\n  gossip_interval: 100ms\n  replication_factor: 3\n",
-        blocks.display()
-    )
+/// Nodes of one cluster on loopback: blocks in one bucket of an S3 server (no shared folder),
+/// gossip seeded by the first node started.
+pub(crate) struct Cluster {
+    config: String,
+    storage: Vec<String>,
+    seed: u16,
+    seeded: Cell<bool>,
 }
 
-fn start(blocks: &Path, target: &str, id: &str, gossip: u16, seed: u16) -> Hearth {
-    let args = [
-        "--target",
-        target,
-        "--node-id",
-        id,
-        "--gossip-addr",
-        &format!("127.0.0.1:{gossip}"),
-        "--gossip-seeds",
-        &format!("127.0.0.1:{seed}"),
-    ]
-    .map(str::to_string)
-    .to_vec();
-    let flight = match target {
-        "ingester" => Some("ingester flight listening"),
-        "querier" => Some("flight sql listening"),
-        _ => None,
-    };
-    Hearth::start_node(&config(blocks), args, flight)
+impl Cluster {
+    /// A cluster keeping its blocks in `bucket`, with `extra` appended to every node's config.
+    pub(crate) fn new(s3: &S3Server, bucket: &str, extra: &str) -> Self {
+        Cluster {
+            config: format!("cluster:\n  gossip_interval: 100ms\n  replication_factor: 3\n{extra}"),
+            storage: s3.flags(bucket),
+            seed: udp_port(),
+            seeded: Cell::new(false),
+        }
+    }
+
+    pub(crate) fn start(&self, target: &str, id: &str) -> Hearth {
+        let gossip = match self.seeded.replace(true) {
+            false => self.seed,
+            true => udp_port(),
+        };
+        let mut args = [
+            "--target",
+            target,
+            "--node-id",
+            id,
+            "--gossip-addr",
+            &format!("127.0.0.1:{gossip}"),
+            "--gossip-seeds",
+            &format!("127.0.0.1:{}", self.seed),
+        ]
+        .map(str::to_string)
+        .to_vec();
+        args.extend(self.storage.iter().cloned());
+        let flight = match target {
+            "ingester" => Some("ingester flight listening"),
+            "querier" => Some("flight sql listening"),
+            _ => None,
+        };
+        Hearth::start_node(&self.config, args, flight)
+    }
 }
 
 /// Polls `/ring` of `node` until `ok` holds for its nodes.
-fn wait_ring(node: &Hearth, what: &str, ok: impl Fn(&[Value]) -> bool) {
+pub(crate) fn wait_ring(node: &Hearth, what: &str, ok: impl Fn(&[Value]) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ring: Value = serde_json::from_str(&node.get("/ring").text().unwrap()).unwrap();
@@ -68,7 +87,7 @@ fn wait_ring(node: &Hearth, what: &str, ok: impl Fn(&[Value]) -> bool) {
     }
 }
 
-fn active_ingesters(nodes: &[Value]) -> Vec<String> {
+pub(crate) fn active_ingesters(nodes: &[Value]) -> Vec<String> {
     nodes
         .iter()
         .filter(|n| n["roles"][0] == "ingester" && n["state"] == "active")
@@ -77,9 +96,9 @@ fn active_ingesters(nodes: &[Value]) -> Vec<String> {
 }
 
 /// The profiles pushed in round `round`: three services, two real Python captures.
-type Labels = Vec<(String, String)>;
+pub(crate) type Labels = Vec<(String, String)>;
 
-fn pushes(round: usize) -> Vec<(Labels, Vec<u8>)> {
+pub(crate) fn pushes(round: usize) -> Vec<(Labels, Vec<u8>)> {
     let files = [
         "captures/extracted/py-001.s0.r0.pb",
         "captures/extracted/py-005.s1.r0.pb",
@@ -97,7 +116,7 @@ fn pushes(round: usize) -> Vec<(Labels, Vec<u8>)> {
         .collect()
 }
 
-fn push(node: &Hearth, labels: &[(String, String)], pprof: &[u8]) -> (u16, String) {
+pub(crate) fn push(node: &Hearth, labels: &[(String, String)], pprof: &[u8]) -> (u16, String) {
     let labels: Vec<(&str, &str)> = labels
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -233,7 +252,7 @@ fn sql_totals(node: &Hearth) -> Vec<String> {
     })
 }
 
-fn assert_same(reference: &Hearth, querier: &Hearth, when: &str) {
+pub(crate) fn assert_same(reference: &Hearth, querier: &Hearth, when: &str) {
     let (expected, got) = (answers(reference), answers(querier));
     // The comparison means something only if there is data to count.
     let flame = &expected
@@ -262,19 +281,15 @@ fn assert_same(reference: &Hearth, querier: &Hearth, when: &str) {
 
 #[test]
 fn a_replicated_cluster_answers_like_one_process() {
-    let blocks = tempfile::tempdir().unwrap();
-    let blocks = blocks.path();
+    let s3 = S3Server::start();
+    s3.create_bucket("cluster");
+    let cluster = Cluster::new(&s3, "cluster", "");
     let reference = Hearth::start();
-    let seed = udp_port();
-    let gossip: Vec<u16> = (0..3).map(|_| udp_port()).collect();
     let mut ingesters: Vec<Hearth> = (0..3)
-        .map(|i| {
-            let port = if i == 0 { seed } else { gossip[i] };
-            start(blocks, "ingester", &format!("ingester-{i}"), port, seed)
-        })
+        .map(|i| cluster.start("ingester", &format!("ingester-{i}")))
         .collect();
-    let mut distributor = start(blocks, "distributor", "distributor", udp_port(), seed);
-    let querier = start(blocks, "querier", "querier", udp_port(), seed);
+    let mut distributor = cluster.start("distributor", "distributor");
+    let querier = cluster.start("querier", "querier");
     for node in [&distributor, &querier] {
         wait_ring(node, "three active ingesters", |n| {
             active_ingesters(n).len() == 3
@@ -317,7 +332,7 @@ fn a_replicated_cluster_answers_like_one_process() {
     assert_same(&reference, &querier, "ingester restarted");
 
     // 4. A fourth ingester joins the ring, and new series land on it.
-    let fourth = start(blocks, "ingester", "ingester-3", udp_port(), seed);
+    let fourth = cluster.start("ingester", "ingester-3");
     wait_ring(&distributor, "a fourth ingester", |n| {
         active_ingesters(n).len() == 4
     });
@@ -375,7 +390,7 @@ fn a_replicated_cluster_answers_like_one_process() {
     assert_eq!(push(&reference, &labels, &pprof).0, 200);
     let (status, body) = push(&distributor, &labels, &pprof);
     assert_eq!(status, 200, "{body}");
-    // The stopped ingesters flushed their heads to the shared bucket: the querier now reads
+    // The stopped ingesters flushed their heads to the bucket: the querier now reads
     // blocks of three origins plus the heads, and still counts every profile once.
     assert_same(&reference, &querier, "after flushes and restarts");
     distributor.stop();

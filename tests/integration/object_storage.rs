@@ -3,101 +3,10 @@
 //! local disk answers the same from the bucket alone. A missing bucket stops start-up with a
 //! message naming it.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use super::support::{Hearth, fixture, venv_bin};
-
-/// moto's S3 server on a free loopback port, stopped on drop.
-struct S3Server {
-    child: Child,
-    endpoint: String,
-}
-
-impl S3Server {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(venv_bin("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server runs");
-        let endpoint = format!("127.0.0.1:{port}");
-        let client = reqwest::blocking::Client::new();
-        let started = Instant::now();
-        while client.get(format!("http://{endpoint}/")).send().is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "moto_server did not start on {endpoint}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        S3Server { child, endpoint }
-    }
-
-    fn create_bucket(&self, bucket: &str) {
-        let response = reqwest::blocking::Client::new()
-            .put(format!("http://{}/{bucket}", self.endpoint))
-            .send()
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "create bucket: {response:?}"
-        );
-    }
-
-    /// The keys in `bucket`, from an S3 ListObjectsV2.
-    fn keys(&self, bucket: &str) -> Vec<String> {
-        let body = reqwest::blocking::get(format!("http://{}/{bucket}?list-type=2", self.endpoint))
-            .unwrap()
-            .text()
-            .unwrap();
-        body.split("<Key>")
-            .skip(1)
-            .filter_map(|part| part.split("</Key>").next())
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// The flags of a process keeping its blocks in `bucket`.
-    fn flags(&self, bucket: &str) -> Vec<String> {
-        [
-            "--storage.backend",
-            "s3",
-            "--storage.s3.bucket-name",
-            bucket,
-            "--storage.s3.endpoint",
-            &self.endpoint,
-            "--storage.s3.region",
-            "us-east-1",
-            "--storage.s3.access-key-id",
-            "test",
-            "--storage.s3.secret-access-key",
-            "test",
-            "--storage.s3.insecure",
-            "true",
-            "--storage.s3.force-path-style",
-            "true",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use super::support::{Hearth, S3Server, fixture};
 
 const QUERY: &str = "/pyroscope/render?query=process_cpu:cpu:nanoseconds:cpu:nanoseconds%7Bservice_name%3D%22s3-test%22%7D&from=0&until=now";
 

@@ -2,12 +2,12 @@
 //! restart on the same data, and small HTTP/Connect helpers.
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
 
@@ -337,4 +337,128 @@ fn spawn(
             panic!("hearth did not start listening");
         }
     }
+}
+
+/// moto's S3 server on a free loopback port, stopped on drop.
+pub(crate) struct S3Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    pub(crate) fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server runs");
+        let endpoint = format!("127.0.0.1:{port}");
+        let client = reqwest::blocking::Client::new();
+        let started = Instant::now();
+        while client.get(format!("http://{endpoint}/")).send().is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto_server did not start on {endpoint}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        S3Server { child, endpoint }
+    }
+
+    pub(crate) fn create_bucket(&self, bucket: &str) {
+        let response = reqwest::blocking::Client::new()
+            .put(format!("http://{}/{bucket}", self.endpoint))
+            .send()
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "create bucket: {response:?}"
+        );
+    }
+
+    /// The keys in `bucket`, from an S3 ListObjectsV2.
+    pub(crate) fn keys(&self, bucket: &str) -> Vec<String> {
+        self.objects(bucket)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    /// The keys in `bucket` and their sizes, from S3 ListObjectsV2 (every page).
+    pub(crate) fn objects(&self, bucket: &str) -> Vec<(String, u64)> {
+        let field = |part: &str, name: &str| -> Option<String> {
+            let from = part.find(&format!("<{name}>"))? + name.len() + 2;
+            let to = part[from..].find(&format!("</{name}>"))? + from;
+            Some(part[from..to].to_string())
+        };
+        let mut objects = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut url = format!("http://{}/{bucket}?list-type=2", self.endpoint);
+            if let Some(token) = &token {
+                url.push_str(&format!("&continuation-token={}", urlencode(token)));
+            }
+            let body = reqwest::blocking::get(url).unwrap().text().unwrap();
+            for part in body.split("<Contents>").skip(1) {
+                if let (Some(key), Some(size)) = (field(part, "Key"), field(part, "Size")) {
+                    objects.push((key, size.parse().unwrap()));
+                }
+            }
+            token = field(&body, "NextContinuationToken");
+            if token.is_none() {
+                return objects;
+            }
+        }
+    }
+
+    /// The flags of a process keeping its blocks in `bucket`.
+    pub(crate) fn flags(&self, bucket: &str) -> Vec<String> {
+        [
+            "--storage.backend",
+            "s3",
+            "--storage.s3.bucket-name",
+            bucket,
+            "--storage.s3.endpoint",
+            &self.endpoint,
+            "--storage.s3.region",
+            "us-east-1",
+            "--storage.s3.access-key-id",
+            "test",
+            "--storage.s3.secret-access-key",
+            "test",
+            "--storage.s3.insecure",
+            "true",
+            "--storage.s3.force-path-style",
+            "true",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A query-string value with everything but unreserved characters percent-encoded.
+fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
