@@ -12,7 +12,8 @@ use hearth_engine::model::TenantId;
 use hearth_engine::{ClusterReader, ErrorKind};
 use hearth_flight::client::IngesterDirectory;
 use hearth_ingest::error::reason;
-use hearth_ingest::{Distributor, ProfileSink, Replicas};
+use hearth_ingest::rate::RateShare;
+use hearth_ingest::{Distributor, IngestService, Replicas};
 use hearth_ring::{
     InstanceState, Membership, MembershipConfig, NodeInfo, Ring, Role, member_tokens,
 };
@@ -99,6 +100,7 @@ pub(crate) async fn join(
 
 /// The ingesters as a distributor or querier reaches them.
 pub(crate) struct ClusterClients {
+    membership: Arc<Membership>,
     directory: Arc<IngesterDirectory>,
     zone_aware: bool,
     replication_factor: usize,
@@ -108,6 +110,7 @@ pub(crate) struct ClusterClients {
 impl ClusterClients {
     pub(crate) fn new(config: &Config, membership: &Arc<Membership>) -> Self {
         ClusterClients {
+            membership: Arc::clone(membership),
             directory: Arc::new(IngesterDirectory::new(Arc::clone(membership))),
             zone_aware: config.cluster.zone_awareness,
             replication_factor: config.cluster.replication_factor,
@@ -115,13 +118,16 @@ impl ClusterClients {
         }
     }
 
-    /// Replicated writes to the ring's ingesters.
-    pub(crate) fn distributor(&self) -> Arc<dyn ProfileSink> {
+    /// Pushes checked under each tenant's `limits` (its ingestion rate shared by the active
+    /// distributors) and replicated to the ring's ingesters.
+    pub(crate) fn ingest_service(&self, limits: Arc<dyn LimitsSource>) -> Arc<IngestService> {
         let replicas = Arc::new(FlightReplicas {
             directory: Arc::<IngesterDirectory>::clone(&self.directory),
             zone_aware: self.zone_aware,
         });
-        Arc::new(Distributor::new(replicas, self.replication_factor))
+        let distributor = Arc::new(Distributor::new(replicas, self.replication_factor));
+        let share = Arc::new(DistributorShare(Arc::clone(&self.membership)));
+        Arc::new(IngestService::new(distributor, limits).with_rate_share(share))
     }
 
     /// Queries over the bucket's blocks in `store` and the live ingesters' heads, with
@@ -141,6 +147,20 @@ impl ClusterClients {
                 .with_limits(limits)
                 .with_remote_executor(Arc::<IngesterDirectory>::clone(&self.directory)),
         )
+    }
+}
+
+/// Each tenant's ingestion rate is shared by the active distributors gossip shows.
+#[derive(Debug)]
+struct DistributorShare(Arc<Membership>);
+
+impl RateShare for DistributorShare {
+    fn sharers(&self) -> usize {
+        self.0
+            .nodes()
+            .iter()
+            .filter(|n| n.has_role(Role::Distributor) && n.state == InstanceState::Active)
+            .count()
     }
 }
 

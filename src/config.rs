@@ -10,6 +10,7 @@ use hearth_flight::FlightConfig;
 use hearth_ingest::Limits;
 use hearth_ring::Role;
 
+use crate::overrides::RuntimeConfig;
 use crate::storage::StorageConfig;
 use hearth_sql::QueryConfig;
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,8 @@ pub(crate) struct Config {
     pub flight: FlightConfig,
     pub cluster: ClusterConfig,
     pub compactor: CompactorConfig,
+    /// The runtime overrides file: per-tenant limits, reloaded without restart.
+    pub runtime_config: RuntimeConfig,
 }
 
 impl Default for Config {
@@ -53,6 +56,7 @@ impl Default for Config {
             flight: FlightConfig::default(),
             cluster: ClusterConfig::default(),
             compactor: CompactorConfig::default(),
+            runtime_config: RuntimeConfig::default(),
         }
     }
 }
@@ -213,6 +217,9 @@ impl Config {
         }
         if compactor.compaction_interval.is_zero() {
             bail!("compactor.compaction_interval must be positive");
+        }
+        if self.runtime_config.period.is_zero() {
+            bail!("runtime_config.period must be positive");
         }
         if self.cluster.replication_factor == 0 {
             bail!("cluster.replication_factor must be at least 1");

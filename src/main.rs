@@ -11,6 +11,7 @@ mod config;
 mod connect;
 mod http;
 mod metrics;
+mod overrides;
 mod roles;
 mod server;
 mod status;

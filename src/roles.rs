@@ -23,7 +23,7 @@ mod querier;
 use std::sync::Arc;
 
 use hearth_engine::Engine;
-use hearth_engine::limits::{FixedLimits, LimitsSource};
+use hearth_engine::limits::LimitsSource;
 use hearth_flight::HearthFlightSql;
 use hearth_flight::ingester::IngesterFlight;
 use hearth_ingest::IngestService;
@@ -33,6 +33,7 @@ use object_store::ObjectStore;
 
 use crate::cluster::Addresses;
 use crate::config::Config;
+use crate::overrides::RuntimeLimits;
 
 /// What the Flight port serves.
 pub(crate) enum FlightService {
@@ -69,10 +70,11 @@ pub(crate) async fn build(
     store: Arc<dyn ObjectStore>,
     addresses: &Addresses,
 ) -> anyhow::Result<Services> {
-    let limits: Arc<dyn LimitsSource> = Arc::new(FixedLimits(Arc::new(config.limits.clone())));
+    let limits: Arc<dyn LimitsSource> =
+        RuntimeLimits::start(config.limits.clone(), &config.runtime_config)?;
     match config.target {
         Role::All => all::build(config, store, limits).await,
-        Role::Ingester => ingester::build(config, store, addresses).await,
+        Role::Ingester => ingester::build(config, store, addresses, limits).await,
         Role::Distributor => distributor::build(config, store, addresses, limits).await,
         Role::Querier => querier::build(config, store, addresses, limits).await,
         Role::Compactor => compactor::build(config, store, addresses, limits).await,

@@ -23,8 +23,9 @@ use tokio::sync::{Notify, RwLock as AsyncRwLock};
 use crate::batch::ProfileBatch;
 use crate::block::index::BucketIndex;
 use crate::block::{self, Block, EncodedBlock};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::head::{AppendStats, Head};
+use crate::limits::LimitsSource;
 use crate::model::TenantId;
 use crate::snapshot::{SnapshotSource, TenantSnapshot};
 use crate::symbol_cache::SymbolCache;
@@ -78,6 +79,8 @@ pub struct EngineArgs {
     /// Whether this engine's queries read its blocks (a single process). An ingester serves
     /// its heads only: queriers read the bucket, where the compactor replaces its blocks.
     pub serve_blocks: bool,
+    /// Per-tenant limits the engine enforces (`max_series_per_tenant`).
+    pub limits: Arc<dyn LimitsSource>,
 }
 
 /// A head that is taking writes, with the WAL segments it owns.
@@ -129,6 +132,7 @@ pub struct Engine {
     closed: AtomicBool,
     origin: String,
     serve_blocks: bool,
+    limits: Arc<dyn LimitsSource>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -156,6 +160,7 @@ impl Engine {
             closed: AtomicBool::new(false),
             origin: args.origin,
             serve_blocks: args.serve_blocks,
+            limits: args.limits,
         };
         let mut tenants = block::list_tenants(engine.store.as_ref()).await?;
         tenants.extend(engine.wal.tenants()?);
@@ -267,6 +272,7 @@ impl Engine {
         let db = self.tenant_db_or_create(tenant).await?;
         let record = batch.to_wal_record();
         let generation = db.generation.read().await;
+        self.check_series_limit(tenant, &generation.head, &batch)?;
         self.wal.append(&generation.active, record).await?;
         // Applying a large profile is CPU work: keep it off the I/O threads.
         let head = Arc::clone(&generation.head);
@@ -283,6 +289,39 @@ impl Engine {
             self.flush_wanted.notify_one();
         }
         Ok(stats)
+    }
+
+    /// Refuses a batch that would take the head past the tenant's `max_series_per_tenant`.
+    fn check_series_limit(
+        &self,
+        tenant: &TenantId,
+        head: &RwLock<Head>,
+        batch: &ProfileBatch,
+    ) -> Result<()> {
+        let limit = self.limits.limits(tenant).max_series_per_tenant;
+        if limit == 0 {
+            return Ok(());
+        }
+        let head = head.read();
+        let mut new: Vec<u64> = batch
+            .profiles
+            .iter()
+            .map(|p| p.labels.fingerprint())
+            .filter(|fp| !head.has_series(fp))
+            .map(|fp| fp.0)
+            .collect();
+        new.sort_unstable();
+        new.dedup();
+        if !new.is_empty() && head.series_count() + new.len() > limit {
+            return Err(Error::invalid(
+                ErrorKind::ResourceExhausted,
+                format!(
+                    "tenant '{tenant}' has reached its limit of {limit} series (max_series_per_tenant): {} more refused",
+                    new.len()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The tenant's heads and blocks at this instant.

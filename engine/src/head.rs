@@ -150,6 +150,14 @@ impl Head {
         self.sample_rows
     }
 
+    pub fn has_series(&self, fingerprint: &SeriesFingerprint) -> bool {
+        self.series.contains_key(fingerprint)
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
     pub fn series(&self) -> impl Iterator<Item = (&SeriesFingerprint, &HeadSeries)> {
         self.series.iter()
     }

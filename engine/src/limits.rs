@@ -46,6 +46,15 @@ pub struct Limits {
     /// `compactor_blocks_retention_period`, 0).
     #[serde(with = "humantime_serde")]
     pub retention_period: Duration,
+    /// Most series of the tenant one ingester (or the single process) holds in its head; a
+    /// push adding series past it is refused with 429. 0 for no limit (Pyroscope:
+    /// `max_global_series_per_tenant`, which it divides over the ingesters).
+    pub max_series_per_tenant: usize,
+    /// Longest time range of a profile query; 0 for no limit (Pyroscope: `max_query_length`).
+    #[serde(with = "humantime_serde")]
+    pub max_query_length: Duration,
+    /// Memory of one query of the tenant; 0 takes `query.max_query_memory_bytes`.
+    pub max_query_memory_bytes: usize,
 }
 
 impl Default for Limits {
@@ -65,6 +74,9 @@ impl Default for Limits {
             reject_older_than: Duration::ZERO,
             reject_newer_than: Duration::ZERO,
             retention_period: Duration::ZERO,
+            max_series_per_tenant: 0,
+            max_query_length: Duration::ZERO,
+            max_query_memory_bytes: 0,
         }
     }
 }
@@ -78,6 +90,13 @@ pub trait LimitsSource: Send + Sync + std::fmt::Debug {
 /// The same limits for every tenant.
 #[derive(Debug, Clone, Default)]
 pub struct FixedLimits(pub Arc<Limits>);
+
+impl FixedLimits {
+    /// `limits` for every tenant, as a source.
+    pub fn shared(limits: Limits) -> Arc<dyn LimitsSource> {
+        Arc::new(FixedLimits(Arc::new(limits)))
+    }
+}
 
 impl LimitsSource for FixedLimits {
     fn limits(&self, _tenant: &TenantId) -> Arc<Limits> {

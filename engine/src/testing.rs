@@ -23,6 +23,7 @@ pub async fn open_engine(dir: &Path, head: HeadConfig) -> Arc<Engine> {
         symbol_cache_bytes: 64 << 20,
         origin: String::new(),
         serve_blocks: true,
+        limits: Arc::new(crate::limits::FixedLimits::default()),
     })
     .await
     .expect("open the engine")

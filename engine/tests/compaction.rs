@@ -89,6 +89,7 @@ async fn engine(dir: &Path, store: &Arc<dyn ObjectStore>, origin: &str) -> Arc<E
         symbol_cache_bytes: 64 << 20,
         origin: origin.to_string(),
         serve_blocks: true,
+        limits: Arc::new(hearth_engine::limits::FixedLimits::default()),
     })
     .await
     .unwrap()

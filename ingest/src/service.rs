@@ -14,15 +14,17 @@ use crate::labels::validate_labels;
 use crate::legacy::{Format, IngestParams, display_names};
 use crate::metrics::{EndpointLabel, IngestMetrics, ReasonLabel};
 use crate::normalize::{NormalizeArgs, metric_name, normalize};
-use crate::rate::RateLimiter;
+use crate::rate::{RateLimiter, RateShare};
 use crate::sink::{ProfileSink, PushOutcome};
-use hearth_engine::limits::Limits;
+use hearth_engine::limits::{Limits, LimitsSource};
 use hearth_engine::time::now_nanos;
 
 pub struct IngestService {
     sink: Arc<dyn ProfileSink>,
-    limits: Arc<Limits>,
+    limits: Arc<dyn LimitsSource>,
     rate: RateLimiter,
+    /// How many processes share each tenant's ingestion rate (the cluster's distributors).
+    rate_share: Option<Arc<dyn RateShare>>,
     metrics: Arc<IngestMetrics>,
 }
 
@@ -35,18 +37,39 @@ impl std::fmt::Debug for IngestService {
 }
 
 impl IngestService {
-    /// A service that stores into `sink`: the engine, or a distributor.
-    pub fn new(sink: Arc<dyn ProfileSink>, limits: Limits) -> Self {
+    /// A service that stores into `sink` (the engine, or a distributor), under each tenant's
+    /// `limits`.
+    pub fn new(sink: Arc<dyn ProfileSink>, limits: Arc<dyn LimitsSource>) -> Self {
         IngestService {
-            rate: RateLimiter::new(limits.ingestion_rate_mb, limits.ingestion_burst_size_mb),
+            rate: RateLimiter::default(),
+            rate_share: None,
             sink,
-            limits: Arc::new(limits),
+            limits,
             metrics: Arc::new(IngestMetrics::default()),
         }
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
+    /// Each tenant's ingestion rate is the whole cluster's: this process admits its share,
+    /// the rate divided by `share`'s count (as Pyroscope's and Mimir's global strategy).
+    pub fn with_rate_share(mut self, share: Arc<dyn RateShare>) -> Self {
+        self.rate_share = Some(share);
+        self
+    }
+
+    /// The limits `tenant` is under now.
+    pub fn limits(&self, tenant: &TenantId) -> Arc<Limits> {
+        self.limits.limits(tenant)
+    }
+
+    /// Takes `bytes` of the tenant's rate, or refuses with `resource_exhausted`.
+    fn admit(&self, tenant: &TenantId, limits: &Limits, bytes: usize) -> Result<()> {
+        let sharers = self.rate_share.as_ref().map_or(1, |s| s.sharers().max(1));
+        self.rate.admit(
+            tenant,
+            bytes,
+            limits.ingestion_rate_mb / sharers as f64,
+            limits.ingestion_burst_size_mb,
+        )
     }
 
     pub fn metrics(&self) -> &Arc<IngestMetrics> {
@@ -81,8 +104,8 @@ impl IngestService {
         request: PushRequest,
         body_bytes: usize,
     ) -> Result<PushOutcome> {
-        self.rate.admit(tenant, body_bytes)?;
-        let limits = Arc::clone(&self.limits);
+        let limits = self.limits(tenant);
+        self.admit(tenant, &limits, body_bytes)?;
         let batches = tokio::task::spawn_blocking(move || prepare_push(request, &limits))
             .await
             .map_err(|e| Error::rejected(ErrorKind::Internal, reason::INTERNAL, e.to_string()))??;
@@ -111,7 +134,8 @@ impl IngestService {
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<PushOutcome> {
-        self.rate.admit(tenant, body.len())?;
+        let limits = self.limits(tenant);
+        self.admit(tenant, &limits, body.len())?;
         let params = IngestParams::parse(query)?;
         let format = Format::select(params.format.as_deref(), content_type);
         let (profile, sample_type_config) = match format {
@@ -128,7 +152,6 @@ impl IngestService {
                 ));
             }
         };
-        let limits = Arc::clone(&self.limits);
         let batch = tokio::task::spawn_blocking(move || {
             prepare_ingest(&params, profile, sample_type_config.as_deref(), &limits)
         })

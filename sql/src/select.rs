@@ -194,6 +194,7 @@ impl QueryService {
         partial: Partial,
         want_period: bool,
     ) -> Result<MergedSamples> {
+        self.check_range(tenant, &selection.range)?;
         let sources = self.sources(tenant).await?;
         let ctx = self.session_over(sources.clone())?;
         let matched = self.matched_series(&ctx, selection).await?;
@@ -304,6 +305,7 @@ impl QueryService {
         if shape.step_ms < 1 {
             return Err(Error::invalid("step must be at least 0.001 seconds"));
         }
+        self.check_range(tenant, &selection.range)?;
         let sources = self.sources(tenant).await?;
         let ctx = self.session_over(sources.clone())?;
         let start_ms = selection.range.start;

@@ -144,8 +144,16 @@ impl QueryService {
     /// A session over `sources` with every table and `label` registered, under the per-query
     /// memory limit.
     pub(crate) fn session_over(&self, sources: TableSources) -> Result<SessionContext> {
+        let memory = match self
+            .limits
+            .limits(&sources.snapshot.tenant)
+            .max_query_memory_bytes
+        {
+            0 => self.config.max_query_memory_bytes,
+            tenant => tenant,
+        };
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(self.config.max_query_memory_bytes, 1.0)
+            .with_memory_limit(memory, 1.0)
             .build_arc()?;
         let config = SessionConfig::new()
             .with_target_partitions(self.target_partitions)
@@ -154,6 +162,23 @@ impl QueryService {
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         register_tables(&ctx, sources)?;
         Ok(ctx)
+    }
+
+    /// Refuses a profile query whose range is longer than the tenant's `max_query_length`.
+    pub(crate) fn check_range(&self, tenant: &TenantId, range: &MillisRange) -> Result<()> {
+        let limit = self.limits.limits(tenant).max_query_length;
+        let length = range.nanos();
+        let nanos = length.end.saturating_sub(length.start);
+        if !limit.is_zero() && nanos > limit.as_nanos() as i64 {
+            return Err(Error::invalid(format!(
+                "the query time range exceeds the limit (query length: {}, limit: {}); narrow it",
+                humantime::format_duration(std::time::Duration::from_millis(
+                    (nanos / 1_000_000) as u64
+                )),
+                humantime::format_duration(limit),
+            )));
+        }
+        Ok(())
     }
 
     /// A session over one tenant's snapshot at this instant, under the per-query memory limit.

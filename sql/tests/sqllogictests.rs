@@ -161,7 +161,10 @@ async fn push(ingest: &IngestService, tenant: &TenantId, service: &str, file: &s
 /// the `slt` tenant must never see.
 async fn setup(dir: &Path) -> (Arc<QueryService>, TenantId) {
     let engine = open_engine(dir, HeadConfig::default()).await;
-    let ingest = IngestService::new(Arc::<Engine>::clone(&engine), Limits::default());
+    let ingest = IngestService::new(
+        Arc::<Engine>::clone(&engine),
+        hearth_engine::limits::FixedLimits::shared(Limits::default()),
+    );
     let tenant = TenantId::new("slt").unwrap();
     push(
         &ingest,

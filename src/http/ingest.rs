@@ -60,7 +60,7 @@ pub(super) async fn ingest(
             );
         }
     };
-    let limits = state.ingest.limits();
+    let limits = state.ingest.limits(&tenant);
     let body = match read_body(body, limits.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => {
@@ -121,7 +121,7 @@ async fn push_inner(
     let tenant = tenant(headers, state.multitenancy_enabled)
         .map_err(|(kind, message)| fail(kind, reason::UNAUTHENTICATED, message))?;
     let codec = Codec::from_headers(headers)?;
-    let limits = state.ingest.limits();
+    let limits = state.ingest.limits(&tenant);
     let body = read_body(body, limits.max_body_bytes)
         .await
         .map_err(|e| fail(e.kind(), reason::BODY_SIZE_LIMIT, e.message()))?;

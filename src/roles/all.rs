@@ -19,11 +19,17 @@ pub(super) async fn build(
     store: Arc<dyn ObjectStore>,
     limits: Arc<dyn LimitsSource>,
 ) -> anyhow::Result<Services> {
-    let engine =
-        super::ingester::open_engine(config, Arc::clone(&store), String::new(), true).await?;
+    let engine = super::ingester::open_engine(
+        config,
+        Arc::clone(&store),
+        String::new(),
+        true,
+        Arc::clone(&limits),
+    )
+    .await?;
     let ingest = Arc::new(IngestService::new(
         Arc::<Engine>::clone(&engine),
-        config.limits.clone(),
+        Arc::clone(&limits),
     ));
     let query = Arc::new(
         QueryService::new(Arc::<Engine>::clone(&engine), config.query.clone())

@@ -46,10 +46,7 @@ pub(super) async fn build(
     // Its HTTP API (metrics, readiness, and the rest as a querier has it) reads the cluster.
     Ok(Services {
         engine: None,
-        ingest: Arc::new(hearth_ingest::IngestService::new(
-            cluster.distributor(),
-            config.limits.clone(),
-        )),
+        ingest: cluster.ingest_service(Arc::clone(&limits)),
         query: cluster.query_service(store, limits),
         flight: None,
         membership: Some(membership),

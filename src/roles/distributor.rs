@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use hearth_engine::limits::LimitsSource;
 
-use hearth_ingest::IngestService;
 use hearth_ring::InstanceState;
 use object_store::ObjectStore;
 
@@ -23,12 +22,9 @@ pub(super) async fn build(
     let cluster = crate::cluster::ClusterClients::new(config, &membership);
     Ok(Services {
         engine: None,
-        ingest: Arc::new(IngestService::new(
-            cluster.distributor(),
-            config.limits.clone(),
-        )),
+        ingest: cluster.ingest_service(Arc::clone(&limits)),
         // Queries sent here read the cluster as a querier would.
-        query: cluster.query_service(store, limits),
+        query: cluster.query_service(store, Arc::clone(&limits)),
         flight: None,
         membership: Some(membership),
         ring_member: false,

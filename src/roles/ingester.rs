@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use hearth_engine::limits::LimitsSource;
 use hearth_engine::{Engine, EngineArgs};
 use hearth_flight::ingester::IngesterFlight;
 use hearth_ingest::IngestService;
@@ -21,13 +22,21 @@ pub(super) async fn build(
     config: &Config,
     store: Arc<dyn ObjectStore>,
     addresses: &Addresses,
+    limits: Arc<dyn LimitsSource>,
 ) -> anyhow::Result<Services> {
     let membership = crate::cluster::join(config, addresses, InstanceState::Joining).await?;
     // Blocks carry the node id, so a restart replays its WAL against its own blocks only.
-    let engine = open_engine(config, store, addresses.node_id.clone(), false).await?;
+    let engine = open_engine(
+        config,
+        store,
+        addresses.node_id.clone(),
+        false,
+        Arc::clone(&limits),
+    )
+    .await?;
     let ingest = Arc::new(IngestService::new(
         Arc::<Engine>::clone(&engine),
-        config.limits.clone(),
+        Arc::clone(&limits),
     ));
     let query = Arc::new(QueryService::new(
         Arc::<Engine>::clone(&engine),
@@ -53,6 +62,7 @@ pub(super) async fn open_engine(
     store: Arc<dyn ObjectStore>,
     origin: String,
     serve_blocks: bool,
+    limits: Arc<dyn LimitsSource>,
 ) -> anyhow::Result<Arc<Engine>> {
     Engine::open(EngineArgs {
         wal_dir: config.storage.data_dir.join("wal"),
@@ -61,6 +71,7 @@ pub(super) async fn open_engine(
         symbol_cache_bytes: config.query.symbol_cache_bytes,
         origin,
         serve_blocks,
+        limits,
     })
     .await
     .context("cannot open the storage engine")

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use hearth_engine::limits::LimitsSource;
 use hearth_flight::{Authenticator, HearthFlightSql};
-use hearth_ingest::IngestService;
 use hearth_ring::InstanceState;
 use object_store::ObjectStore;
 
@@ -22,15 +21,12 @@ pub(super) async fn build(
 ) -> anyhow::Result<Services> {
     let membership = crate::cluster::join(config, addresses, InstanceState::Active).await?;
     let cluster = crate::cluster::ClusterClients::new(config, &membership);
-    let query = cluster.query_service(store, limits);
+    let query = cluster.query_service(store, Arc::clone(&limits));
     let auth = Authenticator::new(&config.flight, config.multitenancy_enabled)?;
     Ok(Services {
         engine: None,
         // Pushes sent here are replicated as a distributor would.
-        ingest: Arc::new(IngestService::new(
-            cluster.distributor(),
-            config.limits.clone(),
-        )),
+        ingest: cluster.ingest_service(Arc::clone(&limits)),
         flight: Some(FlightService::Sql(HearthFlightSql::new(
             Arc::clone(&query),
             auth,

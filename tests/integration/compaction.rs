@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::cluster::{Cluster, active_ingesters, assert_same, push, pushes, wait_ring};
-use super::support::{Hearth, S3Server};
+use super::support::{Hearth, S3Server, at_time};
 
 /// Compaction settings that act at once: windows of one past hour are closed.
 const COMPACTOR: &str =
@@ -20,15 +20,6 @@ fn base_nanos() -> i64 {
         .unwrap()
         .as_secs() as i64;
     (now / 3600 - 25) * 3600 * 1_000_000_000
-}
-
-/// `pprof` with its time set to `time` (Unix nanoseconds).
-fn at_time(pprof: &[u8], time: i64) -> Vec<u8> {
-    use prost::Message;
-    let raw = super::support::gunzip_if_gzip(pprof);
-    let mut profile = hearth_proto::pprof::Profile::decode(raw.as_slice()).unwrap();
-    profile.time_nanos = time;
-    profile.encode_to_vec()
 }
 
 /// Pushes round `round` to both deployments, at its own second of the window.

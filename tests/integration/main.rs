@@ -17,5 +17,6 @@ mod object_storage;
 mod query;
 mod query_errors;
 mod reference;
+mod retention;
 mod support;
 mod tenancy;

@@ -41,6 +41,23 @@ pub(crate) fn gunzip_if_gzip(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `pprof` with its time set to `time` (Unix nanoseconds).
+pub(crate) fn at_time(pprof: &[u8], time: i64) -> Vec<u8> {
+    use prost::Message;
+    let raw = gunzip_if_gzip(pprof);
+    let mut profile = hearth_proto::pprof::Profile::decode(raw.as_slice()).unwrap();
+    profile.time_nanos = time;
+    profile.encode_to_vec()
+}
+
+/// Now, Unix nanoseconds.
+pub(crate) fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
 /// A program of the tests' Python venv (clients, moto's S3 server), created by
 /// `scripts/python-env.sh` when missing (`.ci/run` creates it up front).
 pub(crate) fn venv_bin(name: &str) -> PathBuf {
