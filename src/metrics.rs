@@ -1,10 +1,11 @@
-//! `/metrics`: the ingest counters plus the engine's state, read at scrape time, in Prometheus
-//! text format.
+//! `/metrics`: the ingest counters plus the engine's, the compactor's and the bucket's, read at
+//! scrape time, in Prometheus text format.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use hearth_engine::Engine;
+use hearth_engine::store::StoreStats;
 use hearth_ingest::metrics::IngestMetrics;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
@@ -116,15 +117,86 @@ impl Collector for CompactorCollector {
     }
 }
 
+/// Reads the bucket's request counters on each scrape.
+#[derive(Debug)]
+struct StoreCollector {
+    stats: Arc<StoreStats>,
+}
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = &self.stats;
+        let counters = [
+            (
+                "hearth_object_store_gets",
+                "GET requests to the bucket",
+                &s.gets,
+            ),
+            (
+                "hearth_object_store_get_bytes",
+                "Bytes read from the bucket",
+                &s.get_bytes,
+            ),
+            (
+                "hearth_object_store_heads",
+                "HEAD requests to the bucket",
+                &s.heads,
+            ),
+            (
+                "hearth_object_store_puts",
+                "PUT requests (and multipart uploads) to the bucket",
+                &s.puts,
+            ),
+            (
+                "hearth_object_store_put_bytes",
+                "Bytes written to the bucket by single PUTs",
+                &s.put_bytes,
+            ),
+            (
+                "hearth_object_store_lists",
+                "LIST requests to the bucket",
+                &s.lists,
+            ),
+            (
+                "hearth_object_store_deletes",
+                "Objects deleted from the bucket",
+                &s.deletes,
+            ),
+            (
+                "hearth_object_store_cache_hits",
+                "Byte ranges served from the local cache",
+                &s.cache_hits,
+            ),
+            (
+                "hearth_object_store_cache_hit_bytes",
+                "Bytes served from the local cache",
+                &s.cache_hit_bytes,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
     /// The ingest counters, and the engine's and compactor's when this process has them.
     pub(crate) fn new(
         ingest: &IngestMetrics,
         engine: Option<Arc<Engine>>,
         compactor: Option<Arc<CompactorMetrics>>,
+        store: Arc<StoreStats>,
     ) -> Self {
         let mut registry = Registry::default();
         ingest.register(&mut registry);
+        registry.register_collector(Box::new(StoreCollector { stats: store }));
         if let Some(engine) = engine {
             registry.register_collector(Box::new(EngineCollector { engine }));
         }

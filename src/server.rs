@@ -18,7 +18,8 @@ use crate::roles::{self, FlightService};
 
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let data_dir = &config.storage.data_dir;
-    let store = crate::storage::open(&config.storage).await?;
+    let bucket = crate::storage::open(&config.storage).await?;
+    let store = Arc::clone(&bucket.store);
     tracing::info!(blocks = %config.storage.describe(), "block storage opened");
 
     let listener = TcpListener::bind(config.server.http_addr)
@@ -52,7 +53,12 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let membership = services.membership.clone();
     let ring_member = membership.clone().filter(|_| services.ring_member);
     let state = Arc::new(AppState {
-        metrics: Metrics::new(services.ingest.metrics(), engine.clone(), compactor_metrics),
+        metrics: Metrics::new(
+            services.ingest.metrics(),
+            engine.clone(),
+            compactor_metrics,
+            Arc::clone(&bucket.stats),
+        ),
         ingest: services.ingest,
         query: services.query,
         multitenancy_enabled: config.multitenancy_enabled,

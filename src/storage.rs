@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use object_store::ObjectStore;
+use hearth_engine::store::{CachedStore, MeteredStore, StoreStats};
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, RetryConfig};
 use serde::{Deserialize, Serialize};
 
 /// Which object store holds the blocks.
@@ -53,6 +54,15 @@ pub(crate) struct StorageConfig {
     pub(crate) blocks_dir: Option<PathBuf>,
     /// A path inside the bucket under which every object is kept.
     pub(crate) prefix: Option<String>,
+    /// A local folder keeping byte ranges of block files read from the bucket (emptied at
+    /// start-up); none: every read goes to the bucket.
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// Most bytes the cache folder holds; the least recently used ranges leave first.
+    pub(crate) cache_max_bytes: u64,
+    /// How long a request to S3, GCS or Azure is retried (with backoff) before it fails; a
+    /// failed flush keeps its head and WAL and is tried again at the next flush.
+    #[serde(with = "humantime_serde")]
+    pub(crate) retry_timeout: std::time::Duration,
     pub(crate) s3: S3Config,
     pub(crate) gcs: GcsConfig,
     pub(crate) azure: AzureConfig,
@@ -65,6 +75,9 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("./data"),
             blocks_dir: None,
             prefix: None,
+            cache_dir: None,
+            cache_max_bytes: 8 << 30,
+            retry_timeout: std::time::Duration::from_secs(180),
             s3: S3Config::default(),
             gcs: GcsConfig::default(),
             azure: AzureConfig::default(),
@@ -156,8 +169,9 @@ impl StorageConfig {
             }
             Backend::S3 => Arc::new(self.s3_builder().build().with_context(|| self.describe())?),
             Backend::Gcs => {
-                let mut builder =
-                    GoogleCloudStorageBuilder::from_env().with_bucket_name(&self.gcs.bucket_name);
+                let mut builder = GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(&self.gcs.bucket_name)
+                    .with_retry(self.retry());
                 if let Some(account) = &self.gcs.service_account {
                     builder = match account.trim_start().starts_with('{') {
                         true => builder.with_service_account_key(account),
@@ -168,8 +182,9 @@ impl StorageConfig {
             }
             Backend::Azure => {
                 let azure = &self.azure;
-                let mut builder =
-                    MicrosoftAzureBuilder::from_env().with_container_name(&azure.container_name);
+                let mut builder = MicrosoftAzureBuilder::from_env()
+                    .with_container_name(&azure.container_name)
+                    .with_retry(self.retry());
                 if let Some(account) = &azure.account_name {
                     builder = builder.with_account(account);
                 }
@@ -187,12 +202,20 @@ impl StorageConfig {
         })
     }
 
+    fn retry(&self) -> RetryConfig {
+        RetryConfig {
+            retry_timeout: self.retry_timeout,
+            ..RetryConfig::default()
+        }
+    }
+
     fn s3_builder(&self) -> AmazonS3Builder {
         let s3 = &self.s3;
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&s3.bucket_name)
             .with_allow_http(s3.insecure)
-            .with_virtual_hosted_style_request(!s3.force_path_style);
+            .with_virtual_hosted_style_request(!s3.force_path_style)
+            .with_retry(self.retry());
         if let Some(endpoint) = &s3.endpoint {
             let url = match endpoint.contains("://") {
                 true => endpoint.clone(),
@@ -232,6 +255,13 @@ pub(crate) struct StorageFlags {
         value_name = "PATH"
     )]
     prefix: Option<String>,
+    /// A local folder caching byte ranges of block files.
+    #[arg(
+        long = "storage.cache-dir",
+        env = "HEARTH_STORAGE_CACHE_DIR",
+        value_name = "DIR"
+    )]
+    cache_dir: Option<PathBuf>,
     #[arg(
         long = "storage.s3.bucket-name",
         env = "HEARTH_STORAGE_S3_BUCKET_NAME",
@@ -323,6 +353,7 @@ impl StorageFlags {
         }
         set(&mut config.backend, self.backend);
         set(&mut config.prefix, self.prefix.map(Some));
+        set(&mut config.cache_dir, self.cache_dir.map(Some));
         set(&mut config.s3.bucket_name, self.s3_bucket_name);
         set(&mut config.s3.endpoint, self.s3_endpoint.map(Some));
         set(&mut config.s3.region, self.s3_region.map(Some));
@@ -355,14 +386,33 @@ impl StorageFlags {
 
 /// Builds the store and checks, with one listing, that the bucket exists and the credentials
 /// are accepted: a start-up error then names the bucket and the cause.
-pub(crate) async fn open(config: &StorageConfig) -> anyhow::Result<Arc<dyn ObjectStore>> {
+pub(crate) async fn open(config: &StorageConfig) -> anyhow::Result<Bucket> {
     config.validate()?;
-    let store = config.build()?;
-    store
+    let bucket = config.build()?;
+    bucket
         .list_with_delimiter(None)
         .await
         .with_context(|| format!("cannot read the {}", config.describe()))?;
-    Ok(store)
+    let stats = Arc::new(StoreStats::default());
+    let mut store: Arc<dyn ObjectStore> = Arc::new(MeteredStore::new(bucket, Arc::clone(&stats)));
+    if let Some(dir) = &config.cache_dir {
+        let cached = CachedStore::new(
+            store,
+            dir.clone(),
+            config.cache_max_bytes,
+            Arc::clone(&stats),
+        )
+        .with_context(|| format!("cannot use the cache folder {}", dir.display()))?;
+        store = Arc::new(cached);
+    }
+    Ok(Bucket { store, stats })
+}
+
+/// The store every component reads and writes blocks through, and what reached the bucket.
+#[derive(Debug)]
+pub(crate) struct Bucket {
+    pub store: Arc<dyn ObjectStore>,
+    pub stats: Arc<StoreStats>,
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ pub mod schema;
 pub mod snapshot;
 pub mod stack_columns;
 pub mod stack_merge;
+pub mod store;
 pub mod symbol_cache;
 pub mod symbol_set;
 pub mod symbols;

@@ -14,6 +14,9 @@ pub struct QueryConfig {
     pub max_query_memory_bytes: usize,
     /// Bytes of block symbols kept in memory between queries.
     pub symbol_cache_bytes: usize,
+    /// Bytes of Parquet footers (block file metadata) kept in memory between queries, so a
+    /// query reads only the column chunks it needs.
+    pub metadata_cache_bytes: usize,
 }
 
 impl Default for QueryConfig {
@@ -23,6 +26,7 @@ impl Default for QueryConfig {
             max_flamegraph_nodes_max: 1_048_576,
             max_query_memory_bytes: 1 << 30,
             symbol_cache_bytes: 512 << 20,
+            metadata_cache_bytes: 64 << 20,
         }
     }
 }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::UInt64Type;
+use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::functions_nested::expr_fn::map_keys;
 use datafusion::logical_expr::{Expr, col, lit};
@@ -73,17 +75,23 @@ pub struct QueryService {
     config: QueryConfig,
     /// Per-tenant limits (retention: what queries may read).
     limits: Arc<dyn LimitsSource>,
+    /// Parquet footers of block files, shared by every session (blocks never change).
+    metadata_cache: Arc<FileMetadataCache>,
     target_partitions: usize,
 }
 
 impl QueryService {
     /// A service over `source`: the local engine, or a querier's view of the cluster.
     pub fn new(source: Arc<dyn SnapshotSource>, config: QueryConfig) -> Self {
+        let metadata_cache = Arc::new(
+            DefaultCache::new(config.metadata_cache_bytes).with_name("hearth block footers"),
+        );
         QueryService {
             source,
             remote: None,
             config,
             limits: Arc::new(FixedLimits::default()),
+            metadata_cache,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
@@ -154,6 +162,10 @@ impl QueryService {
         };
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(memory, 1.0)
+            .with_cache_manager(
+                CacheManagerConfig::default()
+                    .with_file_metadata_cache(Some(Arc::clone(&self.metadata_cache))),
+            )
             .build_arc()?;
         let config = SessionConfig::new()
             .with_target_partitions(self.target_partitions)

@@ -359,7 +359,7 @@ fn spawn(
 /// moto's S3 server on a free loopback port, stopped on drop.
 pub(crate) struct S3Server {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl S3Server {
