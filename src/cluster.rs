@@ -125,7 +125,9 @@ impl ClusterClients {
             directory: Arc::<IngesterDirectory>::clone(&self.directory),
             zone_aware: self.zone_aware,
         });
-        let distributor = Arc::new(Distributor::new(replicas, self.replication_factor));
+        let distributor = Arc::new(
+            Distributor::new(replicas, self.replication_factor).with_limits(Arc::clone(&limits)),
+        );
         let share = Arc::new(DistributorShare(Arc::clone(&self.membership)));
         Arc::new(IngestService::new(distributor, limits).with_rate_share(share))
     }

@@ -55,6 +55,10 @@ pub struct Limits {
     pub max_query_length: Duration,
     /// Memory of one query of the tenant; 0 takes `query.max_query_memory_bytes`.
     pub max_query_memory_bytes: usize,
+    /// Replication sets one service's series are spread over in a cluster (by series, so a
+    /// series always lands on the same set): more than 1 spreads a busy service over more
+    /// ingesters. 1 keeps each service on one set.
+    pub shards_per_service: u32,
 }
 
 impl Default for Limits {
@@ -77,6 +81,7 @@ impl Default for Limits {
             max_series_per_tenant: 0,
             max_query_length: Duration::ZERO,
             max_query_memory_bytes: 0,
+            shards_per_service: 1,
         }
     }
 }

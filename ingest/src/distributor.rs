@@ -1,6 +1,7 @@
-//! The cluster's [`ProfileSink`]: the [`Distributor`] places each profile on the ring by (tenant, service),
-//! writes it to the replication set concurrently, retries briefly, and acknowledges once a
-//! quorum of replicas has it. The transport to ingesters is a [`Replicas`] implementation
+//! The cluster's [`ProfileSink`]: the [`Distributor`] places each profile on the ring by (tenant,
+//! service), or by (tenant, service, shard of the series) when the tenant spreads services over
+//! `shards_per_service` sets, writes it to the replication set concurrently, retries briefly,
+//! and acknowledges once a quorum of replicas has it. The transport to ingesters is a [`Replicas`] implementation
 //! (Flight, in the binary), so this crate holds no networking code.
 
 use std::collections::BTreeMap;
@@ -11,9 +12,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use hearth_engine::limits::{FixedLimits, LimitsSource};
 use hearth_engine::model::TenantId;
 use hearth_engine::{ErrorKind, ProfileBatch};
-use hearth_ring::{Ring, placement_key, quorum};
+use hearth_ring::{Ring, placement_key, quorum, sharded_placement_key};
 
 use crate::error::{Error, Result, reason};
 use crate::sink::{ProfileSink, PushOutcome};
@@ -35,6 +37,8 @@ const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(50), Duration::from_m
 pub struct Distributor {
     replicas: Arc<dyn Replicas>,
     replication_factor: usize,
+    /// Each tenant's `shards_per_service`.
+    limits: Arc<dyn LimitsSource>,
 }
 
 impl std::fmt::Debug for Distributor {
@@ -50,20 +54,27 @@ impl Distributor {
         Distributor {
             replicas,
             replication_factor: replication_factor.max(1),
+            limits: Arc::new(FixedLimits::default()),
         }
     }
 
-    /// Writes one placement group to its replication set; returns at quorum.
+    /// Tenants' `shards_per_service` come from `limits`.
+    pub fn with_limits(mut self, limits: Arc<dyn LimitsSource>) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Writes one placement group (ring key `key`) to its replication set; returns at quorum.
     async fn replicate(
         &self,
         ring: &Ring,
         tenant: &TenantId,
         service: &str,
+        key: u64,
         records: Vec<Bytes>,
     ) -> Result<()> {
         let unavailable =
             |message: String| Error::rejected(ErrorKind::Unavailable, reason::UNAVAILABLE, message);
-        let key = placement_key(tenant.as_str(), service);
         let set = ring
             .replication_set(key, self.replication_factor)
             .map_err(|e| unavailable(format!("cannot store the profiles of {service}: {e}")))?;
@@ -122,27 +133,58 @@ impl Distributor {
 impl ProfileSink for Distributor {
     async fn store(&self, tenant: &TenantId, batches: Vec<ProfileBatch>) -> Result<PushOutcome> {
         let ring = self.replicas.ring();
+        let shards = self.limits.limits(tenant).shards_per_service.max(1);
         let mut outcome = PushOutcome::default();
-        let mut groups: BTreeMap<String, Vec<Bytes>> = BTreeMap::new();
+        // By ring key: one service's profiles, or one shard of them.
+        let mut groups: BTreeMap<u64, (String, Vec<Bytes>)> = BTreeMap::new();
         for batch in &batches {
             outcome.profiles += batch.profiles.len();
             outcome.samples += batch.sample_count();
-            groups
-                .entry(batch.partition.clone())
-                .or_default()
-                .push(batch.to_wal_record().into());
+            for (key, part) in placements(tenant, batch, shards) {
+                groups
+                    .entry(key)
+                    .or_insert_with(|| (batch.partition.clone(), Vec::new()))
+                    .1
+                    .push(part.to_wal_record().into());
+            }
         }
         let writes = groups
             .into_iter()
-            .map(|(service, records)| {
+            .map(|(key, (service, records))| {
                 let ring = &ring;
-                async move { self.replicate(ring, tenant, &service, records).await }
+                async move { self.replicate(ring, tenant, &service, key, records).await }
             })
             .collect::<FuturesUnordered<_>>();
         let results: Vec<Result<()>> = writes.collect().await;
         results.into_iter().collect::<Result<Vec<()>>>()?;
         Ok(outcome)
     }
+}
+
+/// The ring keys of a batch's profiles: the service's key, or with `shards > 1` one key per
+/// shard of its series, each with the part of the batch it places (the same pprof, the
+/// series profiles of that shard).
+fn placements(tenant: &TenantId, batch: &ProfileBatch, shards: u32) -> Vec<(u64, ProfileBatch)> {
+    if shards <= 1 {
+        return vec![(
+            placement_key(tenant.as_str(), &batch.partition),
+            batch.clone(),
+        )];
+    }
+    let mut parts: BTreeMap<u64, ProfileBatch> = BTreeMap::new();
+    for profile in &batch.profiles {
+        let series = profile.labels.fingerprint().0;
+        let key = sharded_placement_key(tenant.as_str(), &batch.partition, series, shards);
+        parts
+            .entry(key)
+            .or_insert_with(|| ProfileBatch {
+                profiles: Vec::new(),
+                ..batch.clone()
+            })
+            .profiles
+            .push(profile.clone());
+    }
+    parts.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -157,11 +199,12 @@ mod tests {
     /// How a fake replica answers each push, in order; the last answer repeats.
     type Script = Vec<std::result::Result<(), ErrorKind>>;
 
-    /// Replicas answering from a script, counting pushes per node.
+    /// Replicas answering from a script, counting pushes per node and keeping the records.
     struct FakeReplicas {
         ring: Ring,
         scripts: HashMap<String, Script>,
         pushes: Mutex<HashMap<String, usize>>,
+        records: Mutex<Vec<(String, Bytes)>>,
     }
 
     impl FakeReplicas {
@@ -183,6 +226,7 @@ mod tests {
                     .map(|(id, script)| (id.to_string(), script.clone()))
                     .collect(),
                 pushes: Mutex::default(),
+                records: Mutex::default(),
             })
         }
 
@@ -197,7 +241,10 @@ mod tests {
             self.ring.clone()
         }
 
-        async fn push(&self, node: &str, _: &TenantId, _: Arc<[Bytes]>) -> Result<()> {
+        async fn push(&self, node: &str, _: &TenantId, records: Arc<[Bytes]>) -> Result<()> {
+            let mut kept = self.records.lock();
+            kept.extend(records.iter().map(|r| (node.to_string(), r.clone())));
+            drop(kept);
             let attempt = {
                 let mut pushes = self.pushes.lock();
                 let count = pushes.entry(node.to_string()).or_default();
@@ -216,8 +263,9 @@ mod tests {
         let distributor = Distributor::new(Arc::<FakeReplicas>::clone(replicas), rf);
         let tenant = TenantId::new("t").unwrap();
         let records = vec![Bytes::from_static(b"record")];
+        let key = placement_key("t", "api");
         distributor
-            .replicate(&replicas.ring(), &tenant, "api", records)
+            .replicate(&replicas.ring(), &tenant, "api", key, records)
             .await
     }
 
@@ -289,11 +337,92 @@ mod tests {
         let distributor = Distributor::new(Arc::<FakeReplicas>::clone(&replicas), 3);
         let tenant = TenantId::new("t").unwrap();
         let error = distributor
-            .replicate(&ring, &tenant, "api", vec![Bytes::new()])
+            .replicate(&ring, &tenant, "api", 0, vec![Bytes::new()])
             .await
             .unwrap_err();
         assert_eq!(error.kind(), ErrorKind::Unavailable);
         assert!(error.to_string().contains("active and alive"), "{error}");
         assert_eq!(replicas.pushes("a"), 0);
+    }
+
+    /// One small valid pprof holding `series` series of service `api`.
+    fn batch(series: usize) -> ProfileBatch {
+        use hearth_engine::SeriesProfile;
+        use hearth_engine::model::Labels;
+        use hearth_proto::pprof::{Profile, ValueType};
+        let pprof = Profile {
+            string_table: vec![String::new(), "cpu".into(), "nanoseconds".into()],
+            sample_type: vec![ValueType { r#type: 1, unit: 2 }],
+            ..Profile::default()
+        };
+        let index = hearth_engine::pprof::PprofIndex::new(&pprof).unwrap();
+        let raw = Bytes::from(prost::Message::encode_to_vec(&pprof));
+        ProfileBatch {
+            partition: "api".into(),
+            raw,
+            pprof: Arc::new(pprof),
+            index: Arc::new(index),
+            profiles: (0..series)
+                .map(|i| SeriesProfile {
+                    labels: Labels::from_pairs([
+                        ("service_name", "api".to_string()),
+                        ("pod", format!("pod-{i}")),
+                    ]),
+                    value_index: 0,
+                    time_nanos: 1,
+                    duration_nanos: 0,
+                    period: 0,
+                    id: format!("p{i}"),
+                    samples: Some(Vec::new()),
+                    span_ids: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    /// For every series pushed: the nodes that received it.
+    fn series_nodes(replicas: &FakeReplicas) -> HashMap<u64, std::collections::BTreeSet<String>> {
+        let mut nodes: HashMap<u64, std::collections::BTreeSet<String>> = HashMap::new();
+        for (node, record) in replicas.records.lock().iter() {
+            for profile in ProfileBatch::from_wal_record(record).unwrap().profiles {
+                nodes
+                    .entry(profile.labels.fingerprint().0)
+                    .or_default()
+                    .insert(node.clone());
+            }
+        }
+        nodes
+    }
+
+    #[tokio::test]
+    async fn sharded_services_spread_by_series_over_replication_sets() {
+        let nodes: Vec<(&str, Script)> = ["a", "b", "c", "d", "e", "f"]
+            .into_iter()
+            .map(|n| (n, vec![Ok(())]))
+            .collect();
+        let tenant = TenantId::new("t").unwrap();
+        for (shards, spread) in [(1u32, false), (4, true)] {
+            let replicas = FakeReplicas::new(&nodes);
+            let limits = FixedLimits::shared(hearth_engine::limits::Limits {
+                shards_per_service: shards,
+                ..Default::default()
+            });
+            let distributor =
+                Distributor::new(Arc::<FakeReplicas>::clone(&replicas), 3).with_limits(limits);
+            distributor.store(&tenant, vec![batch(32)]).await.unwrap();
+            // Writes past the quorum finish in the background.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let placed = series_nodes(&replicas);
+            assert_eq!(placed.len(), 32, "every series was written");
+            // Each series lives on exactly one replication set: deduplication and its symbols
+            // (which travel with its records) stay whole on every replica.
+            assert!(placed.values().all(|n| n.len() == 3), "{placed:?}");
+            let used: std::collections::BTreeSet<&String> = placed.values().flatten().collect();
+            assert_eq!(
+                used.len() > 3,
+                spread,
+                "shards={shards}: nodes used {used:?}"
+            );
+        }
     }
 }

@@ -57,7 +57,7 @@ pub fn placement_key(tenant: &str, service_name: &str) -> u64 {
 
 /// The ring key of one series of a service split into `shards` shards: the service's profiles
 /// spread over `shards` replication sets, and each series stays on one. `shards <= 1` is
-/// [`placement_key`]. Not used yet: the distributor places by [`placement_key`] alone.
+/// [`placement_key`]. The distributor uses it for tenants with `shards_per_service` above 1.
 pub fn sharded_placement_key(tenant: &str, service_name: &str, series: u64, shards: u32) -> u64 {
     let key = placement_key(tenant, service_name);
     if shards <= 1 {

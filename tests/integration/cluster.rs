@@ -395,3 +395,68 @@ fn a_replicated_cluster_answers_like_one_process() {
     assert_same(&reference, &querier, "after flushes and restarts");
     distributor.stop();
 }
+
+#[test]
+fn a_busy_service_spreads_over_shards_and_answers_stay_exact() {
+    let s3 = S3Server::start();
+    s3.create_bucket("sharded");
+    let cluster = Cluster::new(&s3, "sharded", "limits:\n  shards_per_service: 4\n");
+    let reference = Hearth::start();
+    let ingesters: Vec<Hearth> = (0..4)
+        .map(|i| cluster.start("ingester", &format!("ingester-{i}")))
+        .collect();
+    let distributor = cluster.start("distributor", "distributor");
+    let querier = cluster.start("querier", "querier");
+    for node in [&distributor, &querier] {
+        wait_ring(node, "four active ingesters", |n| {
+            active_ingesters(n).len() == 4
+        });
+    }
+    // One busy service with 16 pods (series), plus the usual rounds.
+    let pprof = fixture("captures/extracted/py-001.s0.r0.pb");
+    for pod in 0..16 {
+        let labels = vec![
+            ("__name__".to_string(), "process_cpu".to_string()),
+            ("service_name".to_string(), "busy".to_string()),
+            ("pod".to_string(), format!("busy-{pod}")),
+        ];
+        for node in [&reference, &distributor] {
+            let (status, body) = push(node, &labels, &pprof);
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    for round in 0..3 {
+        for (labels, pprof) in pushes(round) {
+            for node in [&reference, &distributor] {
+                assert_eq!(push(node, &labels, &pprof).0, 200);
+            }
+        }
+    }
+    // The busy service's series are spread: every ingester holds some, none holds all, and
+    // each series is on exactly three (one replication set).
+    let busy = ["{service_name=\"busy\"}"];
+    let all = querier.series(None, &busy);
+    let held: Vec<_> = ingesters.iter().map(|i| i.series(None, &busy)).collect();
+    assert!(all.len() >= 16, "{all:?}");
+    for (i, series) in held.iter().enumerate() {
+        assert!(
+            !series.is_empty() && series.len() < all.len(),
+            "ingester-{i} holds {} of the busy service's {} series",
+            series.len(),
+            all.len()
+        );
+    }
+    for set in &all {
+        let copies = held.iter().filter(|h| h.contains(set)).count();
+        assert_eq!(copies, 3, "{set:?} is on {copies} ingesters");
+    }
+    // Replicas are still counted once, and every stack resolves with its own symbols.
+    assert_same(&reference, &querier, "a service over four shards");
+    for mut ingester in ingesters {
+        ingester.stop();
+    }
+    wait_ring(&querier, "the stopped ingesters to leave", |n| {
+        n.iter().all(|n| n["roles"][0] != "ingester")
+    });
+    assert_same(&reference, &querier, "the shards flushed to the bucket");
+}
