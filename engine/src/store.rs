@@ -103,9 +103,9 @@ impl ObjectStore for MeteredStore {
         location: &Path,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
-        // The inner store coalesces the ranges into its own requests; they are counted as one
-        // request per range, an upper bound.
-        add(&self.stats.gets, ranges.len() as u64);
+        // The inner store coalesces nearby ranges into one request (as object_store does for
+        // every backend): counted that way.
+        add(&self.stats.gets, coalesced(ranges));
         add(
             &self.stats.get_bytes,
             ranges.iter().map(|r| r.end - r.start).sum(),
@@ -160,6 +160,29 @@ impl ObjectStore for MeteredStore {
     ) -> object_store::Result<()> {
         self.inner.rename_opts(from, to, options).await
     }
+}
+
+/// How many requests `ranges` become once ranges less than
+/// [`object_store::OBJECT_STORE_COALESCE_DEFAULT`] apart are merged.
+fn coalesced(ranges: &[Range<u64>]) -> u64 {
+    let mut sorted: Vec<&Range<u64>> = ranges.iter().collect();
+    sorted.sort_by_key(|r| r.start);
+    let mut requests = 0;
+    let mut end: Option<u64> = None;
+    for range in sorted {
+        match end {
+            Some(e)
+                if range.start <= e.saturating_add(object_store::OBJECT_STORE_COALESCE_DEFAULT) =>
+            {
+                end = Some(e.max(range.end));
+            }
+            _ => {
+                requests += 1;
+                end = Some(range.end);
+            }
+        }
+    }
+    requests
 }
 
 /// Whether an object never changes once written: the Parquet files of blocks.

@@ -20,10 +20,11 @@ pub struct Job {
 
 /// Bytes a merge of `blocks` is expected to need: every source's symbols decoded (about ten
 /// times their Parquet size), the output's symbols (at most all of them once more), their
-/// series, and a read batch per source and table plus the output row groups.
+/// series, and per source a read batch and a row group's column chunks of two tables, plus
+/// the output's row groups being built and encoded.
 pub fn estimated_merge_bytes(blocks: &[Arc<Block>]) -> u64 {
-    const OUTPUT_BUFFERS: u64 = 64 << 20;
-    const READ_BUFFERS_PER_SOURCE: u64 = 8 << 20;
+    const OUTPUT_BUFFERS: u64 = 24 << 20;
+    const READ_BUFFERS_PER_SOURCE: u64 = 4 << 20;
     const SERIES_ROW: u64 = 600;
     let symbols: u64 = blocks
         .iter()
