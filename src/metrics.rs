@@ -2,7 +2,7 @@
 //! scrape time, in Prometheus text format.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hearth_engine::Engine;
 use hearth_engine::store::StoreStats;
@@ -104,17 +104,20 @@ impl Collector for CompactorCollector {
                 &m.blocks_deleted,
             ),
         ];
-        for (name, help, value) in counters {
-            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
-            counter.encode(encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                counter.metric_type(),
-            )?)?;
-        }
-        Ok(())
+        encode_counters(&mut encoder, &counters)
     }
+}
+
+/// Encodes each `(name, help, value)` as a counter read now.
+fn encode_counters(
+    encoder: &mut DescriptorEncoder<'_>,
+    counters: &[(&str, &str, &AtomicU64)],
+) -> Result<(), std::fmt::Error> {
+    for &(name, help, value) in counters {
+        let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+        counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+    }
+    Ok(())
 }
 
 /// Reads the bucket's request counters on each scrape.
@@ -173,16 +176,7 @@ impl Collector for StoreCollector {
                 &s.cache_hit_bytes,
             ),
         ];
-        for (name, help, value) in counters {
-            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
-            counter.encode(encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                counter.metric_type(),
-            )?)?;
-        }
-        Ok(())
+        encode_counters(&mut encoder, &counters)
     }
 }
 

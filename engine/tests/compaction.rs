@@ -6,6 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, TimestampNanosecondType, UInt32Type, UInt64Type};
 use bytes::Bytes;
@@ -13,11 +15,9 @@ use futures::TryStreamExt;
 use hearth_engine::block::index::{BucketIndex, live};
 use hearth_engine::block::{Block, read_block_symbols};
 use hearth_engine::compact::{MergeOptions, merge_blocks};
-use hearth_engine::model::{Labels, ProfileType, TenantId};
+use hearth_engine::model::TenantId;
 use hearth_engine::schema::TableKind;
-use hearth_engine::{
-    Compactor, CompactorConfig, Engine, EngineArgs, HeadConfig, ProfileBatch, SeriesProfile,
-};
+use hearth_engine::{Compactor, CompactorConfig, Engine, EngineArgs, HeadConfig, ProfileBatch};
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -26,53 +26,8 @@ const HOUR: i64 = 3600 * 1_000_000_000;
 /// 2023-11-14 22:00 UTC, the start of an hour.
 const BASE: i64 = 1_700_000_000_000_000_000 / HOUR * HOUR;
 
-fn fixture(name: &str) -> Bytes {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name);
-    Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-}
-
-/// One series per sample type of `raw`, at `time`, with fixed profile ids (so replicas match).
 fn batch(raw: &Bytes, service: &str, time: i64, id: &str) -> ProfileBatch {
-    let (pprof, index) = ProfileBatch::decode_pprof(raw, usize::MAX).unwrap();
-    let s = |i: i64| pprof.string_table[i as usize].clone();
-    let period = pprof.period_type.unwrap_or_default();
-    let profiles = pprof
-        .sample_type
-        .iter()
-        .enumerate()
-        .map(|(i, vt)| {
-            let profile_type = ProfileType {
-                name: "test".into(),
-                sample_type: s(vt.r#type),
-                sample_unit: s(vt.unit),
-                period_type: s(period.r#type),
-                period_unit: s(period.unit),
-            };
-            SeriesProfile {
-                labels: Labels::from_pairs([
-                    ("__name__", "test".to_string()),
-                    ("service_name", service.to_string()),
-                    ("__profile_type__", profile_type.id()),
-                ]),
-                value_index: i,
-                time_nanos: time,
-                duration_nanos: pprof.duration_nanos,
-                period: pprof.period,
-                id: format!("{id}-{i}"),
-                samples: None,
-                span_ids: Vec::new(),
-            }
-        })
-        .collect();
-    ProfileBatch {
-        partition: service.to_string(),
-        raw: raw.clone(),
-        pprof: Arc::new(pprof),
-        index: Arc::new(index),
-        profiles,
-    }
+    common::batch_at(raw, service, time, id)
 }
 
 fn bucket(dir: &Path) -> Arc<dyn ObjectStore> {
@@ -172,8 +127,8 @@ async fn merging_replicas_keeps_each_profile_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = bucket(dir.path());
     let tenant = TenantId::new("t").unwrap();
-    let cpu = fixture("pprof/large.cpu");
-    let other = fixture("pprof/cppbench.cpu_no_samples_type");
+    let cpu = common::fixture("pprof/large.cpu");
+    let other = common::fixture("pprof/cppbench.cpu_no_samples_type");
 
     // Two ingesters hold the same profiles; `b` missed the last one.
     let a = engine(dir.path(), &store, "ingester-a").await;
@@ -298,7 +253,7 @@ async fn compactor_commits_deletes_and_applies_retention() {
     let store = bucket(dir.path());
     let tenant = TenantId::new("t").unwrap();
     let kept_tenant = TenantId::new("other").unwrap();
-    let cpu = fixture("pprof/large.cpu");
+    let cpu = common::fixture("pprof/large.cpu");
 
     // One process, three flushes into the same hour.
     let single = engine(dir.path(), &store, "").await;

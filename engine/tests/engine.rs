@@ -1,6 +1,8 @@
 //! The engine end to end: append real profiles, read them through the DataFusion providers from
 //! the head, from blocks after a flush, and after a crash (WAL replay).
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -8,57 +10,20 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, UInt64Type};
 use bytes::Bytes;
 use datafusion::prelude::SessionContext;
-use hearth_engine::model::{Labels, ProfileType, TenantId};
+use hearth_engine::model::TenantId;
 use hearth_engine::table::{TableSources, register_tables};
-use hearth_engine::{Engine, HeadConfig, ProfileBatch, SeriesProfile};
+use hearth_engine::{Engine, HeadConfig, ProfileBatch};
 
-fn fixture(name: &str) -> Bytes {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name);
-    Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-}
+use common::fixture;
 
 /// One series per sample type, all samples, as a minimal ingest would build it.
 fn batch(raw: Bytes, service: &str) -> ProfileBatch {
-    let (pprof, index) = ProfileBatch::decode_pprof(&raw, usize::MAX).unwrap();
-    let s = |i: i64| pprof.string_table[i as usize].clone();
-    let period = pprof.period_type.unwrap_or_default();
-    let profiles = pprof
-        .sample_type
-        .iter()
-        .enumerate()
-        .map(|(i, vt)| {
-            let profile_type = ProfileType {
-                name: "test".into(),
-                sample_type: s(vt.r#type),
-                sample_unit: s(vt.unit),
-                period_type: s(period.r#type),
-                period_unit: s(period.unit),
-            };
-            SeriesProfile {
-                labels: Labels::from_pairs([
-                    ("__name__", "test".to_string()),
-                    ("service_name", service.to_string()),
-                    ("__profile_type__", profile_type.id()),
-                ]),
-                value_index: i,
-                time_nanos: 1_700_000_000_000_000_000,
-                duration_nanos: pprof.duration_nanos,
-                period: pprof.period,
-                id: uuid::Uuid::new_v4().to_string(),
-                samples: None,
-                span_ids: Vec::new(),
-            }
-        })
-        .collect();
-    ProfileBatch {
-        partition: service.to_string(),
-        raw,
-        pprof: Arc::new(pprof),
-        index: Arc::new(index),
-        profiles,
-    }
+    common::batch_at(
+        &raw,
+        service,
+        1_700_000_000_000_000_000,
+        &uuid::Uuid::new_v4().to_string(),
+    )
 }
 
 async fn open(dir: &Path) -> Arc<Engine> {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::support::{Hearth, S3Server, fixture};
+use super::support::{Hearth, S3Server, fixture, urlencode};
 
 const PROFILE_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
@@ -125,7 +125,7 @@ pub(crate) fn push(node: &Hearth, labels: &[(String, String)], pprof: &[u8]) -> 
     (response.status().as_u16(), response.text().unwrap())
 }
 
-/// Every Connect query method's answer, for comparing two deployments.
+/// Every Connect query method's answer and the legacy render's, for comparing two deployments.
 fn answers(node: &Hearth) -> Vec<(String, Value)> {
     let end = 4_000_000_000_000i64;
     let mut calls = vec![
@@ -168,6 +168,22 @@ fn answers(node: &Hearth) -> Vec<(String, Value)> {
             };
             (format!("{method} {body}"), answer)
         })
+        .chain(
+            ["{}", "{service_name=\"svc-1\"}"]
+                .into_iter()
+                .map(|selector| {
+                    // The legacy render API, over a fixed range so both sides draw the same timeline.
+                    let query = format!("{PROFILE_TYPE}{selector}");
+                    let path = format!(
+                        "/pyroscope/render?query={}&from=86400&until=4000000000",
+                        urlencode(&query)
+                    );
+                    let response = node.get(&path);
+                    assert_eq!(response.status(), 200, "{path}");
+                    let answer: Value = serde_json::from_str(&response.text().unwrap()).unwrap();
+                    (format!("render {query}"), answer)
+                }),
+        )
         .collect()
 }
 

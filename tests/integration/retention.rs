@@ -74,7 +74,8 @@ fn retention_and_overrides_apply_at_runtime() {
     let hearth = Hearth::start_with_config(&format!(
         "multitenancy_enabled: true\n\
          runtime_config:\n  file: {}\n  period: 200ms\n\
-         compactor:\n  compaction_interval: 300ms\n  wait_period: 0s\n  deletion_delay: 1s\n",
+         compactor:\n  compaction_interval: 300ms\n  wait_period: 0s\n  deletion_delay: 1s\n  \
+         block_ranges: [1h]\n",
         overrides.display()
     ));
     let labels = [
@@ -84,7 +85,8 @@ fn retention_and_overrides_apply_at_runtime() {
     ];
     let now = now_nanos();
     // `short`: one block wholly 3 h old, one block holding a 2 h old and a recent profile
-    // (their earliest profiles fall in different hours, so the compactor does not merge them).
+    // (their earliest profiles fall in different hours and the compactor has only hour-long
+    // windows, so it never merges them whatever the time of day).
     assert_eq!(push(&hearth, "short", &labels, now - 3 * HOUR), 200);
     flush(&hearth);
     assert_eq!(push(&hearth, "short", &labels, now - 2 * HOUR), 200);

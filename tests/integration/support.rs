@@ -61,6 +61,9 @@ pub(crate) fn now_nanos() -> i64 {
 /// A program of the tests' Python venv (clients, moto's S3 server), created by
 /// `scripts/python-env.sh` when missing (`.ci/run` creates it up front).
 pub(crate) fn venv_bin(name: &str) -> PathBuf {
+    // One test at a time: two scripts creating the venv at once break each other.
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _creating = CREATING.lock().unwrap_or_else(|e| e.into_inner());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let status = Command::new("bash")
         .arg(root.join("scripts/python-env.sh"))
@@ -468,7 +471,7 @@ impl Drop for S3Server {
 }
 
 /// A query-string value with everything but unreserved characters percent-encoded.
-fn urlencode(value: &str) -> String {
+pub(crate) fn urlencode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
