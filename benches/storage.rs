@@ -334,7 +334,7 @@ fn main() {
 
     let before = (bucket_figures(&rf3_blocks), bucket_figures(&single_blocks));
     let mut runs = Vec::new();
-    for max_memory in [48u64 << 20, 512 << 20] {
+    for max_memory in [128u64 << 20, 512 << 20] {
         // Each setting compacts a fresh copy of the flushed blocks.
         let copy = out.join(format!("rf3-{}m", max_memory >> 20));
         let _ = std::fs::remove_dir_all(&copy);
