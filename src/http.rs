@@ -5,6 +5,7 @@ mod admin;
 mod ingest;
 mod querier;
 mod render;
+mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -29,6 +30,8 @@ pub(crate) struct AppState {
     pub query: Arc<QueryService>,
     pub metrics: Metrics,
     pub multitenancy_enabled: bool,
+    /// Whether `/` serves the web UI.
+    pub serves_ui: bool,
     /// Cleared when shutdown starts.
     pub ready: AtomicBool,
     /// Gossip membership (cluster roles only).
@@ -38,7 +41,16 @@ pub(crate) struct AppState {
 }
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let pages = if state.serves_ui {
+        Router::new()
+            .route("/", get(ui::index))
+            .route("/ui/app.js", get(ui::app_js))
+            .route("/ui/app.css", get(ui::app_css))
+            .route("/ui/config", get(ui::config))
+    } else {
+        Router::new()
+    };
+    pages
         .route("/ingest", post(ingest::ingest))
         .route("/pyroscope/ingest", post(ingest::ingest))
         .route("/push.v1.PusherService/Push", post(ingest::push))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use hearth_ring::InstanceState;
+use hearth_ring::{InstanceState, Role};
 use tokio::net::TcpListener;
 
 use crate::cluster::Addresses;
@@ -62,6 +62,8 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         ingest: services.ingest,
         query: services.query,
         multitenancy_enabled: config.multitenancy_enabled,
+        // The roles whose queries read the whole cluster (an ingester sees its heads only).
+        serves_ui: !matches!(config.target, Role::Ingester | Role::Compactor),
         ready: AtomicBool::new(true),
         membership: membership.clone(),
         engine: engine.clone(),

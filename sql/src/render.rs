@@ -1,5 +1,6 @@
 //! From a function tree to what clients read: Pyroscope's `FlameGraph` (4-tuples per node,
-//! delta-encoded x offsets), the `tree` bytes format, and the two-sided `FlameGraphDiff`.
+//! delta-encoded x offsets), the `tree` bytes format, the two-sided `FlameGraphDiff`, and the
+//! pictures and text people export: collapsed stacks and an SVG flame graph (drawn by `inferno`).
 //!
 //! Truncation follows Pyroscope: with more than `max_nodes` nodes, the threshold is the total of
 //! the `max_nodes`-th largest node; children below it (and any node already named `other`) are
@@ -373,6 +374,53 @@ pub fn empty_flame_graph() -> FlameGraph {
     flame_graph(&FunctionTree::new(), 0)
 }
 
+/// The tree as collapsed stacks (Brendan Gregg's folded format): one `a;b;c value` line per
+/// node with a self value, root-first frames, in the tree's order.
+pub fn collapsed(tree: &FunctionTree) -> String {
+    let mut out = String::new();
+    let mut frames: Vec<&str> = Vec::new();
+    for node in 1..tree.len() {
+        let id = node as NodeId;
+        let self_value = tree.self_value(id);
+        if self_value == 0 {
+            continue;
+        }
+        frames.clear();
+        let mut at = id;
+        while at != ROOT {
+            frames.push(tree.name(at));
+            at = tree.parent(at);
+        }
+        for (i, frame) in frames.iter().rev().enumerate() {
+            if i > 0 {
+                out.push(';');
+            }
+            // A line is one stack: line breaks inside a name would split it.
+            out.extend(
+                frame
+                    .chars()
+                    .map(|c| if c == '\n' || c == '\r' { ' ' } else { c }),
+            );
+        }
+        out.push(' ');
+        out.push_str(&self_value.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// The tree as an SVG flame graph (drawn by `inferno`, as `flamegraph.pl` would), titled
+/// `title`, its values counted in `unit`. An empty tree is an error (there is nothing to draw).
+pub fn svg(tree: &FunctionTree, title: &str, unit: &str) -> std::io::Result<Vec<u8>> {
+    let folded = collapsed(tree);
+    let mut options = inferno::flamegraph::Options::default();
+    options.title = title.to_string();
+    options.count_name = unit.to_string();
+    let mut out = Vec::new();
+    inferno::flamegraph::from_lines(&mut options, folded.lines(), &mut out)?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,6 +468,24 @@ mod tests {
         assert!(!folded.names.contains(&"gc".to_string()));
         assert_eq!(min_value(&t.totals(), 3), 3);
         assert_eq!(min_value(&t.totals(), 4), 0, "4 nodes fit without folding");
+    }
+
+    #[test]
+    fn collapsed_and_svg_hold_every_stack() {
+        let t = tree(&[(&["main", "a"], 4), (&["main", "b"], 6), (&["main"], 1)]);
+        let text = collapsed(&t);
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort_unstable();
+        assert_eq!(lines, ["main 1", "main;a 4", "main;b 6"]);
+        let picture = String::from_utf8(svg(&t, "cpu", "nanoseconds").unwrap()).unwrap();
+        assert!(picture.starts_with("<?xml") && picture.contains("<svg"));
+        for name in ["main", "a", "b"] {
+            assert!(
+                picture.contains(&format!("<title>{name} (")),
+                "{name} is drawn"
+            );
+        }
+        assert!(svg(&FunctionTree::new(), "cpu", "ns").is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use hearth_engine::ErrorKind;
 use hearth_engine::model::{ProfileType, TenantId};
 use hearth_engine::time::{now_nanos, parse_attime};
-use hearth_sql::render::{flame_graph, flame_graph_diff};
+use hearth_sql::render::{collapsed, flame_graph, flame_graph_diff, svg};
 use hearth_sql::{MillisRange, ProfileSelection, Selector, SeriesShape, ValueSeries};
 use serde_json::{Value, json};
 
@@ -151,6 +151,42 @@ fn json_response(value: Value) -> Response {
         .into_response()
 }
 
+/// The selection as a file: `pprof` (gzipped, as `go tool pprof` reads it), `collapsed` stacks
+/// or an `svg` flame graph. Each holds every stack (no `max_nodes` folding).
+async fn export(
+    state: &AppState,
+    tenant: &TenantId,
+    selection: &ProfileSelection,
+    format: &str,
+    title: &str,
+) -> Result<Response, ConnectError> {
+    let file = |content_type: &'static str, body: Vec<u8>| {
+        (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
+    };
+    if format == "pprof" {
+        let profile = state.query.merge_pprof(tenant, selection).await?;
+        let bytes = hearth_engine::compression::gzip(&prost::Message::encode_to_vec(&profile));
+        return Ok(file("application/octet-stream", bytes));
+    }
+    let tree = state.query.merge_tree(tenant, selection, None).await?;
+    if format == "collapsed" {
+        return Ok(file(
+            "text/plain; charset=utf-8",
+            collapsed(&tree).into_bytes(),
+        ));
+    }
+    let t = &selection.profile_type;
+    if tree.len() <= 1 {
+        return Err(ConnectError::new(
+            ErrorKind::NotFound,
+            "no profiles match this selection in this range: there is no flame graph to draw",
+        ));
+    }
+    let picture = svg(&tree, title, &t.sample_unit)
+        .map_err(|e| ConnectError::new(ErrorKind::Internal, format!("drawing the SVG: {e}")))?;
+    Ok(file("image/svg+xml", picture))
+}
+
 /// The `flamebearer` object: names, levels as plain numbers, ticks and largest self.
 fn flamebearer(
     names: &[String],
@@ -178,15 +214,17 @@ async fn render_inner(
     headers: &HeaderMap,
 ) -> Result<Response, ConnectError> {
     let (tenant, query) = request(state, uri, headers)?;
-    match get(&query, "format").unwrap_or("json") {
-        "json" => {}
-        other => {
-            return Err(invalid(format!(
-                "format {other:?} is not supported: use format=json"
-            )));
-        }
+    let format = get(&query, "format").unwrap_or("json");
+    if !matches!(format, "json" | "svg" | "collapsed" | "pprof") {
+        return Err(invalid(format!(
+            "format {format:?} is not supported: use json, svg, collapsed or pprof"
+        )));
     }
     let selection = selection(&query, ["query", "from", "until"])?;
+    if format != "json" {
+        let title = get(&query, "query").unwrap_or_default();
+        return export(state, &tenant, &selection, format, title).await;
+    }
     let max_nodes = max_nodes(state, &query)?;
     let group_by: Vec<String> = query
         .iter()

@@ -449,3 +449,88 @@ fn legacy_render_agrees_with_the_flame_graph_and_series() {
             .contains("must start with a profile type")
     );
 }
+
+#[test]
+fn render_exports_pprof_collapsed_and_svg() {
+    let hearth = Hearth::start();
+    let mut p = decoded(&fixture("parca/profile-with-labels.pb.gz"));
+    p.time_nanos = super::support::now_nanos() - 300_000_000_000;
+    let response = hearth.push(
+        None,
+        &[("__name__", "process_cpu"), ("service_name", "export-app")],
+        &p.encode_to_vec(),
+    );
+    assert_eq!(response.status().as_u16(), 200);
+    let expected = stacks(&p, 0);
+    let query = "process_cpu:samples:count:cpu:nanoseconds%7Bservice_name%3D%22export-app%22%7D";
+    let get = |format: &str, range: &str| {
+        let response = hearth.get(&format!(
+            "/pyroscope/render?query={query}&{range}&format={format}"
+        ));
+        (
+            response.status().as_u16(),
+            response.bytes().unwrap().to_vec(),
+        )
+    };
+    let last_hour = "from=now-1h&until=now";
+
+    // pprof: gzipped, valid, every stack with its value.
+    let (status, bytes) = get("pprof", last_hour);
+    assert_eq!(status, 200);
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b], "gzipped");
+    let merged = decoded(&bytes);
+    assert_valid_pprof(&merged);
+    assert_eq!(stacks(&merged, 0), expected);
+
+    // Collapsed stacks: the same stacks, as text.
+    let (status, text) = get("collapsed", last_hour);
+    assert_eq!(status, 200);
+    let mut folded: BTreeMap<Vec<String>, i64> = BTreeMap::new();
+    for line in String::from_utf8(text).unwrap().lines() {
+        let (stack, value) = line.rsplit_once(' ').unwrap();
+        let frames = stack.split(';').map(str::to_string).collect();
+        *folded.entry(frames).or_default() += value.parse::<i64>().unwrap();
+    }
+    assert_eq!(folded, expected);
+
+    // SVG: well-formed XML whose titles name the widest frames under the root.
+    let (status, svg) = get("svg", last_hour);
+    assert_eq!(status, 200);
+    let svg = String::from_utf8(svg).unwrap();
+    let mut reader = quick_xml::Reader::from_str(&svg);
+    let mut root = None;
+    let mut titles = Vec::new();
+    let mut in_title = false;
+    loop {
+        match reader.read_event().expect("well-formed SVG") {
+            quick_xml::events::Event::Start(e) => {
+                let name = String::from_utf8(e.name().as_ref().to_vec()).unwrap();
+                root.get_or_insert(name.clone());
+                in_title = name == "title";
+            }
+            quick_xml::events::Event::Text(t) if in_title => {
+                titles.push(String::from_utf8_lossy(t.as_ref()).into_owned());
+            }
+            quick_xml::events::Event::Eof => break,
+            _ => in_title = false,
+        }
+    }
+    assert_eq!(root.as_deref(), Some("svg"));
+    let mut roots: BTreeMap<&str, i64> = BTreeMap::new();
+    for (frames, value) in &expected {
+        *roots.entry(frames[0].as_str()).or_default() += value;
+    }
+    let widest = roots.iter().max_by_key(|(_, v)| **v).unwrap().0;
+    assert!(
+        titles.iter().any(|t| t.starts_with(&format!("{widest} ("))),
+        "no title for {widest} among {titles:?}"
+    );
+
+    // Bad format and nothing to draw: clear errors.
+    let (status, body) = get("png", last_hour);
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("svg, collapsed or pprof"));
+    let (status, body) = get("svg", "from=now-3h&until=now-2h");
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("no profiles"));
+}
