@@ -439,6 +439,9 @@ fn main() {
             met: query_rss <= 1024.0,
         },
     ];
+    /// Where BENCHMARKS.md's hand-kept part (other benches' figures) starts.
+    const KEPT_MARKER: &str =
+        "<!-- Other benches: kept when --markdown-to rewrites the part above. -->";
     let markdown = report::markdown(&report, &targets);
     std::fs::write(
         args.out.join("report.json"),
@@ -456,7 +459,12 @@ fn main() {
             "# Benchmarks\n\nThe latest quick run of the end-to-end harness (`benches/README.md`). Reproduce with:\n\n```sh\ncargo bench --bench e2e -- {command}\n```\n\nMachine: {} cores, the project's 2-core sandbox kind; `bench` profile (release without LTO, 64 codegen units).\n\n{markdown}",
             report["machine"]["cores"]
         );
-        std::fs::write(path, page).unwrap();
+        // Figures of the other benches (storage, cluster) below the marker are kept.
+        let kept = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|old| old.find(KEPT_MARKER).map(|at| old[at..].to_string()))
+            .unwrap_or_default();
+        std::fs::write(path, format!("{page}\n{kept}")).unwrap();
     }
     println!("\n{markdown}");
 }

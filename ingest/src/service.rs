@@ -317,3 +317,55 @@ async fn pprof_form(content_type: &str, body: Bytes) -> Result<(Bytes, Option<By
     let profile = profile.ok_or_else(|| form_error("the form has no 'profile' field".into()))?;
     Ok((profile, config))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use hearth_engine::limits::FixedLimits;
+
+    use super::*;
+
+    struct Discard;
+
+    #[async_trait]
+    impl ProfileSink for Discard {
+        async fn store(&self, _: &TenantId, _: Vec<ProfileBatch>) -> Result<PushOutcome> {
+            Ok(PushOutcome::default())
+        }
+    }
+
+    #[derive(Debug)]
+    struct Sharers(usize);
+
+    impl RateShare for Sharers {
+        fn sharers(&self) -> usize {
+            self.0
+        }
+    }
+
+    /// Once its burst is spent, each of `n` distributors refills at the tenant's rate over `n`.
+    #[test]
+    fn each_distributor_admits_its_share_of_the_rate() {
+        let limits = Limits {
+            ingestion_rate_mb: 1.0,
+            ingestion_burst_size_mb: 1.0,
+            ..Limits::default()
+        };
+        let tenant = TenantId::new("t").unwrap();
+        let mib = 1 << 20;
+        let refilled = |sharers: usize| {
+            let service =
+                IngestService::new(Arc::new(Discard), FixedLimits::shared(limits.clone()))
+                    .with_rate_share(Arc::new(Sharers(sharers)));
+            let limits = service.limits(&tenant);
+            service.admit(&tenant, &limits, mib).unwrap();
+            // 0.5 s refills 0.5 MiB at the whole rate, 0.125 MiB at a quarter of it.
+            std::thread::sleep(Duration::from_millis(500));
+            service.admit(&tenant, &limits, mib / 4).is_ok()
+        };
+        assert!(refilled(1), "alone, a distributor has the whole rate");
+        assert!(!refilled(4), "one of four has a quarter of it");
+    }
+}
