@@ -1,8 +1,8 @@
-// Builds the UI into dist/: one JavaScript bundle, one stylesheet and the page. The hearth
-// binary embeds dist/ (src/http/ui.rs), so running Hearth needs no Node.js; CI rebuilds dist/
-// and fails when it differs from what is committed.
+// Builds the UI into dist/: one JavaScript bundle and one stylesheet (the page is index.html
+// itself). The hearth binary embeds them (src/http/ui.rs), so running Hearth needs no Node.js;
+// CI rebuilds dist/ and fails when it differs from what is committed.
 import { build } from "esbuild";
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 
 mkdirSync("dist", { recursive: true });
 await build({
@@ -19,4 +19,3 @@ const css = ["node_modules/uplot/dist/uPlot.min.css", "src/flamegraph.css", "src
   .map((file) => `/* ${file.replace("node_modules/", "")} */\n${readFileSync(file, "utf8").trim()}\n`)
   .join("\n");
 writeFileSync("dist/app.css", css);
-copyFileSync("index.html", "dist/index.html");

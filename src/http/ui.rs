@@ -1,6 +1,6 @@
-//! The web UI: the page and its two assets, built from `ui/` into `ui/dist` and embedded in
-//! the binary (so running Hearth needs no Node.js), and `/ui/config`, what the page needs to
-//! know of this server. Served by the roles that answer queries.
+//! The web UI: the page (`ui/index.html`) and its two assets, built from `ui/src` into
+//! `ui/dist`, embedded in the binary (so running Hearth needs no Node.js), and `/ui/config`,
+//! what the page needs to know of this server. Served by the roles that answer queries.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::AppState;
 
-const INDEX: &str = include_str!("../../ui/dist/index.html");
+const INDEX: &str = include_str!("../../ui/index.html");
 const APP_JS: &str = include_str!("../../ui/dist/app.js");
 const APP_CSS: &str = include_str!("../../ui/dist/app.css");
 

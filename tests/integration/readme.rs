@@ -9,28 +9,23 @@ use std::process::Command;
 
 use super::support::Hearth;
 
-/// The `curl` commands of the README's sections from `first` up to the next `## ` heading,
-/// continuation lines joined.
-fn readme_curls(first: &str) -> Vec<String> {
+/// The `curl` commands of the README's `## ` sections named in `sections`, continuation lines
+/// joined.
+fn readme_curls(sections: &[&str]) -> Vec<String> {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find(first).expect("the section exists");
     let mut commands = Vec::new();
     let mut current = String::new();
-    let mut in_block = false;
-    let mut sections = 0;
-    for line in readme[start..].lines() {
-        if line.starts_with("## ") {
-            sections += 1;
-            if sections > 2 {
-                break;
-            }
+    let (mut wanted, mut in_block) = (false, false);
+    for line in readme.lines() {
+        if let Some(heading) = line.strip_prefix("## ") {
+            wanted = sections.contains(&heading);
         }
         if line.starts_with("```") {
             in_block = line == "```sh";
             continue;
         }
-        if !in_block || (current.is_empty() && !line.starts_with("curl ")) {
+        if !wanted || !in_block || (current.is_empty() && !line.starts_with("curl ")) {
             continue;
         }
         match line.strip_suffix('\\') {
@@ -49,7 +44,7 @@ fn the_readme_first_steps_end_in_a_flame_graph() {
     let hearth = Hearth::start();
     let base = hearth.url("");
     let base = base.trim_end_matches('/');
-    let commands = readme_curls("## Send it profiles");
+    let commands = readme_curls(&["Send it profiles", "Ask it questions"]);
     assert!(commands.len() >= 4, "{commands:?}");
     // A folder of its own for the files the commands write, with the repository's examples.
     let dir = tempfile::tempdir().unwrap();

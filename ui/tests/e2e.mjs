@@ -70,7 +70,7 @@ await step("explore shows the flame graph and the top table", async () => {
   const drawn = await bars();
   check(drawn.some((b) => b.name === "total"), "the flame graph has no root bar");
   check(drawn.some((b) => b.name === input.topSelf), `no bar of ${input.topSelf} among ${drawn.length} bars`);
-  await page.screenshot({ path: `${shots}/explore.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/explore.png` });
 });
 
 await step("the series chart has one point per profile", async () => {
@@ -91,7 +91,7 @@ await step("search highlights the matching frames", async () => {
   check(info.includes(`${input.searchShare} %`), `search info "${info}", expected a share of ${input.searchShare} %`);
   const names = await tableNames();
   check(names.length > 0 && names.every((n) => n.toLowerCase().includes(lower)), "the table shows functions that do not match");
-  await page.screenshot({ path: `${shots}/search.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/search.png` });
 });
 
 let zoomedUrl = "";
@@ -159,7 +159,7 @@ await step("diff of two time ranges marks the function that changed", async () =
   check(first.grew, "the changed function is not marked as grown");
   const drawn = await bars();
   check(drawn.some((b) => b.name === input.diff.changed), "the changed function has no bar");
-  await page.screenshot({ path: `${shots}/diff.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/diff.png` });
 });
 
 await step("a bad selector shows an error under the field", async () => {
@@ -171,7 +171,7 @@ await step("a bad selector shows an error under the field", async () => {
   await page.waitForSelector('[data-testid="selector-error"]:not([hidden])', { timeout: 10_000 });
   const message = await page.textContent('[data-testid="selector-error"]');
   check(message.includes("label selector"), `error text: ${message}`);
-  await page.screenshot({ path: `${shots}/bad-selector.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/bad-selector.png` });
 });
 
 await step("an empty range shows an empty state", async () => {
@@ -179,7 +179,7 @@ await step("an empty range shows an empty state", async () => {
   await page.waitForSelector('[data-testid="empty"]:not([hidden])', { timeout: 20_000 });
   const text = await page.textContent('[data-testid="empty"]');
   check(text.includes("No profiles"), `empty state: ${text}`);
-  await page.screenshot({ path: `${shots}/empty.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/empty.png` });
 });
 
 await step("label completion offers the service's labels", async () => {
