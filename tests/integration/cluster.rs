@@ -406,6 +406,11 @@ fn a_replicated_cluster_answers_like_one_process() {
     assert_eq!(push(&reference, &labels, &pprof).0, 200);
     let (status, body) = push(&distributor, &labels, &pprof);
     assert_eq!(status, 200, "{body}");
+    // The querier's gossip view catches up too: the fourth ingester, stopped for good, has
+    // left it (until then the querier would ask it for its heads).
+    wait_ring(&querier, "the fourth ingester to leave", |n| {
+        active_ingesters(n).len() == 3 && n.iter().all(|n| n["id"] != "ingester-3")
+    });
     // The stopped ingesters flushed their heads to the bucket: the querier now reads
     // blocks of three origins plus the heads, and still counts every profile once.
     assert_same(&reference, &querier, "after flushes and restarts");
