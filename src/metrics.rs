@@ -12,6 +12,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::roles::compactor::CompactorMetrics;
@@ -189,6 +190,11 @@ impl Metrics {
         store: Arc<StoreStats>,
     ) -> Self {
         let mut registry = Registry::default();
+        registry.register(
+            "hearth_build",
+            "The running binary's version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
         ingest.register(&mut registry);
         registry.register_collector(Box::new(StoreCollector { stats: store }));
         if let Some(engine) = engine {

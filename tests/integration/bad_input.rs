@@ -399,4 +399,9 @@ fn bad_input_is_refused_with_pyroscope_statuses_and_named_problems() {
             "metrics lack {reason}:\n{metrics}"
         );
     }
+    let build = format!(
+        "hearth_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(metrics.contains(&build), "metrics lack {build}:\n{metrics}");
 }
