@@ -1,7 +1,7 @@
 // The flame graph component: a Tree drawn on a canvas (plain DOM + canvas 2D), with zoom,
 // search highlighting, a hover tooltip and diff colouring.
 
-import { type FlameNode, Tree } from "./tree";
+import { type FlameNode, Tree, shareChange } from "./tree";
 
 /** "flame": the root at the bottom, growing up; "icicle": the root at the top (the default). */
 export type Orientation = "flame" | "icicle";
@@ -49,15 +49,9 @@ const COLOURS = {
   textMatch: "#ffffff",
 };
 
-/**
- * The change of a diff node's share of its side, in percentage points: right.total/rightTicks
- * minus left.total/leftTicks, times 100 (positive = grew). 0 for plain nodes.
- */
+/** The change of a diff node's share of its side, in percentage points; 0 for plain nodes. */
 export function diffChange(node: FlameNode, tree: Tree): number {
-  if (!node.left || !node.right) return 0;
-  const left = tree.leftTicks > 0 ? node.left.total / tree.leftTicks : 0;
-  const right = tree.rightTicks > 0 ? node.right.total / tree.rightTicks : 0;
-  return (right - left) * 100;
+  return node.left && node.right ? shareChange(tree, node.left.total, node.right.total) : 0;
 }
 
 /** `value` with at most three significant digits, trailing zeros dropped. */

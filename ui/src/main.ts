@@ -106,6 +106,8 @@ class App {
   private readonly explore: HTMLElement;
   private readonly diffControls: HTMLElement;
   private controller: AbortController | undefined;
+  /** The service and label names last loaded, and for what (tenant, type, range). */
+  private pickers: { key: string; services: string[]; names: string[] } = { key: "", services: [], names: [] };
 
   constructor(root: HTMLElement, multitenancy: boolean) {
     this.root = root;
@@ -243,12 +245,19 @@ class App {
   }
 
   private async loadPickers(signal: AbortSignal): Promise<void> {
-    const { start, end } = resolveRange(this.state.from, this.state.until, Date.now());
-    const [services, names] = await Promise.all([
-      this.api.labelValues("service_name", [this.typeMatcher()], start, end),
-      this.api.labelNames([this.typeMatcher()], start, end),
-    ]);
-    if (signal.aborted) return;
+    // The options depend on the tenant, the type and the range only: fetched again only when
+    // one of them changes, not for a new selector, view or group-by.
+    const key = JSON.stringify([this.api.tenant, this.state.profileType, this.state.from, this.state.until]);
+    if (key !== this.pickers.key) {
+      const { start, end } = resolveRange(this.state.from, this.state.until, Date.now());
+      const [services, names] = await Promise.all([
+        this.api.labelValues("service_name", [this.typeMatcher()], start, end),
+        this.api.labelNames([this.typeMatcher()], start, end),
+      ]);
+      if (signal.aborted) return;
+      this.pickers = { key, services, names };
+    }
+    const { services, names } = this.pickers;
     const service = serviceOf(this.state.selector);
     const serviceOptions: [string, string][] = [["", "All services"], ...services.map((s): [string, string] => [s, s])];
     if (service && !services.includes(service)) serviceOptions.push([service, service]);

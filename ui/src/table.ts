@@ -3,7 +3,7 @@
 // For a diff it shows each side's share and the change.
 
 import { formatValue, matcher } from "./flamegraph";
-import type { FunctionRow, Tree } from "./tree";
+import { type FunctionRow, type Tree, shareChange } from "./tree";
 
 interface Column {
   title: string;
@@ -15,12 +15,9 @@ interface Column {
 
 const percent = (part: number, whole: number) => (whole > 0 ? `${((100 * part) / whole).toFixed(2)} %` : "-");
 
-/** Share of each side in percent points; positive when the function grew. */
-export function shareChange(row: FunctionRow, tree: Tree, field: "self" | "total"): number {
-  const left = tree.leftTicks > 0 ? (row.left?.[field] ?? 0) / tree.leftTicks : 0;
-  const right = tree.rightTicks > 0 ? (row.right?.[field] ?? 0) / tree.rightTicks : 0;
-  return 100 * (right - left);
-}
+/** A row's change of share between the diff's sides, in percentage points. */
+const rowChange = (row: FunctionRow, tree: Tree, field: "self" | "total") =>
+  shareChange(tree, row.left?.[field] ?? 0, row.right?.[field] ?? 0);
 
 function columns(tree: Tree, unit: string): Column[] {
   const name: Column = { title: "Function", key: (r) => r.name, text: (r) => r.name };
@@ -36,8 +33,8 @@ function columns(tree: Tree, unit: string): Column[] {
     name,
     { title: "Baseline self", key: (r) => r.left?.self ?? 0, text: (r) => percent(r.left?.self ?? 0, tree.leftTicks) },
     { title: "Comparison self", key: (r) => r.right?.self ?? 0, text: (r) => percent(r.right?.self ?? 0, tree.rightTicks) },
-    { title: "Self change", key: (r) => shareChange(r, tree, "self"), text: (r) => signed(shareChange(r, tree, "self")) },
-    { title: "Total change", key: (r) => shareChange(r, tree, "total"), text: (r) => signed(shareChange(r, tree, "total")) },
+    { title: "Self change", key: (r) => rowChange(r, tree, "self"), text: (r) => signed(rowChange(r, tree, "self")) },
+    { title: "Total change", key: (r) => rowChange(r, tree, "total"), text: (r) => signed(rowChange(r, tree, "total")) },
   ];
 }
 
@@ -116,7 +113,7 @@ export class TopTable {
         tr.append(td);
       }
       if (tree.isDiff) {
-        const change = shareChange(row, tree, "total");
+        const change = rowChange(row, tree, "total");
         tr.classList.toggle("grew", change > 0.01);
         tr.classList.toggle("shrank", change < -0.01);
       }

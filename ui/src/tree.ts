@@ -357,22 +357,11 @@ export function sandwich(tree: Tree, name: string): { callers: Tree; callees: Tr
 }
 
 /**
- * The tree as collapsed (folded) stacks, one `a;b;c value` line per node with a non-zero self
- * (combined for a diff), root excluded, in pre-order.
+ * How a function's share of its side changed between a diff's sides, in percentage points:
+ * right/rightTicks minus left/leftTicks, times 100 (positive = grew).
  */
-export function collapsed(tree: Tree): string {
-  const path: string[] = [];
-  let out = "";
-  walk(
-    tree,
-    (i) => {
-      const node = tree.nodes[i];
-      path.push(node.name);
-      if (node.self !== 0) out += `${path.join(";")} ${node.self}\n`;
-    },
-    () => {
-      path.pop();
-    },
-  );
-  return out;
+export function shareChange(tree: Tree, left: number, right: number): number {
+  const leftShare = tree.leftTicks > 0 ? left / tree.leftTicks : 0;
+  const rightShare = tree.rightTicks > 0 ? right / tree.rightTicks : 0;
+  return (rightShare - leftShare) * 100;
 }
