@@ -104,8 +104,8 @@ fn bucket_figures(blocks: &Path) -> (u64, u64) {
     (bytes, samples)
 }
 
-/// The compactor over `blocks` until it merged everything: MB/s per CPU second, peak RSS.
-fn compact(blocks: &Path, data: &Path, max_memory: u64) -> Value {
+/// A `--target compactor` process over `blocks` with `max_memory` as its limit.
+fn start_compactor(blocks: &Path, data: &Path, max_memory: u64) -> (Child, String) {
     let config = data.join("compactor.yaml");
     std::fs::create_dir_all(data).unwrap();
     std::fs::write(
@@ -116,7 +116,7 @@ fn compact(blocks: &Path, data: &Path, max_memory: u64) -> Value {
     )
     .unwrap();
     let gossip = format!("127.0.0.1:{}", free_udp());
-    let (child, addr) = start_with(
+    start_with(
         data,
         &[
             "--target",
@@ -130,7 +130,27 @@ fn compact(blocks: &Path, data: &Path, max_memory: u64) -> Value {
             "--gossip-seeds",
             &gossip,
         ],
-    );
+    )
+}
+
+/// Peak resident MiB of a process.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let kib = status_field(pid, "VmHWM:");
+    kib.trim_end_matches("kB").trim().parse::<f64>().unwrap() / 1024.0
+}
+
+/// The compactor over `blocks` until it merged everything: MB/s per CPU second, and its peak
+/// RSS above that of a compactor with nothing to merge (what `max_memory_bytes` bounds).
+fn compact(blocks: &Path, data: &Path, max_memory: u64) -> Value {
+    let empty = data.join("idle-blocks");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (idle, addr) = start_compactor(&empty, &data.join("idle"), max_memory);
+    while counter(&addr, "hearth_compactor_cycles") < 2.0 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let idle_rss = peak_rss_mib(idle.id());
+    stop(idle);
+    let (child, addr) = start_compactor(blocks, data, max_memory);
     let started = Instant::now();
     // Done when two cycles ran without merging anything new.
     let (mut merges, mut cycles) = (-1.0, 0.0);
@@ -152,7 +172,7 @@ fn compact(blocks: &Path, data: &Path, max_memory: u64) -> Value {
         );
     }
     let cpu = cpu_seconds(child.id());
-    let rss = status_field(child.id(), "VmHWM:");
+    let rss = peak_rss_mib(child.id());
     let read = counter(&addr, "hearth_compactor_read_bytes");
     let written = counter(&addr, "hearth_compactor_written_bytes");
     stop(child);
@@ -163,7 +183,10 @@ fn compact(blocks: &Path, data: &Path, max_memory: u64) -> Value {
         "written_mb": written / 1e6,
         "cpu_s": cpu,
         "mb_per_cpu_s": read / 1e6 / cpu,
-        "peak_rss": rss,
+        "peak_rss_mib": rss,
+        "idle_rss_mib": idle_rss,
+        "merge_rss_mib": rss - idle_rss,
+        "limit_mib": (max_memory >> 20),
     })
 }
 
@@ -334,7 +357,7 @@ fn main() {
 
     let before = (bucket_figures(&rf3_blocks), bucket_figures(&single_blocks));
     let mut runs = Vec::new();
-    for max_memory in [128u64 << 20, 512 << 20] {
+    for max_memory in [96u64 << 20, 128 << 20, 512 << 20] {
         // Each setting compacts a fresh copy of the flushed blocks.
         let copy = out.join(format!("rf3-{}m", max_memory >> 20));
         let _ = std::fs::remove_dir_all(&copy);

@@ -47,9 +47,13 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let engine = services.engine.clone();
     let compactor_metrics = services.compactor.as_ref().map(|c| Arc::clone(&c.metrics));
     // Stopped by dropping it at any point: a merge cut short is finished or redone later.
-    let compactor = services
-        .compactor
-        .map(|task| tokio::spawn(task.run(Arc::clone(&store))));
+    let compactor = match services.compactor {
+        Some(task) => Some(
+            task.spawn(bucket.separate_client(&config.storage)?)
+                .context("cannot start the compactor thread")?,
+        ),
+        None => None,
+    };
     let membership = services.membership.clone();
     let ring_member = membership.clone().filter(|_| services.ring_member);
     let state = Arc::new(AppState {
@@ -133,7 +137,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         tracing::error!(error = %e, "flight server failed");
     }
     if let Some(compactor) = compactor {
-        compactor.abort();
+        compactor.stop().await;
     }
     if let Some(engine) = &engine {
         tracing::info!("flushing heads");

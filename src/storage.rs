@@ -415,6 +415,22 @@ pub(crate) struct Bucket {
     pub stats: Arc<StoreStats>,
 }
 
+impl Bucket {
+    /// Another client of the same bucket, counted in the same statistics, for a component with
+    /// a runtime of its own (a client's pooled connections are driven by the runtime that
+    /// opened them). Without the read cache: the compactor reads each byte once, and its reads
+    /// would only evict the ranges queries come back to.
+    pub(crate) fn separate_client(
+        &self,
+        config: &StorageConfig,
+    ) -> anyhow::Result<Arc<dyn ObjectStore>> {
+        Ok(Arc::new(MeteredStore::new(
+            config.build()?,
+            Arc::clone(&self.stats),
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -108,6 +108,13 @@ impl Compactor {
         }
     }
 
+    /// The same compactor over another client of its bucket (one whose connections live on
+    /// the runtime that will drive it).
+    pub fn with_store(mut self, store: Arc<dyn ObjectStore>) -> Self {
+        self.store = store;
+        self
+    }
+
     pub fn config(&self) -> &CompactorConfig {
         &self.config
     }

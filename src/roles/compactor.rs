@@ -114,6 +114,35 @@ impl CompactorTask {
         }
     }
 
+    /// Runs [`run`](Self::run) on a thread of its own with a single-threaded runtime, until
+    /// the handle is stopped or dropped. A merge's buffers are then allocated and freed by one
+    /// thread, in one allocator arena: spread over the worker threads they were kept by several
+    /// arenas at once, and the process grew well past `compactor.max_memory_bytes`. Merges also
+    /// never occupy the workers that serve queries and ingest.
+    /// `store` is a client of its own ([`crate::storage::Bucket::separate_client`]), opened for
+    /// this runtime.
+    pub(crate) fn spawn(mut self, store: Arc<dyn ObjectStore>) -> std::io::Result<CompactorThread> {
+        self.compactor = self.compactor.with_store(Arc::clone(&store));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("hearth-compactor".to_string())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::select! {
+                        () = self.run(store) => {}
+                        _ = stopped => {}
+                    }
+                });
+            })?;
+        Ok(CompactorThread {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
     /// Runs cycles until the task is dropped. A failed cycle is logged and retried at the
     /// next interval: what it left undone, the next one finishes.
     pub(crate) async fn run(self, store: Arc<dyn ObjectStore>) {
@@ -157,5 +186,23 @@ impl CompactorTask {
             }
         }
         Ok(())
+    }
+}
+
+/// The compactor's thread; stopping it drops a merge in progress (finished or redone by a
+/// later cycle, as after a crash).
+#[derive(Debug)]
+pub(crate) struct CompactorThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CompactorThread {
+    /// Stops the loop and waits for the thread to end.
+    pub(crate) async fn stop(mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
 }

@@ -2,8 +2,9 @@
 //! (both sorted by series and time), replicas removed, symbols rewritten per service.
 //!
 //! Memory: every source's symbols and series, the output's symbols and series, one record
-//! batch per source and table, and one output row group per table. Samples and profiles are
-//! never held whole; the output files are uploaded part by part as they are written.
+//! batch per source and table, and one output row group per table, encoded. Samples and
+//! profiles are never held whole; the output files are uploaded part by part as they are
+//! written, a few parts at a time. `super::plan::estimated_merge_bytes` sums it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -30,9 +31,16 @@ use crate::model::TenantId;
 use crate::schema::{self, TableKind};
 use crate::symbols::{Function, Line, Location, Mapping, SymbolPartition, symbol_batch};
 
-/// Rows per output row group and per read batch.
-const OUTPUT_ROWS: usize = 256 * 1024;
+/// Rows per output batch and per read batch. The writer encodes each batch into the row group
+/// it is building (`writer_properties` sets row groups of 256K rows, as flushes write them), so
+/// the merge holds a row group encoded, not as columns of plain values.
+const OUTPUT_ROWS: usize = 32 * 1024;
 const READ_BATCH_ROWS: usize = 8 * 1024;
+
+/// Upload buffer of an output file (S3's smallest multipart part) and parts in flight: at
+/// most three buffers per file.
+const UPLOAD_PART_BYTES: usize = 5 << 20;
+const UPLOAD_CONCURRENCY: usize = 2;
 
 /// How a merge treats its sources.
 #[derive(Debug, Clone, Default)]
@@ -778,7 +786,8 @@ impl TableWriter {
         use crate::block::ChildPath;
         let path = dir.child_path(table.file_name());
         let writer = AsyncArrowWriter::try_new(
-            BufWriter::new(Arc::clone(store), path.clone()),
+            BufWriter::with_capacity(Arc::clone(store), path.clone(), UPLOAD_PART_BYTES)
+                .with_max_concurrency(UPLOAD_CONCURRENCY),
             table.schema(),
             Some(writer_properties(table)),
         )?;

@@ -18,24 +18,31 @@ pub struct Job {
     pub blocks: Vec<Arc<Block>>,
 }
 
-/// Bytes a merge of `blocks` is expected to need: every source's symbols decoded (about ten
-/// times their Parquet size), the output's symbols (at most all of them once more), their
-/// series, and per source a read batch and a row group's column chunks of two tables, plus
-/// the output's row groups being built and encoded.
+/// Bytes a merge of `blocks` is expected to need, measured as the compactor's resident memory
+/// above its idle size (`benches/storage.rs` merges real blocks and reports both):
+/// - per source, its symbols decoded (about five times their Parquet size) while the tables
+///   they come from are read, the output's share of them (at most as much again) and the id
+///   remap tables: twelve times the Parquet size in all; 600 bytes per series; and a read
+///   batch plus a row group's column chunks of two tables (4 MiB);
+/// - the output: the row groups being encoded and three 5 MiB upload buffers per file (40 MiB).
 pub fn estimated_merge_bytes(blocks: &[Arc<Block>]) -> u64 {
-    const OUTPUT_BUFFERS: u64 = 24 << 20;
+    const OUTPUT_BUFFERS: u64 = 40 << 20;
     const READ_BUFFERS_PER_SOURCE: u64 = 4 << 20;
+    const SYMBOLS_PER_PARQUET_BYTE: u64 = 12;
     const SERIES_ROW: u64 = 600;
     let symbols: u64 = blocks
         .iter()
         .flat_map(|b| TableKind::SYMBOLS.into_iter().filter_map(|t| b.file(t)))
-        .map(|f| f.size_bytes * 10)
+        .map(|f| f.size_bytes)
         .sum();
     let series: u64 = blocks
         .iter()
         .map(|b| b.meta.stats.series * SERIES_ROW)
         .sum();
-    OUTPUT_BUFFERS + 2 * symbols + series + READ_BUFFERS_PER_SOURCE * blocks.len() as u64
+    OUTPUT_BUFFERS
+        + SYMBOLS_PER_PARQUET_BYTE * symbols
+        + series
+        + READ_BUFFERS_PER_SOURCE * blocks.len() as u64
 }
 
 /// The merges due at `now_nanos` among `live` blocks (each block in at most one job), lowest
