@@ -2,10 +2,12 @@
 //!
 //! With no arguments it runs every component in one process (`--target all`), serves HTTP on
 //! `0.0.0.0:4040` and Arrow Flight SQL on `0.0.0.0:4041`, and keeps its data under `./data`.
+//! `hearth query|upload|export` are clients of a running server ([`cli`]).
 //! This file parses flags and loads the config; [`server::run`] binds the listeners and has
 //! [`roles`] build the services of the target (one file per role), and `status` is the one
 //! mapping from error kinds to HTTP and Connect statuses.
 
+mod cli;
 mod cluster;
 mod config;
 mod connect;
@@ -36,14 +38,18 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[command(
     name = "hearth",
     version,
-    about = "Continuous-profiling database, Pyroscope-compatible"
+    about = "Continuous-profiling database, Pyroscope-compatible",
+    after_help = "Without a command, runs the server. `hearth query --help`, `hearth upload --help` \
+and `hearth export --help` show the clients, with examples.",
+    args_conflicts_with_subcommands = true
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<cli::Command>,
     /// YAML config file; flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The components to run: all, distributor, ingester, querier (query-frontend and
-    /// compactor are not available yet).
+    /// The components to run: all, distributor, ingester, querier or compactor.
     #[arg(long, value_name = "TARGET")]
     target: Option<Role>,
     /// The HTTP listen address (default 0.0.0.0:4040).
@@ -85,7 +91,16 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(command) = args.command.take() {
+        // A client's error is for a person at a terminal: the cause chain on one line, no
+        // backtrace, exit status 1.
+        if let Err(error) = cli::run(command) {
+            eprintln!("error: {error:#}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),

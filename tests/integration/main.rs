@@ -4,6 +4,7 @@
 mod agent;
 mod bad_input;
 mod blocks;
+mod cli;
 mod cluster;
 mod compaction;
 mod connect;
