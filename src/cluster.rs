@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -21,6 +22,7 @@ use hearth_sql::QueryService;
 use object_store::ObjectStore;
 
 use crate::config::Config;
+use crate::metrics::{Metrics, ReplicationMetrics};
 
 /// Where this process listens, once its listeners are bound.
 #[derive(Debug, Clone)]
@@ -105,16 +107,18 @@ pub(crate) struct ClusterClients {
     zone_aware: bool,
     replication_factor: usize,
     query: hearth_sql::QueryConfig,
+    replication: Arc<ReplicationMetrics>,
 }
 
 impl ClusterClients {
-    pub(crate) fn new(config: &Config, membership: &Arc<Membership>) -> Self {
+    pub(crate) fn new(config: &Config, membership: &Arc<Membership>, metrics: &Metrics) -> Self {
         ClusterClients {
             membership: Arc::clone(membership),
             directory: Arc::new(IngesterDirectory::new(Arc::clone(membership))),
             zone_aware: config.cluster.zone_awareness,
             replication_factor: config.cluster.replication_factor,
             query: config.query.clone(),
+            replication: Arc::clone(&metrics.replication),
         }
     }
 
@@ -124,6 +128,7 @@ impl ClusterClients {
         let replicas = Arc::new(FlightReplicas {
             directory: Arc::<IngesterDirectory>::clone(&self.directory),
             zone_aware: self.zone_aware,
+            metrics: Arc::clone(&self.replication),
         });
         let distributor = Arc::new(
             Distributor::new(replicas, self.replication_factor).with_limits(Arc::clone(&limits)),
@@ -170,6 +175,7 @@ impl RateShare for DistributorShare {
 struct FlightReplicas {
     directory: Arc<IngesterDirectory>,
     zone_aware: bool,
+    metrics: Arc<ReplicationMetrics>,
 }
 
 #[async_trait]
@@ -195,11 +201,11 @@ impl Replicas for FlightReplicas {
                 format!("ingester {node} left the ring"),
             )
         })?;
-        client
-            // Handles to the shared records; encoding the request body copies them once per
-            // replica and attempt.
-            .push(tenant, records.to_vec())
-            .await
-            .map_err(|e| unavailable(e.kind(), e.to_string()))
+        let started = Instant::now();
+        // Handles to the shared records; encoding the request body copies them once per
+        // replica and attempt.
+        let pushed = client.push(tenant, records.to_vec()).await;
+        self.metrics.observe(started.elapsed(), pushed.is_ok());
+        pushed.map_err(|e| unavailable(e.kind(), e.to_string()))
     }
 }

@@ -1,5 +1,5 @@
-//! The HTTP port: routing, tenancy, bounded body reading. Handlers are thin translations
-//! between wire messages and the crates' APIs.
+//! The HTTP port: routing, tenancy, bounded body reading, and each request timed and logged.
+//! Handlers are thin translations between wire messages and the crates' APIs.
 
 mod admin;
 mod ingest;
@@ -9,18 +9,24 @@ mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::{MatchedPath, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use hearth_engine::ErrorKind;
+use hearth_engine::metrics::ReplayState;
 use hearth_engine::model::TenantId;
 use hearth_ingest::IngestService;
 use hearth_sql::QueryService;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tower_http::trace::TraceLayer;
+use tracing::Span;
 
 use crate::metrics::Metrics;
 
@@ -28,7 +34,7 @@ use crate::metrics::Metrics;
 pub(crate) struct AppState {
     pub ingest: Arc<IngestService>,
     pub query: Arc<QueryService>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub multitenancy_enabled: bool,
     /// Whether `/` serves the web UI.
     pub serves_ui: bool,
@@ -63,7 +69,112 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/ring", get(admin::ring))
         .route("/ingester/flush", get(admin::flush).post(admin::flush))
         .fallback(admin::not_found)
-        .with_state(state)
+        .with_state(Arc::clone(&state))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.metrics),
+            observe,
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(log_response)
+                .on_failure(()),
+        )
+}
+
+/// What the port answers while the process starts (opening the bucket, replaying the WAL,
+/// joining the ring): `/ready` says how far it is with 503, `/metrics` already answers, and
+/// everything else is refused with 503 until the services are built.
+pub(crate) fn starting_router(metrics: Arc<Metrics>) -> Router {
+    let status = {
+        let metrics = Arc::clone(&metrics);
+        move || starting_status(&metrics)
+    };
+    let refused = status.clone();
+    Router::new()
+        .route(
+            "/ready",
+            get(move || async move { text(StatusCode::SERVICE_UNAVAILABLE, status()) }),
+        )
+        .route(
+            "/metrics",
+            get(|State(metrics): State<Arc<Metrics>>| async move {
+                admin::render_metrics(&metrics)
+            }),
+        )
+        .fallback(move || async move {
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{}; try again when /ready answers 200", refused()),
+            )
+        })
+        .with_state(metrics)
+}
+
+/// How far start-up is, for a person reading `/ready`.
+fn starting_status(metrics: &Metrics) -> String {
+    match metrics.engine.replay_state() {
+        ReplayState::NotStarted => "starting: opening block storage".to_string(),
+        ReplayState::Running {
+            done,
+            total,
+            records,
+            elapsed,
+        } => format!(
+            "starting: replaying the write-ahead log: {done} of {total} segments, {records} records in {:.1} s",
+            elapsed.as_secs_f64()
+        ),
+        ReplayState::Finished => {
+            "starting: the write-ahead log is replayed; starting services".into()
+        }
+    }
+}
+
+/// Times each request by method, route template and status (`/metrics`).
+async fn observe(
+    State(metrics): State<Arc<Metrics>>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let response = next.run(request).await;
+    metrics.observe_request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// Probes and scrapes come every few seconds: their requests are logged at debug level only.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/ready" | "/metrics")
+}
+
+fn request_span(request: &axum::http::Request<Body>) -> Span {
+    let (method, path) = (request.method(), request.uri().path());
+    match is_probe(path) {
+        true => tracing::debug_span!("request", %method, path),
+        false => tracing::info_span!("request", %method, path),
+    }
+}
+
+/// One log line per request, in the request's span (method and path).
+fn log_response(response: &Response, latency: Duration, span: &Span) {
+    let status = response.status().as_u16();
+    let millis = latency.as_secs_f64() * 1e3;
+    match span.metadata().map(|m| *m.level()) {
+        Some(tracing::Level::INFO) => tracing::info!(status, millis, "answered"),
+        _ => tracing::debug!(status, millis, "answered"),
+    }
 }
 
 pub(crate) const TENANT_HEADER: &str = "x-scope-orgid";

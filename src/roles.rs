@@ -33,6 +33,7 @@ use object_store::ObjectStore;
 
 use crate::cluster::Addresses;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::overrides::RuntimeLimits;
 
 /// What the Flight port serves.
@@ -69,15 +70,16 @@ pub(crate) async fn build(
     config: &Config,
     store: Arc<dyn ObjectStore>,
     addresses: &Addresses,
+    metrics: &Metrics,
 ) -> anyhow::Result<Services> {
     let limits: Arc<dyn LimitsSource> =
         RuntimeLimits::start(config.limits.clone(), &config.runtime_config)?;
     match config.target {
-        Role::All => all::build(config, store, limits).await,
-        Role::Ingester => ingester::build(config, store, addresses, limits).await,
-        Role::Distributor => distributor::build(config, store, addresses, limits).await,
-        Role::Querier => querier::build(config, store, addresses, limits).await,
-        Role::Compactor => compactor::build(config, store, addresses, limits).await,
+        Role::All => all::build(config, store, limits, metrics).await,
+        Role::Ingester => ingester::build(config, store, addresses, limits, metrics).await,
+        Role::Distributor => distributor::build(config, store, addresses, limits, metrics).await,
+        Role::Querier => querier::build(config, store, addresses, limits, metrics).await,
+        Role::Compactor => compactor::build(config, store, addresses, limits, metrics).await,
         Role::QueryFrontend => anyhow::bail!(
             "target `{}` is not available yet: run `all`, `distributor`, `ingester`, `querier` or `compactor`",
             config.target

@@ -7,8 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
+use axum::Router;
+use axum::extract::Request;
 use hearth_ring::{InstanceState, Role};
+use parking_lot::RwLock;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 use crate::cluster::Addresses;
 use crate::config::Config;
@@ -18,14 +22,30 @@ use crate::roles::{self, FlightService};
 
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let data_dir = &config.storage.data_dir;
-    let bucket = crate::storage::open(&config.storage).await?;
-    let store = Arc::clone(&bucket.store);
-    tracing::info!(blocks = %config.storage.describe(), "block storage opened");
-
     let listener = TcpListener::bind(config.server.http_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.http_addr))?;
     let addr = listener.local_addr()?;
+    // The port answers from now on: `/ready` with 503 and the start-up's progress, `/metrics`,
+    // until the services are built and the full router takes over.
+    let metrics = Metrics::new(&config.target.to_string());
+    let router = Arc::new(RwLock::new(http::starting_router(Arc::clone(&metrics))));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut server = {
+        let mut stopped = stopped.clone();
+        tokio::spawn(
+            axum::serve(listener, switch(Arc::clone(&router)))
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .into_future(),
+        )
+    };
+    tracing::info!(%addr, target = %config.target, "http port open: /ready answers 503 until start-up is done");
+
+    let bucket = crate::storage::open(&config.storage).await?;
+    let store = Arc::clone(&bucket.store);
+    tracing::info!(blocks = %config.storage.describe(), "block storage opened");
     let flight_listener = match roles::serves_flight(config.target) {
         false => None,
         true => Some(
@@ -43,7 +63,13 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         },
     };
 
-    let services = roles::build(&config, Arc::clone(&store), &addresses).await?;
+    let services = tokio::select! {
+        services = roles::build(&config, Arc::clone(&store), &addresses, &metrics) => services?,
+        () = shutdown_signal() => {
+            tracing::info!("stopped during start-up");
+            return Ok(());
+        }
+    };
     let engine = services.engine.clone();
     let compactor_metrics = services.compactor.as_ref().map(|c| Arc::clone(&c.metrics));
     // Stopped by dropping it at any point: a merge cut short is finished or redone later.
@@ -56,13 +82,15 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     };
     let membership = services.membership.clone();
     let ring_member = membership.clone().filter(|_| services.ring_member);
+    metrics.add_services(
+        services.ingest.metrics(),
+        services.query.metrics(),
+        engine.clone(),
+        compactor_metrics,
+        Arc::clone(&bucket.stats),
+    );
     let state = Arc::new(AppState {
-        metrics: Metrics::new(
-            services.ingest.metrics(),
-            engine.clone(),
-            compactor_metrics,
-            Arc::clone(&bucket.stats),
-        ),
+        metrics,
         ingest: services.ingest,
         query: services.query,
         multitenancy_enabled: config.multitenancy_enabled,
@@ -73,10 +101,8 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         engine: engine.clone(),
     });
     let flusher = engine.clone().map(|e| tokio::spawn(e.run_flusher()));
+    *router.write() = http::router(Arc::clone(&state));
     tracing::info!(%addr, target = %config.target, node = %addresses.node_id, data_dir = %data_dir.display(), "http server listening");
-
-    // On SIGTERM/SIGINT: stop accepting, give requests in flight `shutdown_grace`, then flush.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
 
     let mut flight_stopped = stopped.clone();
     let flight_shutdown = async move {
@@ -106,16 +132,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(node = %addresses.node_id, "active in the ring");
     }
 
-    let server = axum::serve(listener, http::router(Arc::clone(&state))).with_graceful_shutdown(
-        async move {
-            let mut stopped = stopped;
-            let _ = stopped.wait_for(|stop| *stop).await;
-        },
-    );
-    let server = server.into_future();
-    tokio::pin!(server);
+    // On SIGTERM/SIGINT: stop accepting, give requests in flight `shutdown_grace`, then flush.
     tokio::select! {
-        result = &mut server => result.context("http server failed")?,
+        result = &mut server => result.context("http server stopped")?.context("http server failed")?,
         () = shutdown_signal() => {
             state.ready.store(false, Ordering::Release);
             if let Some(member) = &ring_member {
@@ -125,7 +144,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             tracing::info!(grace = ?config.server.shutdown_grace, "shutting down: finishing requests in flight");
             let _ = stop.send(true);
             match tokio::time::timeout(config.server.shutdown_grace, &mut server).await {
-                Ok(result) => result.context("http server failed")?,
+                Ok(result) => result.context("http server stopped")?.context("http server failed")?,
                 Err(_) => tracing::warn!("requests still in flight after the grace period; closing them"),
             }
         }
@@ -155,6 +174,20 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A router whose routes are those `current` holds at each request: the start-up's, then the
+/// full API's.
+fn switch(current: Arc<RwLock<Router>>) -> Router {
+    Router::new().fallback(move |request: Request| {
+        let router = current.read().clone();
+        async move {
+            match router.oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    })
 }
 
 async fn shutdown_signal() {

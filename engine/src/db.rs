@@ -26,6 +26,7 @@ use crate::block::{self, Block, EncodedBlock};
 use crate::error::{Error, ErrorKind, Result};
 use crate::head::{AppendStats, Head};
 use crate::limits::LimitsSource;
+use crate::metrics::{EngineMetrics, ReplayState};
 use crate::model::TenantId;
 use crate::snapshot::{SnapshotSource, TenantSnapshot};
 use crate::symbol_cache::SymbolCache;
@@ -81,6 +82,8 @@ pub struct EngineArgs {
     pub serve_blocks: bool,
     /// Per-tenant limits the engine enforces (`max_series_per_tenant`).
     pub limits: Arc<dyn LimitsSource>,
+    /// Flush and WAL-replay measurements, readable while `open` replays.
+    pub metrics: Arc<EngineMetrics>,
 }
 
 /// A head that is taking writes, with the WAL segments it owns.
@@ -133,6 +136,7 @@ pub struct Engine {
     origin: String,
     serve_blocks: bool,
     limits: Arc<dyn LimitsSource>,
+    metrics: Arc<EngineMetrics>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -161,14 +165,28 @@ impl Engine {
             origin: args.origin,
             serve_blocks: args.serve_blocks,
             limits: args.limits,
+            metrics: args.metrics,
         };
         let mut tenants = block::list_tenants(engine.store.as_ref()).await?;
         tenants.extend(engine.wal.tenants()?);
         tenants.sort();
         tenants.dedup();
+        let started = Instant::now();
+        let mut segments = 0;
+        for tenant in &tenants {
+            segments += engine.wal.segments(tenant)?.len();
+        }
+        engine.metrics.replay_started(segments);
+        tracing::info!(
+            tenants = tenants.len(),
+            segments,
+            "replaying the write-ahead log"
+        );
         for tenant in tenants {
             engine.open_tenant(tenant).await?;
         }
+        engine.metrics.replay_finished();
+        tracing::info!(segments, elapsed = ?started.elapsed(), "write-ahead log replayed");
         Ok(Arc::new(engine))
     }
 
@@ -193,18 +211,38 @@ impl Engine {
         for segment in self.wal.segments(&tenant)? {
             if flushed.contains(&segment.to_string()) {
                 self.wal.delete_segment(&tenant, segment)?;
+                self.metrics.segment_replayed();
                 continue;
             }
-            let records = self.wal.replay(&tenant, segment, |bytes| {
-                // A record that cannot be applied is logged and skipped: one bad record must
-                // not keep the tenant's other data from starting.
-                let applied = ProfileBatch::from_wal_record(bytes).and_then(|b| head.append(&b));
-                if let Err(e) = applied {
-                    tracing::error!(tenant = %tenant, %segment, error = %e, "skipping a wal record that cannot be applied");
-                }
-                Ok(())
-            })?;
-            tracing::info!(tenant = %tenant, %segment, records, "replayed wal segment");
+            let mut replay = || {
+                self.wal.replay(&tenant, segment, |bytes| {
+                    // A record that cannot be applied is logged and skipped: one bad record
+                    // must not keep the tenant's other data from starting.
+                    let applied =
+                        ProfileBatch::from_wal_record(bytes).and_then(|b| head.append(&b));
+                    self.metrics.record_replayed(applied.is_ok());
+                    if let Err(e) = applied {
+                        tracing::error!(tenant = %tenant, %segment, error = %e, "skipping a wal record that cannot be applied");
+                    }
+                    Ok(())
+                })
+            };
+            // Replaying is disk and CPU work: on a multi-threaded runtime the other workers
+            // keep answering (`/ready` reports the progress) while this one replays.
+            let records = match tokio::runtime::Handle::current().runtime_flavor() {
+                tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(replay),
+                _ => replay(),
+            }?;
+            self.metrics.segment_replayed();
+            if let ReplayState::Running {
+                done,
+                total,
+                elapsed,
+                ..
+            } = self.metrics.replay_state()
+            {
+                tracing::info!(tenant = %tenant, %segment, records, done, total, elapsed = ?elapsed, "replayed wal segment");
+            }
             replayed.push(segment);
         }
         let active = self.wal.create_segment(&tenant)?;
@@ -399,6 +437,11 @@ impl Engine {
         stats
     }
 
+    /// Flush and replay measurements.
+    pub fn metrics(&self) -> &Arc<EngineMetrics> {
+        &self.metrics
+    }
+
     /// How many blocks have been written since the engine opened.
     pub fn flush_count(&self) -> u64 {
         self.flushes.load(Ordering::Relaxed)
@@ -437,8 +480,12 @@ impl Engine {
         let mut written = Vec::new();
         let mut first_error = None;
         for old in pending {
+            let started = Instant::now();
             match self.write_generation(tenant, &old).await {
                 Ok(block) => {
+                    self.metrics
+                        .flush_duration
+                        .observe(started.elapsed().as_secs_f64());
                     {
                         let mut view = db.view.write();
                         view.flushing.retain(|h| !Arc::ptr_eq(h, &old.head));
@@ -460,6 +507,7 @@ impl Engine {
                 Err(e) => {
                     // The head keeps serving reads and its segments stay on disk: nothing is
                     // lost, and the next flush tries again.
+                    self.metrics.flush_failures.inc();
                     tracing::error!(tenant = %tenant, error = %e, "flush failed; the head stays in memory and in the wal");
                     db.unflushed.lock().push(old);
                     first_error.get_or_insert(e);

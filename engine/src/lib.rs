@@ -31,6 +31,7 @@ pub mod flamegraph;
 pub mod head;
 pub mod limits;
 pub mod matcher;
+pub mod metrics;
 pub mod model;
 pub mod pprof;
 pub mod pprof_merge;

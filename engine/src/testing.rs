@@ -24,6 +24,7 @@ pub async fn open_engine(dir: &Path, head: HeadConfig) -> Arc<Engine> {
         origin: String::new(),
         serve_blocks: true,
         limits: Arc::new(crate::limits::FixedLimits::default()),
+        metrics: Default::default(),
     })
     .await
     .expect("open the engine")

@@ -45,6 +45,7 @@ async fn engine(dir: &Path, store: &Arc<dyn ObjectStore>, origin: &str) -> Arc<E
         origin: origin.to_string(),
         serve_blocks: true,
         limits: Arc::new(hearth_engine::limits::FixedLimits::default()),
+        metrics: Default::default(),
     })
     .await
     .unwrap()

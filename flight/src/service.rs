@@ -26,6 +26,7 @@ use arrow_flight::{
     IpcMessage, SchemaAsIpc, Ticket,
 };
 use datafusion::common::ScalarValue;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{Stream, TryStreamExt};
 use hearth_engine::model::TenantId;
 use hearth_sql::{CATALOG, QueryService, SCHEMA};
@@ -164,12 +165,21 @@ impl HearthFlightSql {
         sql: &str,
         parameters: Vec<ScalarValue>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let stream = self
-            .query
-            .sql_stream(tenant, sql, parameters)
-            .await
-            .map_err(status::from_query)?;
-        Ok(encode(stream.schema(), stream))
+        let mut timer = self.query.metrics().timer("flight_sql", "statement");
+        let stream = match self.query.sql_stream(tenant, sql, parameters).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                timer.failed();
+                return Err(status::from_query(e));
+            }
+        };
+        let schema = stream.schema();
+        // Timed until the last batch is sent (or the client goes away).
+        let stream = stream.inspect_err(move |_| timer.failed());
+        Ok(encode(
+            Arc::clone(&schema),
+            Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+        ))
     }
 }
 

@@ -15,6 +15,7 @@ pub mod config;
 pub mod distributed;
 pub mod error;
 pub mod functions;
+pub mod metrics;
 pub mod remote;
 pub mod render;
 pub mod select;

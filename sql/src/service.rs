@@ -22,6 +22,7 @@ use hearth_engine::time::now_nanos;
 
 use crate::config::QueryConfig;
 use crate::error::{Error, Result};
+use crate::metrics::QueryMetrics;
 use crate::remote::RemoteExecutor;
 use crate::selector::Selector;
 
@@ -78,6 +79,7 @@ pub struct QueryService {
     /// Parquet footers of block files, shared by every session (blocks never change).
     metadata_cache: Arc<FileMetadataCache>,
     target_partitions: usize,
+    metrics: Arc<QueryMetrics>,
 }
 
 impl QueryService {
@@ -93,6 +95,7 @@ impl QueryService {
             limits: Arc::new(FixedLimits::default()),
             metadata_cache,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            metrics: Arc::default(),
         }
     }
 
@@ -106,6 +109,11 @@ impl QueryService {
     pub fn with_remote_executor(mut self, executor: Arc<dyn RemoteExecutor>) -> Self {
         self.remote = Some(executor);
         self
+    }
+
+    /// Query durations, recorded by the transports that call this service.
+    pub fn metrics(&self) -> &Arc<QueryMetrics> {
+        &self.metrics
     }
 
     pub fn source(&self) -> &Arc<dyn SnapshotSource> {

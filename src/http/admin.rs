@@ -8,6 +8,7 @@ use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{AppState, text};
+use crate::metrics::Metrics;
 
 pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
     if state.ready.load(Ordering::Acquire) {
@@ -18,7 +19,11 @@ pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
 }
 
 pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    match state.metrics.render() {
+    render_metrics(&state.metrics)
+}
+
+pub(super) fn render_metrics(metrics: &Metrics) -> Response {
+    match metrics.render() {
         Ok(body) => (
             StatusCode::OK,
             [(

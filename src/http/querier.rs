@@ -20,15 +20,38 @@ use crate::connect::{Codec, ConnectError, decode_body};
 /// The largest query request body.
 const MAX_QUERY_BODY: usize = 16 << 20;
 
+/// The methods of `querier.v1.QuerierService`.
+const METHODS: [&str; 12] = [
+    "ProfileTypes",
+    "LabelNames",
+    "LabelValues",
+    "Series",
+    "SelectMergeStacktraces",
+    "SelectMergeSpanProfile",
+    "SelectMergeProfile",
+    "SelectSeries",
+    "Diff",
+    "GetProfileStats",
+    "SelectHeatmap",
+    "AnalyzeQuery",
+];
+
 pub(super) async fn call(
     State(state): State<Arc<AppState>>,
     Path(method): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // Unknown method names are not labels: anyone could make up millions of them.
+    let label = match METHODS.contains(&method.as_str()) {
+        true => method.as_str(),
+        false => "unknown",
+    };
+    let mut timer = state.query.metrics().timer("connect", label);
     match dispatch(&state, &method, &headers, body).await {
         Ok(response) => response,
         Err(error) => {
+            timer.failed();
             if error.kind == ErrorKind::Internal {
                 tracing::error!(method, error = %error.message, "query failed");
             }

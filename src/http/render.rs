@@ -198,14 +198,25 @@ fn flamebearer(
     json!({ "names": names, "levels": levels, "numTicks": total, "maxSelf": max_self })
 }
 
+/// Runs one render API call, timed as a query of `method`.
+async fn timed(
+    state: &AppState,
+    method: &'static str,
+    answer: impl Future<Output = Result<Response, ConnectError>>,
+) -> Response {
+    let mut timer = state.query.metrics().timer("render", method);
+    answer.await.unwrap_or_else(|error| {
+        timer.failed();
+        error.into_response()
+    })
+}
+
 pub(super) async fn render(
     State(state): State<Arc<AppState>>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    render_inner(&state, &uri, &headers)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    timed(&state, "render", render_inner(&state, &uri, &headers)).await
 }
 
 async fn render_inner(
@@ -274,9 +285,12 @@ pub(super) async fn render_diff(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    render_diff_inner(&state, &uri, &headers)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    timed(
+        &state,
+        "render-diff",
+        render_diff_inner(&state, &uri, &headers),
+    )
+    .await
 }
 
 async fn render_diff_inner(
@@ -316,9 +330,12 @@ pub(super) async fn label_values(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    label_values_inner(&state, &uri, &headers)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    timed(
+        &state,
+        "label-values",
+        label_values_inner(&state, &uri, &headers),
+    )
+    .await
 }
 
 async fn label_values_inner(

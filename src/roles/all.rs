@@ -13,11 +13,13 @@ use object_store::ObjectStore;
 use super::compactor::{CompactorTask, Owner};
 use super::{FlightService, Services};
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 pub(super) async fn build(
     config: &Config,
     store: Arc<dyn ObjectStore>,
     limits: Arc<dyn LimitsSource>,
+    metrics: &Metrics,
 ) -> anyhow::Result<Services> {
     let engine = super::ingester::open_engine(
         config,
@@ -25,6 +27,7 @@ pub(super) async fn build(
         String::new(),
         true,
         Arc::clone(&limits),
+        metrics,
     )
     .await?;
     let ingest = Arc::new(IngestService::new(

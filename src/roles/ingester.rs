@@ -17,12 +17,14 @@ use object_store::ObjectStore;
 use super::{FlightService, Services};
 use crate::cluster::Addresses;
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 pub(super) async fn build(
     config: &Config,
     store: Arc<dyn ObjectStore>,
     addresses: &Addresses,
     limits: Arc<dyn LimitsSource>,
+    metrics: &Metrics,
 ) -> anyhow::Result<Services> {
     let membership = crate::cluster::join(config, addresses, InstanceState::Joining).await?;
     // Blocks carry the node id, so a restart replays its WAL against its own blocks only.
@@ -32,6 +34,7 @@ pub(super) async fn build(
         addresses.node_id.clone(),
         false,
         Arc::clone(&limits),
+        metrics,
     )
     .await?;
     let ingest = Arc::new(IngestService::new(
@@ -63,6 +66,7 @@ pub(super) async fn open_engine(
     origin: String,
     serve_blocks: bool,
     limits: Arc<dyn LimitsSource>,
+    metrics: &Metrics,
 ) -> anyhow::Result<Arc<Engine>> {
     Engine::open(EngineArgs {
         wal_dir: config.storage.data_dir.join("wal"),
@@ -72,6 +76,7 @@ pub(super) async fn open_engine(
         origin,
         serve_blocks,
         limits,
+        metrics: Arc::clone(&metrics.engine),
     })
     .await
     .context("cannot open the storage engine")

@@ -12,15 +12,17 @@ use object_store::ObjectStore;
 use super::{FlightService, Services};
 use crate::cluster::Addresses;
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 pub(super) async fn build(
     config: &Config,
     store: Arc<dyn ObjectStore>,
     addresses: &Addresses,
     limits: Arc<dyn LimitsSource>,
+    metrics: &Metrics,
 ) -> anyhow::Result<Services> {
     let membership = crate::cluster::join(config, addresses, InstanceState::Active).await?;
-    let cluster = crate::cluster::ClusterClients::new(config, &membership);
+    let cluster = crate::cluster::ClusterClients::new(config, &membership, metrics);
     let query = cluster.query_service(store, Arc::clone(&limits));
     let auth = Authenticator::new(&config.flight, config.multitenancy_enabled)?;
     Ok(Services {

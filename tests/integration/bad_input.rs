@@ -400,7 +400,7 @@ fn bad_input_is_refused_with_pyroscope_statuses_and_named_problems() {
         );
     }
     let build = format!(
-        "hearth_build_info{{version=\"{}\"}} 1",
+        "hearth_build_info{{version=\"{}\",target=\"all\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
     assert!(metrics.contains(&build), "metrics lack {build}:\n{metrics}");

@@ -15,6 +15,7 @@ mod flight_sql;
 mod flush;
 mod grafana;
 mod object_storage;
+mod observability;
 mod query;
 mod query_errors;
 mod readme;

@@ -1,0 +1,91 @@
+//! How long queries take and how many fail, by the API that asked (`connect`, `render`,
+//! `flight_sql`) and its method. Transports time their calls and record them here, so one
+//! histogram covers every surface.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hearth_engine::metrics::duration_histogram;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueryLabels {
+    api: &'static str,
+    method: String,
+    outcome: &'static str,
+}
+
+type Durations = Family<QueryLabels, Histogram, fn() -> Histogram>;
+
+#[derive(Debug)]
+pub struct QueryMetrics {
+    durations: Durations,
+}
+
+impl Default for QueryMetrics {
+    fn default() -> Self {
+        QueryMetrics {
+            durations: Family::new_with_constructor(duration_histogram),
+        }
+    }
+}
+
+impl QueryMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "hearth_query_duration_seconds",
+            "Seconds to answer a query, by API, method and outcome (ok or error)",
+            self.durations.clone(),
+        );
+    }
+
+    /// Records one query of `api`'s `method` that took `elapsed` and succeeded or not.
+    pub fn observe(&self, api: &'static str, method: &str, elapsed: Duration, ok: bool) {
+        let labels = QueryLabels {
+            api,
+            method: method.to_string(),
+            outcome: if ok { "ok" } else { "error" },
+        };
+        self.durations
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Times one query from now until the timer is dropped (a streamed answer: when its stream
+    /// ends or the client goes away); mark it [`QueryTimer::failed`] on an error.
+    pub fn timer(self: &Arc<Self>, api: &'static str, method: &str) -> QueryTimer {
+        QueryTimer {
+            metrics: Arc::clone(self),
+            api,
+            method: method.to_string(),
+            started: Instant::now(),
+            ok: true,
+        }
+    }
+}
+
+/// One query being timed; recorded when dropped.
+#[derive(Debug)]
+pub struct QueryTimer {
+    metrics: Arc<QueryMetrics>,
+    api: &'static str,
+    method: String,
+    started: Instant,
+    ok: bool,
+}
+
+impl QueryTimer {
+    pub fn failed(&mut self) {
+        self.ok = false;
+    }
+}
+
+impl Drop for QueryTimer {
+    fn drop(&mut self) {
+        self.metrics
+            .observe(self.api, &self.method, self.started.elapsed(), self.ok);
+    }
+}
