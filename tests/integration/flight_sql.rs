@@ -81,18 +81,106 @@ fn flight_sql_from_python_matches_the_connect_api() {
         out.contains("Top functions") && out.contains("fib"),
         "{out}"
     );
-    // The notebook's code cells are valid Python.
-    let check = "import json,sys\nnb=json.load(open(sys.argv[1]))\n[compile(''.join(c['source']),'cell','exec') for c in nb['cells'] if c['cell_type']=='code']";
+}
+
+/// Each code cell's outputs by their MIME types (`error` for a failed cell), keyed by cell id.
+fn notebook_outputs(path: &Path) -> Vec<(String, Vec<String>, String)> {
+    let notebook: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).expect("a notebook is JSON");
+    notebook["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["cell_type"] == "code")
+        .map(|cell| {
+            let mut kinds = Vec::new();
+            let mut text = String::new();
+            for output in cell["outputs"].as_array().unwrap() {
+                if output["output_type"] == "error" {
+                    kinds.push("error".to_string());
+                    text.push_str(&output["evalue"].to_string());
+                }
+                if let Some(data) = output["data"].as_object() {
+                    kinds.extend(data.keys().cloned());
+                    if let Some(plain) = data.get("text/plain").and_then(|t| t.as_array()) {
+                        plain
+                            .iter()
+                            .for_each(|l| text.push_str(l.as_str().unwrap()));
+                    }
+                }
+            }
+            (cell["id"].as_str().unwrap().to_string(), kinds, text)
+        })
+        .collect()
+}
+
+#[test]
+fn the_notebook_runs_and_keeps_its_pictures() {
+    let hearth = Hearth::start();
+    // The README's first steps, over the last hour: `my.app` in dev, and in prod more and more.
+    let profile =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cpu.pb.gz")).unwrap();
+    let now = super::support::now_nanos() / 1_000_000_000;
+    for (step, minutes_ago) in [55, 45, 35, 25, 15, 5].into_iter().enumerate() {
+        let at = now - minutes_ago * 60;
+        for (env, pushes) in [("dev", 1), ("prod", step + 1)] {
+            for k in 0..pushes as i64 {
+                let url = hearth.url(&format!(
+                    "/ingest?name=my.app%7Benv%3D{env}%7D&format=pprof&from={}&until={}",
+                    at + k,
+                    at + k + 10
+                ));
+                let response = hearth
+                    .client
+                    .post(url)
+                    .body(profile.clone())
+                    .send()
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+            }
+        }
+    }
+
     let notebook = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/profiles.ipynb");
-    let status = Command::new(python())
-        .args(["-c", check])
-        .arg(notebook)
-        .status()
+    let dir = tempfile::tempdir().unwrap();
+    let executed = dir.path().join("executed.ipynb");
+    let run = Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/run_notebook.py"))
+        .arg(&notebook)
+        .arg("--out")
+        .arg(&executed)
+        .env("HEARTH_FLIGHT", format!("grpc://{}", hearth.flight_addr))
+        .output()
         .unwrap();
     assert!(
-        status.success(),
-        "examples/profiles.ipynb has a cell that does not compile"
+        run.status.success(),
+        "examples/profiles.ipynb failed: {}",
+        String::from_utf8_lossy(&run.stderr)
     );
+    let outputs = notebook_outputs(&executed);
+    let of = |id: &str| outputs.iter().find(|(cell, _, _)| cell == id).unwrap();
+    for (cell, kinds, text) in &outputs {
+        assert!(!kinds.contains(&"error".to_string()), "cell {cell}: {text}");
+    }
+    assert!(of("top").2.contains("time.Now"), "{:?}", of("top"));
+    assert!(of("flame").1.contains(&"image/png".to_string()));
+    assert!(of("cpu").1.contains(&"image/png".to_string()));
+    // polars sums both environments: prod pushed 21 times, dev 6.
+    let polars = &of("polars").2;
+    assert!(
+        polars.contains("dev") && polars.contains("prod") && polars.contains("cpu_seconds"),
+        "{polars}"
+    );
+
+    // The committed notebook keeps the pictures a reader sees on opening it.
+    let committed = notebook_outputs(&notebook);
+    for id in ["flame", "cpu"] {
+        let (_, kinds, _) = committed.iter().find(|(cell, _, _)| cell == id).unwrap();
+        assert!(
+            kinds.contains(&"image/png".to_string()),
+            "examples/profiles.ipynb has no picture in cell {id}: run it (tests/python/run_notebook.py) and commit the outputs"
+        );
+    }
 }
 
 #[test]
