@@ -56,6 +56,69 @@ fn function_values(p: &Profile, index: usize) -> BTreeMap<String, (i64, i64)> {
     out
 }
 
+/// A CPU profile at `time` whose flame graph is wide: every stack of three frames out of 40
+/// functions per level, so 40 + 40² + 40³ nodes under the root. Returns it with its node count
+/// (the root included).
+fn wide_profile(time: i64) -> (Vec<u8>, usize) {
+    use hearth_proto::pprof::{Function, Line, Location, Mapping, Sample, ValueType};
+    const FANOUT: u64 = 40;
+    let mut string_table = vec![String::new(), "cpu".to_string(), "nanoseconds".to_string()];
+    let (mut function, mut location) = (Vec::new(), Vec::new());
+    for level in 0..3 {
+        for i in 0..FANOUT {
+            let id = level * FANOUT + i + 1;
+            string_table.push(format!("wide.level{level}.f{i}"));
+            function.push(Function {
+                id,
+                name: string_table.len() as i64 - 1,
+                ..Default::default()
+            });
+            location.push(Location {
+                id,
+                mapping_id: 1,
+                line: vec![Line {
+                    function_id: id,
+                    line: 1,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+        }
+    }
+    let mut sample = Vec::new();
+    for a in 0..FANOUT {
+        for b in 0..FANOUT {
+            for c in 0..FANOUT {
+                sample.push(Sample {
+                    // Leaf first.
+                    location_id: vec![2 * FANOUT + c + 1, FANOUT + b + 1, a + 1],
+                    value: vec![10_000_000 * (1 + ((a + b + c) % 5) as i64)],
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    let cpu = ValueType { r#type: 1, unit: 2 };
+    let profile = Profile {
+        sample_type: vec![cpu],
+        period_type: Some(cpu),
+        period: 10_000_000,
+        sample,
+        mapping: vec![Mapping {
+            id: 1,
+            has_functions: true,
+            ..Default::default()
+        }],
+        location,
+        function,
+        string_table,
+        time_nanos: time,
+        ..Default::default()
+    };
+    let nodes = 1 + FANOUT + FANOUT.pow(2) + FANOUT.pow(3);
+    (profile.encode_to_vec(), nodes as usize)
+}
+
 #[test]
 fn the_ui_shows_what_the_profiles_hold() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -119,6 +182,13 @@ fn the_ui_shows_what_the_profiles_hold() {
         let response = hearth.push(None, &labels, &at_time(&busier, at + 3600 * SECOND));
         assert_eq!(response.status(), 200);
     }
+    let (wide, wide_nodes) = wide_profile(base);
+    let response = hearth.push(
+        None,
+        &[("__name__", "process_cpu"), ("service_name", "ui-wide")],
+        &wide,
+    );
+    assert_eq!(response.status(), 200);
     let ms = |nanos: i64| nanos / 1_000_000;
     let explore = (ms(base - 60 * SECOND), ms(base + points * 60 * SECOND));
     let right = (explore.0 + 3_600_000, explore.1 + 3_600_000);
@@ -137,6 +207,7 @@ fn the_ui_shows_what_the_profiles_hold() {
         "zoomTo": zoom_to,
         "diff": {"left": [explore.0, explore.1], "right": [right.0, right.1], "changed": changed},
         "emptyRange": [explore.0 - 7_200_000, explore.0 - 3_600_000],
+        "wide": {"service": "ui-wide", "nodes": wide_nodes},
     });
     let output = Command::new("node")
         .arg("tests/e2e.mjs")

@@ -307,7 +307,7 @@ class App {
           this.api.series(right, step, groupBy, signal),
         ]);
         if (signal.aborted) return;
-        this.chart.setSeries(series, unit);
+        this.chart.setSeries(series, unit, right.start, right.end);
         tree = Tree.fromJson(flame, false);
       }
       if (signal.aborted) return;

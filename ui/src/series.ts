@@ -47,14 +47,16 @@ export class SeriesChart {
     return { width: Math.max(200, this.container.clientWidth), height: 180 };
   }
 
-  setSeries(series: Series[], unit: string): void {
+  /** Draws `series` over the selected range (`startMs` to `endMs`), not only where points are. */
+  setSeries(series: Series[], unit: string, startMs: number, endMs: number): void {
     this.plot?.destroy();
     this.pointCounts = series.map((s) => s.points?.length ?? 0);
     const options: uPlot.Options = {
       ...this.size(),
       cursor: { drag: { x: true, y: false, setScale: false } },
       legend: { show: series.length > 0 },
-      scales: { x: { time: true } },
+      // The selected range, so one point (or a few) sits where it is in time, not stretched.
+      scales: { x: { time: true, range: (): uPlot.Range.MinMax => [startMs / 1000, endMs / 1000] } },
       axes: [{}, { values: (_u, values) => values.map((v) => formatValue(v, unit)), size: 70 }],
       series: [
         {},
