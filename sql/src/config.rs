@@ -1,5 +1,7 @@
 //! Query settings: limits Pyroscope users know, and memory bounds.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,6 +19,11 @@ pub struct QueryConfig {
     /// Bytes of Parquet footers (block file metadata) kept in memory between queries, so a
     /// query reads only the column chunks it needs.
     pub metadata_cache_bytes: usize,
+    /// Profile queries over a longer range run as one partial aggregate per interval (aligned
+    /// to the Unix epoch) and merge them; `0s` runs each as one (Pyroscope's
+    /// `query-frontend.split-queries-by-interval`).
+    #[serde(with = "humantime_serde")]
+    pub split_interval: Duration,
 }
 
 impl Default for QueryConfig {
@@ -27,6 +34,7 @@ impl Default for QueryConfig {
             max_query_memory_bytes: 1 << 30,
             symbol_cache_bytes: 512 << 20,
             metadata_cache_bytes: 64 << 20,
+            split_interval: Duration::ZERO,
         }
     }
 }

@@ -30,11 +30,38 @@ use hearth_engine::table::{ProfileTable, TableSources, series_filter, time_filte
 use crate::error::{Error, Result};
 use crate::remote::{Partial, RemoteAggregate};
 use crate::service::QueryService;
+use crate::split::split_range;
 
 impl QueryService {
+    /// `request` over `sources`, one interval of `query.split_interval` at a time when its range
+    /// is longer (see [`crate::split`]); the batches of all intervals together, which merge as
+    /// the partials of several sources do.
+    pub(crate) async fn partial(
+        &self,
+        sources: &TableSources,
+        request: RemoteAggregate,
+    ) -> Result<Vec<RecordBatch>> {
+        let interval = i64::try_from(self.config().split_interval.as_nanos()).unwrap_or(i64::MAX);
+        let pieces = split_range(request.time(), interval);
+        if pieces.len() == 1 {
+            return self.partial_whole(sources, request).await;
+        }
+        self.metrics().split(pieces.len());
+        let mut batches = Vec::new();
+        for piece in pieces {
+            let piece = RemoteAggregate {
+                start: piece.start,
+                end: piece.end,
+                ..request.clone()
+            };
+            batches.extend(self.partial_whole(sources, piece).await?);
+        }
+        Ok(batches)
+    }
+
     /// `request` over `sources`: its blocks and heads here, each remote node's heads
     /// aggregated by that node (with the replica choices made here), all concurrently.
-    pub(crate) async fn partial(
+    async fn partial_whole(
         &self,
         sources: &TableSources,
         request: RemoteAggregate,

@@ -21,6 +21,7 @@ pub mod render;
 pub mod select;
 pub mod selector;
 pub mod service;
+pub mod split;
 pub mod surface;
 
 pub use config::QueryConfig;

@@ -1,12 +1,13 @@
 //! How long queries take and how many fail, by the API that asked (`connect`, `render`,
-//! `flight_sql`) and its method. Transports time their calls and record them here, so one
-//! histogram covers every surface.
+//! `flight_sql`) and its method (transports time their calls and record them here, so one
+//! histogram covers every surface), and how many were split into intervals.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hearth_engine::metrics::duration_histogram;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -23,12 +24,16 @@ type Durations = Family<QueryLabels, Histogram, fn() -> Histogram>;
 #[derive(Debug)]
 pub struct QueryMetrics {
     durations: Durations,
+    split_queries: Counter,
+    split_pieces: Counter,
 }
 
 impl Default for QueryMetrics {
     fn default() -> Self {
         QueryMetrics {
             durations: Family::new_with_constructor(duration_histogram),
+            split_queries: Counter::default(),
+            split_pieces: Counter::default(),
         }
     }
 }
@@ -40,6 +45,22 @@ impl QueryMetrics {
             "Seconds to answer a query, by API, method and outcome (ok or error)",
             self.durations.clone(),
         );
+        registry.register(
+            "hearth_query_split_queries",
+            "Partial aggregates run in intervals (query.split_interval)",
+            self.split_queries.clone(),
+        );
+        registry.register(
+            "hearth_query_split_pieces",
+            "Intervals those split partial aggregates ran in",
+            self.split_pieces.clone(),
+        );
+    }
+
+    /// Records one partial aggregate split into `pieces` intervals.
+    pub(crate) fn split(&self, pieces: usize) {
+        self.split_queries.inc();
+        self.split_pieces.inc_by(pieces as u64);
     }
 
     /// Records one query of `api`'s `method` that took `elapsed` and succeeded or not.

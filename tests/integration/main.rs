@@ -21,6 +21,7 @@ mod query_errors;
 mod readme;
 mod reference;
 mod retention;
+mod split;
 mod support;
 mod tenancy;
 mod ui;
