@@ -24,8 +24,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::roles::compactor::CompactorMetrics;
-
 pub(crate) struct Metrics {
     registry: RwLock<Registry>,
     /// Flushes and the WAL replay: handed to the engine when it opens.
@@ -52,6 +50,17 @@ struct RequestLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: &'static str,
+}
+
+/// What the compactor did since start, for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct CompactorMetrics {
+    pub cycles: AtomicU64,
+    pub failures: AtomicU64,
+    pub merges: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub blocks_deleted: AtomicU64,
 }
 
 /// A distributor's pushes to each ingester replica.

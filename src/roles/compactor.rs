@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use hearth_engine::limits::LimitsSource;
 use hearth_engine::model::TenantId;
@@ -22,7 +22,7 @@ use object_store::ObjectStore;
 use super::Services;
 use crate::cluster::Addresses;
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{CompactorMetrics, Metrics};
 
 pub(super) async fn build(
     config: &Config,
@@ -77,17 +77,6 @@ impl Owner {
             .map(|n| n.id.as_str());
         rendezvous_owner(tenant.as_str(), compactors) == Some(membership.node_id())
     }
-}
-
-/// What the compactor did since start, for `/metrics`.
-#[derive(Debug, Default)]
-pub(crate) struct CompactorMetrics {
-    pub cycles: AtomicU64,
-    pub failures: AtomicU64,
-    pub merges: AtomicU64,
-    pub bytes_read: AtomicU64,
-    pub bytes_written: AtomicU64,
-    pub blocks_deleted: AtomicU64,
 }
 
 /// The compactor's loop.
