@@ -9,12 +9,13 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use hearth_engine::flamegraph::tree_from_pprof;
+use hearth_engine::model::{Labels, ProfileType};
 use hearth_engine::time::{now_nanos, parse_attime};
 use hearth_proto::pprof::Profile;
 use hearth_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
 use hearth_proto::querier::v1 as q;
 use hearth_proto::types::v1 as t;
-use hearth_sql::render::{collapsed, function_totals, svg};
+use hearth_sql::render::{NO_FLAME_GRAPH, collapsed, function_totals, pprof_file, svg};
 use prost::Message;
 use serde::Serialize;
 
@@ -333,7 +334,7 @@ async fn run_query(query: Query, out: &mut impl Write) -> anyhow::Result<()> {
             let profile = merged_profile(&selection).await?;
             match output {
                 ProfileOutput::Json => json(out, &profile),
-                ProfileOutput::Pprof => Ok(out.write_all(&pprof_bytes(&profile))?),
+                ProfileOutput::Pprof => Ok(out.write_all(&pprof_file(&profile))?),
                 ProfileOutput::Table => top_table(out, &tree_from_pprof(&profile)?, top),
             }
         }
@@ -369,7 +370,7 @@ async fn run_upload(upload: Upload, out: &mut impl Write) -> anyhow::Result<()> 
         let mut profile = hearth_engine::pprof::decode(&raw, usize::MAX)
             .with_context(|| format!("{} is not a pprof profile", upload.file.display()))?;
         profile.time_nanos = now_nanos();
-        pprof_bytes(&profile)
+        pprof_file(&profile)
     } else {
         raw
     };
@@ -411,7 +412,7 @@ async fn run_export(export: Export) -> anyhow::Result<()> {
     });
     let profile = merged_profile(&export.selection).await?;
     let bytes = match format {
-        ExportFormat::Pprof => pprof_bytes(&profile),
+        ExportFormat::Pprof => pprof_file(&profile),
         ExportFormat::Svg => svg_of(&tree_from_pprof(&profile)?, &export.selection)?,
         ExportFormat::Collapsed => collapsed(&tree_from_pprof(&profile)?).into_bytes(),
     };
@@ -475,22 +476,19 @@ fn millis(value: &str) -> anyhow::Result<i64> {
     Ok(nanos / 1_000_000)
 }
 
-fn pprof_bytes(profile: &Profile) -> Vec<u8> {
-    hearth_engine::compression::gzip(&profile.encode_to_vec())
-}
-
 fn svg_of(
     tree: &hearth_engine::flamegraph::FunctionTree,
     selection: &Selection,
 ) -> anyhow::Result<Vec<u8>> {
     if tree.len() <= 1 {
-        bail!("no profiles match this selection in this range: there is no flame graph to draw");
+        bail!(NO_FLAME_GRAPH);
     }
-    let unit = selection.profile_type.split(':').nth(2).unwrap_or_default();
+    let profile_type =
+        ProfileType::parse(&selection.profile_type).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(svg(
         tree,
         &format!("{} {}", selection.query, selection.profile_type),
-        unit,
+        &profile_type.sample_unit,
     )?)
 }
 
@@ -502,11 +500,7 @@ fn json(out: &mut impl Write, value: &impl Serialize) -> anyhow::Result<()> {
 
 /// `{a="1", b="2"}`.
 fn selector(labels: &[t::LabelPair]) -> String {
-    let pairs: Vec<String> = labels
-        .iter()
-        .map(|l| format!("{}={:?}", l.name, l.value))
-        .collect();
-    format!("{{{}}}", pairs.join(", "))
+    Labels::from_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str()))).to_string()
 }
 
 /// The `top` functions by self value, with self and total and their shares.

@@ -154,6 +154,11 @@ impl ConnectError {
 
     /// A procedure the service does not have: HTTP 404 (connect-go's router) with code
     /// `unimplemented`, which is what Connect clients read from a 404.
+    /// Whether this answers a method the service does not have (made by `unknown_method`).
+    pub(crate) fn is_unknown_method(&self) -> bool {
+        self.status_override == Some(StatusCode::NOT_FOUND)
+    }
+
     pub(crate) fn unknown_method(message: impl Into<String>) -> Self {
         ConnectError {
             kind: ErrorKind::Unimplemented,

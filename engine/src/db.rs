@@ -172,25 +172,29 @@ impl Engine {
         tenants.sort();
         tenants.dedup();
         let started = Instant::now();
-        let mut segments = 0;
-        for tenant in &tenants {
-            segments += engine.wal.segments(tenant)?.len();
+        // Each tenant's segments, listed once: their count is the replay's progress total.
+        let mut listed = Vec::with_capacity(tenants.len());
+        for tenant in tenants {
+            let segments = engine.wal.segments(&tenant)?;
+            listed.push((tenant, segments));
         }
+        let segments: usize = listed.iter().map(|(_, s)| s.len()).sum();
         engine.metrics.replay_started(segments);
         tracing::info!(
-            tenants = tenants.len(),
+            tenants = listed.len(),
             segments,
             "replaying the write-ahead log"
         );
-        for tenant in tenants {
-            engine.open_tenant(tenant).await?;
+        for (tenant, segments) in listed {
+            engine.open_tenant(tenant, segments).await?;
         }
         engine.metrics.replay_finished();
         tracing::info!(segments, elapsed = ?started.elapsed(), "write-ahead log replayed");
         Ok(Arc::new(engine))
     }
 
-    async fn open_tenant(&self, tenant: TenantId) -> Result<()> {
+    /// Opens one tenant: its blocks, and its WAL `segments` (oldest first) replayed into a head.
+    async fn open_tenant(&self, tenant: TenantId, segments: Vec<SegmentId>) -> Result<()> {
         let (index, _) =
             BucketIndex::build(self.store.as_ref(), &tenant, None, crate::time::now_nanos())
                 .await?;
@@ -208,7 +212,7 @@ impl Engine {
         };
         let mut head = Head::new();
         let mut replayed = Vec::new();
-        for segment in self.wal.segments(&tenant)? {
+        for segment in segments {
             if flushed.contains(&segment.to_string()) {
                 self.wal.delete_segment(&tenant, segment)?;
                 self.metrics.segment_replayed();

@@ -409,6 +409,15 @@ pub fn collapsed(tree: &FunctionTree) -> String {
     out
 }
 
+/// Why a selection has no flame graph to draw (an empty tree).
+pub const NO_FLAME_GRAPH: &str =
+    "no profiles match this selection in this range: there is no flame graph to draw";
+
+/// A merged profile as a file: gzipped pprof, as `go tool pprof` reads it.
+pub fn pprof_file(profile: &hearth_proto::pprof::Profile) -> Vec<u8> {
+    hearth_engine::compression::gzip(&prost::Message::encode_to_vec(profile))
+}
+
 /// The tree as an SVG flame graph (drawn by `inferno`, as `flamegraph.pl` would), titled
 /// `title`, its values counted in `unit`. An empty tree is an error (there is nothing to draw).
 pub fn svg(tree: &FunctionTree, title: &str, unit: &str) -> std::io::Result<Vec<u8>> {

@@ -6,6 +6,7 @@ mod metadata;
 mod profiles;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -20,38 +21,24 @@ use crate::connect::{Codec, ConnectError, decode_body};
 /// The largest query request body.
 const MAX_QUERY_BODY: usize = 16 << 20;
 
-/// The methods of `querier.v1.QuerierService`.
-const METHODS: [&str; 12] = [
-    "ProfileTypes",
-    "LabelNames",
-    "LabelValues",
-    "Series",
-    "SelectMergeStacktraces",
-    "SelectMergeSpanProfile",
-    "SelectMergeProfile",
-    "SelectSeries",
-    "Diff",
-    "GetProfileStats",
-    "SelectHeatmap",
-    "AnalyzeQuery",
-];
-
 pub(super) async fn call(
     State(state): State<Arc<AppState>>,
     Path(method): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = Instant::now();
+    let answer = dispatch(&state, &method, &headers, body).await;
     // Unknown method names are not labels: anyone could make up millions of them.
-    let label = match METHODS.contains(&method.as_str()) {
-        true => method.as_str(),
-        false => "unknown",
+    let label = match &answer {
+        Err(error) if error.is_unknown_method() => "unknown",
+        _ => method.as_str(),
     };
-    let mut timer = state.query.metrics().timer("connect", label);
-    match dispatch(&state, &method, &headers, body).await {
+    let metrics = state.query.metrics();
+    metrics.observe("connect", label, started.elapsed(), answer.is_ok());
+    match answer {
         Ok(response) => response,
         Err(error) => {
-            timer.failed();
             if error.kind == ErrorKind::Internal {
                 tracing::error!(method, error = %error.message, "query failed");
             }

@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use hearth_engine::ErrorKind;
 use hearth_engine::model::{ProfileType, TenantId};
 use hearth_engine::time::{now_nanos, parse_attime};
-use hearth_sql::render::{collapsed, flame_graph, flame_graph_diff, svg};
+use hearth_sql::render::{
+    NO_FLAME_GRAPH, collapsed, flame_graph, flame_graph_diff, pprof_file, svg,
+};
 use hearth_sql::{MillisRange, ProfileSelection, Selector, SeriesShape, ValueSeries};
 use serde_json::{Value, json};
 
@@ -165,8 +167,7 @@ async fn export(
     };
     if format == "pprof" {
         let profile = state.query.merge_pprof(tenant, selection).await?;
-        let bytes = hearth_engine::compression::gzip(&prost::Message::encode_to_vec(&profile));
-        return Ok(file("application/octet-stream", bytes));
+        return Ok(file("application/octet-stream", pprof_file(&profile)));
     }
     let tree = state.query.merge_tree(tenant, selection, None).await?;
     if format == "collapsed" {
@@ -177,10 +178,7 @@ async fn export(
     }
     let t = &selection.profile_type;
     if tree.len() <= 1 {
-        return Err(ConnectError::new(
-            ErrorKind::NotFound,
-            "no profiles match this selection in this range: there is no flame graph to draw",
-        ));
+        return Err(ConnectError::new(ErrorKind::NotFound, NO_FLAME_GRAPH));
     }
     let picture = svg(&tree, title, &t.sample_unit)
         .map_err(|e| ConnectError::new(ErrorKind::Internal, format!("drawing the SVG: {e}")))?;
