@@ -202,12 +202,6 @@ impl Config {
 
     /// Checks what serde cannot.
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
-        if self.target == Role::QueryFrontend {
-            bail!(
-                "target `{}` is not available yet: run `all`, `distributor`, `ingester`, `querier` or `compactor`",
-                self.target
-            );
-        }
         let compactor = &self.compactor;
         if compactor.block_ranges.is_empty() || compactor.block_ranges.iter().any(|r| r.is_zero()) {
             bail!("compactor.block_ranges must list at least one positive duration");

@@ -23,7 +23,7 @@ use hearth_engine::ErrorKind;
 use hearth_engine::metrics::ReplayState;
 use hearth_engine::model::TenantId;
 use hearth_ingest::IngestService;
-use hearth_sql::QueryService;
+use hearth_sql::Queries;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tower_http::trace::TraceLayer;
 use tracing::Span;
@@ -33,7 +33,7 @@ use crate::metrics::Metrics;
 /// What every handler can reach.
 pub(crate) struct AppState {
     pub ingest: Arc<IngestService>,
-    pub query: Arc<QueryService>,
+    pub query: Arc<dyn Queries>,
     pub metrics: Arc<Metrics>,
     pub multitenancy_enabled: bool,
     /// Whether `/` serves the web UI.

@@ -11,7 +11,7 @@ use hearth_engine::Engine;
 use hearth_engine::metrics::{EngineMetrics, duration_histogram};
 use hearth_engine::store::StoreStats;
 use hearth_ingest::metrics::IngestMetrics;
-use hearth_sql::metrics::QueryMetrics;
+use hearth_sql::metrics::{QueryMetrics, SchedulerMetrics};
 use parking_lot::RwLock;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -291,6 +291,7 @@ impl Metrics {
         &self,
         ingest: &IngestMetrics,
         query: &QueryMetrics,
+        scheduler: Option<&SchedulerMetrics>,
         engine: Option<Arc<Engine>>,
         compactor: Option<Arc<CompactorMetrics>>,
         store: Arc<StoreStats>,
@@ -298,6 +299,9 @@ impl Metrics {
         let mut registry = self.registry.write();
         ingest.register(&mut registry);
         query.register(&mut registry);
+        if let Some(scheduler) = scheduler {
+            scheduler.register(&mut registry);
+        }
         registry.register_collector(Box::new(StoreCollector { stats: store }));
         if let Some(engine) = engine {
             registry.register_collector(Box::new(EngineCollector { engine }));

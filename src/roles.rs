@@ -9,6 +9,8 @@
 //! - [`querier`]: queries over the bucket's blocks and the live ingesters' heads, and Flight SQL.
 //! - [`compactor`]: merges blocks, applies retention and writes the bucket index, for the
 //!   tenants it owns (`all` runs one over its own engine's blocks).
+//! - [`query_frontend`]: answers the query API by cutting each query into jobs queued per
+//!   tenant (the query-scheduler runs inside it), which queriers pull over Flight.
 //!
 //! The distributor and the querier share the cluster clients of `crate::cluster`, and today
 //! each also mounts the other's half of the HTTP API (pushes to a querier are replicated,
@@ -19,6 +21,7 @@ pub(crate) mod compactor;
 mod distributor;
 mod ingester;
 mod querier;
+mod query_frontend;
 
 use std::sync::Arc;
 
@@ -26,9 +29,11 @@ use hearth_engine::Engine;
 use hearth_engine::limits::LimitsSource;
 use hearth_flight::HearthFlightSql;
 use hearth_flight::ingester::IngesterFlight;
+use hearth_flight::scheduler::SchedulerFlight;
 use hearth_ingest::IngestService;
 use hearth_ring::{Membership, Role};
-use hearth_sql::QueryService;
+use hearth_sql::Queries;
+use hearth_sql::metrics::SchedulerMetrics;
 use object_store::ObjectStore;
 
 use crate::cluster::Addresses;
@@ -42,6 +47,8 @@ pub(crate) enum FlightService {
     Sql(HearthFlightSql),
     /// An ingester's internal service (replicated pushes, head scans, aggregates).
     Ingester(IngesterFlight),
+    /// A query-frontend's scheduler: queriers' workers pull jobs from it.
+    Scheduler(SchedulerFlight),
 }
 
 /// The services of one process.
@@ -49,7 +56,12 @@ pub(crate) struct Services {
     /// The local engine: flushed at shutdown.
     pub engine: Option<Arc<Engine>>,
     pub ingest: Arc<IngestService>,
-    pub query: Arc<QueryService>,
+    /// What the query API asks: a query service over data, or a query-frontend.
+    pub query: Arc<dyn Queries>,
+    /// The query-scheduler's queue measurements (query-frontend).
+    pub scheduler: Option<Arc<SchedulerMetrics>>,
+    /// Background tasks stopped when shutdown starts (a querier's workers).
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
     pub flight: Option<FlightService>,
     /// Gossip membership (cluster roles).
     pub membership: Option<Arc<Membership>>,
@@ -80,9 +92,6 @@ pub(crate) async fn build(
         Role::Distributor => distributor::build(config, store, addresses, limits, metrics).await,
         Role::Querier => querier::build(config, store, addresses, limits, metrics).await,
         Role::Compactor => compactor::build(config, store, addresses, limits, metrics).await,
-        Role::QueryFrontend => anyhow::bail!(
-            "target `{}` is not available yet: run `all`, `distributor`, `ingester`, `querier` or `compactor`",
-            config.target
-        ),
+        Role::QueryFrontend => query_frontend::build(config, addresses, limits, metrics).await,
     }
 }

@@ -81,10 +81,12 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let membership = services.membership.clone();
+    let tasks = services.tasks;
     let ring_member = membership.clone().filter(|_| services.ring_member);
     metrics.add_services(
         services.ingest.metrics(),
         services.query.metrics(),
+        services.scheduler.as_deref(),
         engine.clone(),
         compactor_metrics,
         Arc::clone(&bucket.stats),
@@ -112,6 +114,14 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         (Some(listener), Some(FlightService::Ingester(service))) => {
             tracing::info!(addr = %listener.local_addr()?, "ingester flight listening");
             Some(tokio::spawn(hearth_flight::ingester::serve_ingester(
+                listener,
+                service,
+                flight_shutdown,
+            )))
+        }
+        (Some(listener), Some(FlightService::Scheduler(service))) => {
+            tracing::info!(addr = %listener.local_addr()?, "query scheduler flight listening");
+            Some(tokio::spawn(hearth_flight::scheduler::serve_scheduler(
                 listener,
                 service,
                 flight_shutdown,
@@ -150,6 +160,10 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
 
+    // A querier stops taking jobs; the frontends give the ones it held to other queriers.
+    for task in tasks {
+        task.abort();
+    }
     if let Some(flight) = flight
         && let Ok(Ok(Err(e))) = tokio::time::timeout(config.server.shutdown_grace, flight).await
     {

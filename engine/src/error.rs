@@ -44,6 +44,23 @@ impl ErrorKind {
         }
     }
 
+    /// The kind named `name` (as [`ErrorKind::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            ErrorKind::InvalidArgument,
+            ErrorKind::MalformedProfile,
+            ErrorKind::PayloadTooLarge,
+            ErrorKind::Unauthenticated,
+            ErrorKind::ResourceExhausted,
+            ErrorKind::NotFound,
+            ErrorKind::Unimplemented,
+            ErrorKind::Unavailable,
+            ErrorKind::Internal,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == name)
+    }
+
     /// Whether the same request may succeed if sent again (to the same node after a pause, or
     /// to another replica): the failure was the server's state, not the request.
     pub fn retryable(self) -> bool {

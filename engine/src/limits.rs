@@ -55,6 +55,10 @@ pub struct Limits {
     pub max_query_length: Duration,
     /// Memory of one query of the tenant; 0 takes `query.max_query_memory_bytes`.
     pub max_query_memory_bytes: usize,
+    /// Jobs of the tenant's queries (a query split into intervals makes one per interval)
+    /// that queriers run at once; the rest wait in the tenant's queue. 0 for no limit
+    /// (Pyroscope: `max_query_parallelism`, 32).
+    pub max_query_parallelism: usize,
     /// Replication sets one service's series are spread over in a cluster (by series, so a
     /// series always lands on the same set): more than 1 spreads a busy service over more
     /// ingesters. 1 keeps each service on one set.
@@ -81,6 +85,7 @@ impl Default for Limits {
             max_series_per_tenant: 0,
             max_query_length: Duration::ZERO,
             max_query_memory_bytes: 0,
+            max_query_parallelism: 32,
             shards_per_service: 1,
         }
     }

@@ -102,7 +102,7 @@ impl Label {
 }
 
 /// A label set, kept sorted by name with unique names.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Labels(Vec<Label>);
 
 impl Labels {

@@ -16,9 +16,11 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod ingester;
+pub mod scheduler;
 pub mod service;
 pub mod status;
 pub mod wire;
+pub mod worker;
 
 use std::future::Future;
 
@@ -39,6 +41,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     serve_flight(listener, FlightServiceServer::new(service), shutdown).await
+}
+
+/// The messages sent into `receiver`, as a stream that ends when every sender is dropped.
+pub(crate) fn receiver_stream<T: Send + 'static>(
+    receiver: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    })
 }
 
 /// Serves a Flight service on `listener` until `shutdown` completes. `TCP_NODELAY` is set:

@@ -24,6 +24,12 @@ pub struct QueryConfig {
     /// `query-frontend.split-queries-by-interval`).
     #[serde(with = "humantime_serde")]
     pub split_interval: Duration,
+    /// A query-frontend refuses a tenant's query with 429 while this many of its queries are
+    /// queued or running (Pyroscope's `query-scheduler.max-outstanding-requests-per-tenant`).
+    pub max_outstanding_requests_per_tenant: usize,
+    /// Jobs a querier takes from each query-frontend at once (Pyroscope's
+    /// `querier.max-concurrent`).
+    pub max_concurrent: usize,
 }
 
 impl Default for QueryConfig {
@@ -35,6 +41,8 @@ impl Default for QueryConfig {
             symbol_cache_bytes: 512 << 20,
             metadata_cache_bytes: 64 << 20,
             split_interval: Duration::ZERO,
+            max_outstanding_requests_per_tenant: 100,
+            max_concurrent: 4,
         }
     }
 }

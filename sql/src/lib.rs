@@ -14,8 +14,11 @@
 pub mod config;
 pub mod distributed;
 pub mod error;
+pub mod frontend;
 pub mod functions;
+pub mod job;
 pub mod metrics;
+pub mod queue;
 pub mod remote;
 pub mod render;
 pub mod select;
@@ -26,6 +29,9 @@ pub mod surface;
 
 pub use config::QueryConfig;
 pub use error::{Error, Result};
+pub use frontend::{Frontend, JobRunner, Queries};
+pub use job::{Job, JobAnswer};
+pub use queue::JobQueue;
 pub use remote::{Partial, RemoteAggregate, RemoteExecutor};
 pub use select::{ProfileSelection, SeriesShape, ValueSeries};
 pub use selector::Selector;

@@ -9,6 +9,7 @@ use hearth_engine::metrics::duration_histogram;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -108,5 +109,99 @@ impl Drop for QueryTimer {
     fn drop(&mut self) {
         self.metrics
             .observe(self.api, &self.method, self.started.elapsed(), self.ok);
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabel {
+    tenant: String,
+}
+
+/// The query-scheduler's queue: its length per tenant, how long jobs wait, the workers
+/// connected, and the jobs retried or cancelled.
+#[derive(Debug)]
+pub struct SchedulerMetrics {
+    queue_length: Family<TenantLabel, Gauge>,
+    queue_wait: Histogram,
+    workers: Gauge,
+    retried: Counter,
+    cancelled: Counter,
+}
+
+impl Default for SchedulerMetrics {
+    fn default() -> Self {
+        SchedulerMetrics {
+            queue_length: Family::default(),
+            queue_wait: duration_histogram(),
+            workers: Gauge::default(),
+            retried: Counter::default(),
+            cancelled: Counter::default(),
+        }
+    }
+}
+
+impl SchedulerMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "hearth_query_scheduler_queue_length",
+            "Query jobs waiting for a querier, per tenant",
+            self.queue_length.clone(),
+        );
+        registry.register(
+            "hearth_query_scheduler_queue_duration_seconds",
+            "Seconds a query job waited in its tenant's queue before a querier took it",
+            self.queue_wait.clone(),
+        );
+        registry.register(
+            "hearth_query_scheduler_connected_workers",
+            "Querier workers connected to this scheduler, waiting for or running a job",
+            self.workers.clone(),
+        );
+        registry.register(
+            "hearth_query_scheduler_retried_jobs",
+            "Jobs queued again because the querier running them failed",
+            self.retried.clone(),
+        );
+        registry.register(
+            "hearth_query_scheduler_cancelled_jobs",
+            "Jobs dropped or stopped because their client went away",
+            self.cancelled.clone(),
+        );
+    }
+
+    pub(crate) fn queued(&self, tenant: &hearth_engine::model::TenantId, length: usize) {
+        self.queue_length
+            .get_or_create(&TenantLabel {
+                tenant: tenant.to_string(),
+            })
+            .set(length as i64);
+    }
+
+    pub(crate) fn waited(&self, waited: Duration) {
+        self.queue_wait.observe(waited.as_secs_f64());
+    }
+
+    pub(crate) fn retried(&self) {
+        self.retried.inc();
+    }
+
+    pub fn cancelled(&self) {
+        self.cancelled.inc();
+    }
+
+    /// A worker connected; it counts until the returned guard is dropped.
+    pub fn worker(self: &Arc<Self>) -> WorkerGuard {
+        self.workers.inc();
+        WorkerGuard(Arc::clone(self))
+    }
+}
+
+/// One connected worker, counted in `hearth_query_scheduler_connected_workers` while alive.
+#[derive(Debug)]
+pub struct WorkerGuard(Arc<SchedulerMetrics>);
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        self.0.workers.dec();
     }
 }

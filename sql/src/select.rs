@@ -107,7 +107,7 @@ struct MergedSamples {
 }
 
 /// Per bucket index: (sum of profile totals, number of profiles).
-type Buckets = BTreeMap<i64, (i64, i64)>;
+pub type Buckets = BTreeMap<i64, (i64, i64)>;
 
 /// The series a selection matched.
 struct Matched {
@@ -139,6 +139,173 @@ impl Matched {
     fn series_filter(&self) -> Expr {
         series_filter(self.labels.keys())
     }
+}
+
+/// A piece of a merged pprof: the profile (one value per sample, no type) and the largest
+/// period of the profiles merged into it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PprofPiece {
+    pub profile: Profile,
+    pub period: i64,
+}
+
+/// Merges pieces of one selection into the profile of its type over its whole range.
+pub fn finish_pprof(
+    pieces: impl IntoIterator<Item = PprofPiece>,
+    selection: &ProfileSelection,
+) -> Result<Profile> {
+    let mut builder = PprofBuilder::new();
+    let mut period = 0;
+    for piece in pieces {
+        builder.add_profile(&piece.profile)?;
+        period = period.max(piece.period);
+    }
+    let mut profile = builder.build();
+    let t = &selection.profile_type;
+    set_profile_type(
+        &mut profile,
+        (&t.sample_type, &t.sample_unit),
+        (&t.period_type, &t.period_unit),
+        period,
+    );
+    let range = selection.time_range();
+    profile.time_nanos = range.start;
+    profile.duration_nanos = range.end - range.start;
+    Ok(profile)
+}
+
+/// The time buckets of `SelectSeries`: bucket k is `(start + (k-1) * step, start + k * step]`
+/// in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketGrid {
+    pub start_ms: i64,
+    pub step_ms: i64,
+}
+
+/// Per series (all its labels): per bucket index, the sum of profile totals and the number of
+/// profiles. Pieces of one query over disjoint time ranges add up.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeriesBuckets {
+    pub series: BTreeMap<Labels, Buckets>,
+}
+
+impl SeriesBuckets {
+    pub fn add(&mut self, labels: &Labels, bucket: i64, (total, profiles): (i64, i64)) {
+        if !self.series.contains_key(labels) {
+            self.series.insert(labels.clone(), Buckets::new());
+        }
+        let point = self
+            .series
+            .get_mut(labels)
+            .expect("inserted above")
+            .entry(bucket)
+            .or_default();
+        point.0 += total;
+        point.1 += profiles;
+    }
+
+    pub fn merge(&mut self, other: SeriesBuckets) {
+        for (labels, buckets) in other.series {
+            for (bucket, point) in buckets {
+                self.add(&labels, bucket, point);
+            }
+        }
+    }
+}
+
+/// What `SelectSeries` reads for `selection`: profiles in `(start - step, end]`, since the
+/// first bucket also takes the step before start; and the grid its buckets sit on.
+pub fn series_read(
+    selection: &ProfileSelection,
+    shape: &SeriesShape,
+) -> Result<(ProfileSelection, BucketGrid)> {
+    if shape.step_ms < 1 {
+        return Err(Error::invalid("step must be at least 0.001 seconds"));
+    }
+    let (start_ms, end_ms) = (selection.range.start, selection.range.end);
+    let read = ProfileSelection {
+        range: MillisRange::new(
+            start_ms.saturating_sub(shape.step_ms).saturating_add(1),
+            end_ms,
+        )?,
+        ..selection.clone()
+    };
+    let grid = BucketGrid {
+        start_ms,
+        step_ms: shape.step_ms,
+    };
+    Ok((read, grid))
+}
+
+/// The `SelectSeries` answer out of the buckets of its pieces: series grouped by `group_by`
+/// (or kept apart), summed or averaged, the top `limit` kept, sorted by labels.
+pub fn finish_series(
+    pieces: impl IntoIterator<Item = SeriesBuckets>,
+    selection: &ProfileSelection,
+    shape: &SeriesShape,
+) -> Vec<ValueSeries> {
+    let (start_ms, end_ms) = (selection.range.start, selection.range.end);
+    let step = shape.step_ms.max(1);
+    let last_bucket = (end_ms - start_ms) / step;
+    // Group key -> bucket -> (sum, profiles).
+    let mut groups: BTreeMap<Vec<(String, String)>, Buckets> = BTreeMap::new();
+    for piece in pieces {
+        for (labels, buckets) in piece.series {
+            let key: Vec<(String, String)> = if shape.by_series {
+                labels
+                    .iter()
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect()
+            } else {
+                shape
+                    .group_by
+                    .iter()
+                    .filter_map(|name| labels.get(name).map(|v| (name.clone(), v.to_string())))
+                    .collect()
+            };
+            let group = groups.entry(key).or_default();
+            for (bucket, (total, profiles)) in buckets {
+                if !(0..=last_bucket).contains(&bucket) {
+                    continue;
+                }
+                let point = group.entry(bucket).or_default();
+                point.0 += total;
+                point.1 += profiles;
+            }
+        }
+    }
+    let mut series: Vec<(i64, ValueSeries)> = groups
+        .into_iter()
+        .filter(|(_, buckets)| !buckets.is_empty())
+        .map(|(key, buckets)| {
+            let total: i64 = buckets.values().map(|(sum, _)| sum).sum();
+            let points = buckets
+                .into_iter()
+                .map(|(bucket, (sum, profiles))| {
+                    let value = if shape.average {
+                        sum as f64 / profiles.max(1) as f64
+                    } else {
+                        sum as f64
+                    };
+                    (start_ms + bucket * step, value)
+                })
+                .collect();
+            (
+                total,
+                ValueSeries {
+                    labels: Labels::from_pairs(key),
+                    points,
+                },
+            )
+        })
+        .collect();
+    if let Some(limit) = shape.limit {
+        series.sort_by_key(|s| std::cmp::Reverse(s.0));
+        series.truncate(limit);
+    }
+    let mut series: Vec<ValueSeries> = series.into_iter().map(|(_, s)| s).collect();
+    series.sort_by_key(|s| s.labels.to_string());
+    series
 }
 
 impl QueryService {
@@ -246,6 +413,17 @@ impl QueryService {
         tenant: &TenantId,
         selection: &ProfileSelection,
     ) -> Result<Profile> {
+        let piece = self.pprof_piece(tenant, selection).await?;
+        finish_pprof([piece], selection)
+    }
+
+    /// The selected samples merged into one profile (one value per sample, no type yet) and
+    /// their largest period: what [`finish_pprof`] merges.
+    pub async fn pprof_piece(
+        &self,
+        tenant: &TenantId,
+        selection: &ProfileSelection,
+    ) -> Result<PprofPiece> {
         let merged = self
             .merge_samples(tenant, selection, None, Partial::Pprof, true)
             .await?;
@@ -253,18 +431,10 @@ impl QueryService {
         for state in &merged.states {
             builder.merge_encoded(state)?;
         }
-        let mut profile = builder.build();
-        let t = &selection.profile_type;
-        set_profile_type(
-            &mut profile,
-            (&t.sample_type, &t.sample_unit),
-            (&t.period_type, &t.period_unit),
-            merged.period,
-        );
-        let range = selection.time_range();
-        profile.time_nanos = range.start;
-        profile.duration_nanos = range.end - range.start;
-        Ok(profile)
+        Ok(PprofPiece {
+            profile: builder.build(),
+            period: merged.period,
+        })
     }
 
     /// The largest period among the selected profiles (they normally share one).
@@ -302,100 +472,50 @@ impl QueryService {
         selection: &ProfileSelection,
         shape: &SeriesShape,
     ) -> Result<Vec<ValueSeries>> {
-        if shape.step_ms < 1 {
+        let (read, grid) = series_read(selection, shape)?;
+        self.check_range(tenant, &selection.range)?;
+        let buckets = self.series_buckets(tenant, &read, grid).await?;
+        Ok(finish_series([buckets], selection, shape))
+    }
+
+    /// Per series matching `selection` (its range is what is read), the sum of profile totals
+    /// and the profile count per bucket of `grid`.
+    pub async fn series_buckets(
+        &self,
+        tenant: &TenantId,
+        selection: &ProfileSelection,
+        grid: BucketGrid,
+    ) -> Result<SeriesBuckets> {
+        if grid.step_ms < 1 {
             return Err(Error::invalid("step must be at least 0.001 seconds"));
         }
-        self.check_range(tenant, &selection.range)?;
         let sources = self.sources(tenant).await?;
         let ctx = self.session_over(sources.clone())?;
-        let start_ms = selection.range.start;
-        let end_ms = selection.range.end;
-        let step = shape.step_ms;
-        // Profiles in (start - step, end]: the first bucket also takes the step before start.
-        let read = TimeRange::new(
-            start_ms
-                .saturating_sub(step)
-                .saturating_add(1)
-                .saturating_mul(1_000_000),
-            end_ms.saturating_add(1).saturating_mul(1_000_000),
-        );
-        let widened = ProfileSelection {
-            range: MillisRange::new(read.start / 1_000_000, end_ms)?,
-            ..selection.clone()
-        };
-        let matched = self.matched_series(&ctx, &widened).await?;
+        let matched = self.matched_series(&ctx, selection).await?;
+        let mut out = SeriesBuckets::default();
         if matched.labels.is_empty() {
-            return Ok(Vec::new());
+            return Ok(out);
         }
         let partial = Partial::Series {
-            start_ms,
-            step_ms: step,
+            start_ms: grid.start_ms,
+            step_ms: grid.step_ms,
         };
-        let request = matched.request(tenant, partial, read, None);
-        let batches = self.partial(&sources, request).await?;
-
-        let last_bucket = (end_ms - start_ms) / step;
-        // Group key -> bucket -> (sum, profiles).
-        let mut groups: BTreeMap<Vec<(String, String)>, Buckets> = BTreeMap::new();
-        for batch in batches {
+        let request = matched.request(tenant, partial, selection.time_range(), None);
+        for batch in self.partial(&sources, request).await? {
             let ids = batch.column(0).as_primitive::<UInt64Type>();
             let buckets = batch.column(1).as_primitive::<Int64Type>();
             let totals = batch.column(2).as_primitive::<Int64Type>();
             let counts = batch.column(3).as_primitive::<Int64Type>();
             for row in 0..batch.num_rows() {
-                let bucket = buckets.value(row);
-                if !(0..=last_bucket).contains(&bucket) {
-                    continue;
-                }
                 let labels = &matched.labels[&ids.value(row)];
-                let key: Vec<(String, String)> = if shape.by_series {
-                    labels
-                        .iter()
-                        .map(|l| (l.name.clone(), l.value.clone()))
-                        .collect()
-                } else {
-                    shape
-                        .group_by
-                        .iter()
-                        .filter_map(|name| labels.get(name).map(|v| (name.clone(), v.to_string())))
-                        .collect()
-                };
-                let point = groups.entry(key).or_default().entry(bucket).or_default();
-                point.0 += totals.value(row);
-                point.1 += counts.value(row);
+                out.add(
+                    labels,
+                    buckets.value(row),
+                    (totals.value(row), counts.value(row)),
+                );
             }
         }
-        let mut series: Vec<(i64, ValueSeries)> = groups
-            .into_iter()
-            .map(|(key, buckets)| {
-                let total: i64 = buckets.values().map(|(sum, _)| sum).sum();
-                let points = buckets
-                    .into_iter()
-                    .map(|(bucket, (sum, profiles))| {
-                        let value = if shape.average {
-                            sum as f64 / profiles.max(1) as f64
-                        } else {
-                            sum as f64
-                        };
-                        (start_ms + bucket * step, value)
-                    })
-                    .collect();
-                (
-                    total,
-                    ValueSeries {
-                        labels: Labels::from_pairs(key),
-                        points,
-                    },
-                )
-            })
-            .collect();
-        if let Some(limit) = shape.limit {
-            series.sort_by_key(|s| std::cmp::Reverse(s.0));
-            series.truncate(limit);
-        }
-        let mut series: Vec<ValueSeries> = series.into_iter().map(|(_, s)| s).collect();
-        series.sort_by_key(|s| s.labels.to_string());
-        Ok(series)
+        Ok(out)
     }
 
     /// Whether the tenant has data, and its oldest and newest profile times (ms).

@@ -128,20 +128,9 @@ impl QueryService {
         &self.config
     }
 
-    /// The flame-graph node limit of a request: the default when unset or 0, refused above the
-    /// maximum or below 0 (Pyroscope's `querier.max-flamegraph-nodes-*`).
+    /// The flame-graph node limit of a request (see [`max_nodes`]).
     pub fn max_nodes(&self, requested: Option<i64>) -> Result<i64> {
-        let max = self.config.max_flamegraph_nodes_max;
-        match requested {
-            None | Some(0) => Ok(self.config.max_flamegraph_nodes_default),
-            Some(n) if n < 0 => Err(Error::invalid(format!(
-                "max_nodes must be positive, got {n}"
-            ))),
-            Some(n) if max > 0 && n > max => Err(Error::invalid(format!(
-                "max_nodes {n} exceeds the limit of {max}"
-            ))),
-            Some(n) => Ok(n),
-        }
+        max_nodes(&self.config, requested)
     }
 
     /// What one tenant's tables read now: its snapshot, deduplicated when replicated.
@@ -186,19 +175,7 @@ impl QueryService {
 
     /// Refuses a profile query whose range is longer than the tenant's `max_query_length`.
     pub(crate) fn check_range(&self, tenant: &TenantId, range: &MillisRange) -> Result<()> {
-        let limit = self.limits.limits(tenant).max_query_length;
-        let length = range.nanos();
-        let nanos = length.end.saturating_sub(length.start);
-        if !limit.is_zero() && nanos > limit.as_nanos() as i64 {
-            return Err(Error::invalid(format!(
-                "the query time range exceeds the limit (query length: {}, limit: {}); narrow it",
-                humantime::format_duration(std::time::Duration::from_millis(
-                    (nanos / 1_000_000) as u64
-                )),
-                humantime::format_duration(limit),
-            )));
-        }
-        Ok(())
+        check_range(self.limits.as_ref(), tenant, range)
     }
 
     /// A session over one tenant's snapshot at this instant, under the per-query memory limit.
@@ -343,6 +320,43 @@ impl QueryService {
         sets.dedup();
         Ok(sets)
     }
+}
+
+/// The flame-graph node limit of a request: the default when unset or 0, refused above the
+/// maximum or below 0 (Pyroscope's `querier.max-flamegraph-nodes-*`).
+pub fn max_nodes(config: &QueryConfig, requested: Option<i64>) -> Result<i64> {
+    let max = config.max_flamegraph_nodes_max;
+    match requested {
+        None | Some(0) => Ok(config.max_flamegraph_nodes_default),
+        Some(n) if n < 0 => Err(Error::invalid(format!(
+            "max_nodes must be positive, got {n}"
+        ))),
+        Some(n) if max > 0 && n > max => Err(Error::invalid(format!(
+            "max_nodes {n} exceeds the limit of {max}"
+        ))),
+        Some(n) => Ok(n),
+    }
+}
+
+/// Refuses a profile query whose range is longer than the tenant's `max_query_length`.
+pub fn check_range(
+    limits: &dyn LimitsSource,
+    tenant: &TenantId,
+    range: &MillisRange,
+) -> Result<()> {
+    let limit = limits.limits(tenant).max_query_length;
+    let length = range.nanos();
+    let nanos = length.end.saturating_sub(length.start);
+    if !limit.is_zero() && nanos > limit.as_nanos() as i64 {
+        return Err(Error::invalid(format!(
+            "the query time range exceeds the limit (query length: {}, limit: {}); narrow it",
+            humantime::format_duration(std::time::Duration::from_millis(
+                (nanos / 1_000_000) as u64
+            )),
+            humantime::format_duration(limit),
+        )));
+    }
+    Ok(())
 }
 
 /// Parses the `matchers` of a request; each is a selector, and a series matching any is kept.

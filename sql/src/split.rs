@@ -3,7 +3,11 @@
 //! the partials of several sources do (stack-merge states are merged, series buckets summed),
 //! so a split query answers what the whole one answers, a bounded piece at a time.
 
+use std::time::Duration;
+
 use hearth_engine::model::TimeRange;
+
+use crate::service::MillisRange;
 
 /// Intervals that cut at most this many pieces out of one query; longer ranges get wider
 /// intervals (whole multiples of the configured one), so a year-long query with a 1 s interval
@@ -33,6 +37,26 @@ pub fn split_range(range: TimeRange, interval: i64) -> Vec<TimeRange> {
     }
     pieces.push(TimeRange::new(start, range.end));
     pieces
+}
+
+/// `range` (Connect milliseconds, both ends included) cut as [`split_range`] cuts it, on an
+/// interval rounded down to whole milliseconds: pieces are inclusive millisecond ranges that
+/// tile it. A range open on either side stays whole.
+pub fn split_millis(range: MillisRange, interval: Duration) -> Vec<MillisRange> {
+    let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX / 1_000_000);
+    if range.start == 0 || range.end == 0 || interval_ms == 0 {
+        return vec![range];
+    }
+    let nanos = range.nanos();
+    let pieces = split_range(nanos, interval_ms.saturating_mul(1_000_000));
+    // Every cut is a multiple of a whole number of milliseconds, as are the range's ends.
+    pieces
+        .into_iter()
+        .map(|piece| MillisRange {
+            start: piece.start.div_euclid(1_000_000),
+            end: piece.end.div_euclid(1_000_000) - 1,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -65,6 +89,36 @@ mod tests {
         // A boundary exactly at the start cuts nothing off.
         let aligned = TimeRange::new(HOUR, 2 * HOUR);
         assert_eq!(split_range(aligned, HOUR), vec![aligned]);
+    }
+
+    #[test]
+    fn millisecond_pieces_tile_the_range_inclusively() {
+        let hour_ms = HOUR / 1_000_000;
+        let range = MillisRange {
+            start: hour_ms / 2,
+            end: 2 * hour_ms + 7,
+        };
+        let pieces = split_millis(range, Duration::from_secs(3600));
+        assert_eq!(
+            pieces,
+            vec![
+                MillisRange {
+                    start: hour_ms / 2,
+                    end: hour_ms - 1
+                },
+                MillisRange {
+                    start: hour_ms,
+                    end: 2 * hour_ms - 1
+                },
+                MillisRange {
+                    start: 2 * hour_ms,
+                    end: 2 * hour_ms + 7
+                },
+            ]
+        );
+        let open = MillisRange { start: 0, end: 5 };
+        assert_eq!(split_millis(open, Duration::from_secs(1)), vec![open]);
+        assert_eq!(split_millis(range, Duration::ZERO), vec![range]);
     }
 
     #[test]

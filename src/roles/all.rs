@@ -1,5 +1,6 @@
 //! `--target all`: one process with everything: the engine takes the pushes and answers the
-//! queries, Flight SQL on the Flight port, and a compactor over the engine's blocks.
+//! queries (through the query-frontend's per-tenant queues, run by workers in this process),
+//! Flight SQL on the Flight port, and a compactor over the engine's blocks.
 
 use std::sync::Arc;
 
@@ -7,7 +8,8 @@ use hearth_engine::limits::LimitsSource;
 use hearth_engine::{Compactor, Engine};
 use hearth_flight::{Authenticator, HearthFlightSql};
 use hearth_ingest::IngestService;
-use hearth_sql::QueryService;
+use hearth_sql::queue::run_locally;
+use hearth_sql::{Frontend, JobQueue, JobRunner, QueryService};
 use object_store::ObjectStore;
 
 use super::compactor::{CompactorTask, Owner};
@@ -38,6 +40,12 @@ pub(super) async fn build(
         QueryService::new(Arc::<Engine>::clone(&engine), config.query.clone())
             .with_limits(Arc::clone(&limits)),
     );
+    let queue = JobQueue::new(Arc::clone(&limits));
+    let scheduler = Arc::clone(queue.metrics());
+    let workers = run_locally(&queue, Arc::clone(&query), config.query.max_concurrent);
+    let runner: Arc<dyn JobRunner> = Arc::new(queue);
+    let frontend = Frontend::new(runner, config.query.clone(), Arc::clone(&limits))
+        .with_metrics(Arc::clone(query.metrics()));
     // One process: no replicas to remove, and the engine learns of every merge.
     let compactor = CompactorTask::new(
         Compactor::new(store, config.compactor.clone(), false, String::new()),
@@ -53,7 +61,9 @@ pub(super) async fn build(
             Arc::clone(&query),
             auth,
         ))),
-        query,
+        query: Arc::new(frontend),
+        scheduler: Some(scheduler),
+        tasks: workers,
         membership: None,
         ring_member: false,
         compactor: Some(compactor),

@@ -51,6 +51,8 @@ pub(super) async fn build(
         ingest: cluster.ingest_service(Arc::clone(&limits)),
         query: cluster.query_service(store, limits),
         flight: None,
+        scheduler: None,
+        tasks: Vec::new(),
         membership: Some(membership),
         ring_member: false,
         compactor: Some(task),

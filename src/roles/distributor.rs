@@ -28,6 +28,8 @@ pub(super) async fn build(
         // Queries sent here read the cluster as a querier would.
         query: cluster.query_service(store, Arc::clone(&limits)),
         flight: None,
+        scheduler: None,
+        tasks: Vec::new(),
         membership: Some(membership),
         ring_member: false,
         compactor: None,

@@ -51,6 +51,8 @@ pub(super) async fn build(
         ingest,
         query,
         flight: Some(FlightService::Ingester(flight)),
+        scheduler: None,
+        tasks: Vec::new(),
         membership: Some(membership),
         ring_member: true,
         compactor: None,

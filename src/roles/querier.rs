@@ -1,6 +1,7 @@
 //! `--target querier`: answers queries over every block in the bucket and the live ingesters'
 //! heads (profile aggregation pushed down to the ingesters, replicas counted once), and serves
-//! Flight SQL. No local data.
+//! Flight SQL. Its workers pull jobs from every query-frontend gossip shows
+//! (`query.max_concurrent` per frontend). No local data.
 
 use std::sync::Arc;
 
@@ -24,6 +25,11 @@ pub(super) async fn build(
     let membership = crate::cluster::join(config, addresses, InstanceState::Active).await?;
     let cluster = crate::cluster::ClusterClients::new(config, &membership, metrics);
     let query = cluster.query_service(store, Arc::clone(&limits));
+    let workers = hearth_flight::worker::start(
+        Arc::clone(&membership),
+        Arc::clone(&query),
+        config.query.max_concurrent,
+    );
     let auth = Authenticator::new(&config.flight, config.multitenancy_enabled)?;
     Ok(Services {
         engine: None,
@@ -34,6 +40,8 @@ pub(super) async fn build(
             auth,
         ))),
         query,
+        scheduler: None,
+        tasks: vec![workers],
         membership: Some(membership),
         ring_member: false,
         compactor: None,

@@ -64,6 +64,7 @@ impl Cluster {
         let flight = match target {
             "ingester" => Some("ingester flight listening"),
             "querier" => Some("flight sql listening"),
+            "query-frontend" => Some("query scheduler flight listening"),
             _ => None,
         };
         Hearth::start_node(&self.config, args, flight)
@@ -127,28 +128,41 @@ pub(crate) fn push(node: &Hearth, labels: &[(String, String)], pprof: &[u8]) -> 
 
 /// Every Connect query method's answer and the legacy render's, for comparing two deployments.
 fn answers(node: &Hearth) -> Vec<(String, Value)> {
-    let end = 4_000_000_000_000i64;
+    answers_over(node, 1, 4_000_000_000_000)
+}
+
+/// [`answers`] over the range `start..=end` (Unix milliseconds).
+pub(crate) fn answers_over(node: &Hearth, start: i64, end: i64) -> Vec<(String, Value)> {
     let mut calls = vec![
-        ("ProfileTypes", json!({})),
-        ("LabelNames", json!({})),
-        ("LabelValues", json!({"name": "service_name"})),
-        ("LabelValues", json!({"name": "round"})),
-        ("Series", json!({"matchers": ["{}"]})),
+        ("ProfileTypes", json!({"start": start, "end": end})),
+        ("LabelNames", json!({"start": start, "end": end})),
+        (
+            "LabelValues",
+            json!({"name": "service_name", "start": start, "end": end}),
+        ),
+        (
+            "LabelValues",
+            json!({"name": "round", "start": start, "end": end}),
+        ),
+        (
+            "Series",
+            json!({"matchers": ["{}"], "start": start, "end": end}),
+        ),
         (
             "SelectSeries",
-            json!({"profileTypeID": PROFILE_TYPE, "labelSelector": "{}", "start": 1, "end": end,
+            json!({"profileTypeID": PROFILE_TYPE, "labelSelector": "{}", "start": start, "end": end,
                    "step": 1_000_000_000.0, "groupBy": ["service_name"]}),
         ),
     ];
     for selector in ["{}", "{service_name=\"svc-1\"}", "{pod=\"pod-0\"}"] {
         calls.push((
             "SelectMergeStacktraces",
-            json!({"profile_typeID": PROFILE_TYPE, "label_selector": selector, "start": 1,
+            json!({"profile_typeID": PROFILE_TYPE, "label_selector": selector, "start": start,
                    "end": end, "max_nodes": 64}),
         ));
         calls.push((
             "SelectMergeProfile",
-            json!({"profile_typeID": PROFILE_TYPE, "label_selector": selector, "start": 1,
+            json!({"profile_typeID": PROFILE_TYPE, "label_selector": selector, "start": start,
                    "end": end}),
         ));
     }
@@ -175,8 +189,10 @@ fn answers(node: &Hearth) -> Vec<(String, Value)> {
                     // The legacy render API, over a fixed range so both sides draw the same timeline.
                     let query = format!("{PROFILE_TYPE}{selector}");
                     let path = format!(
-                        "/pyroscope/render?query={}&from=86400&until=4000000000",
-                        urlencode(&query)
+                        "/pyroscope/render?query={}&from={}&until={}",
+                        urlencode(&query),
+                        (start / 1000).max(86_400),
+                        end / 1000
                     );
                     let response = node.get(&path);
                     assert_eq!(response.status(), 200, "{path}");

@@ -13,6 +13,7 @@ mod expected;
 mod fixtures;
 mod flight_sql;
 mod flush;
+mod frontend;
 mod grafana;
 mod object_storage;
 mod observability;

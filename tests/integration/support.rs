@@ -165,6 +165,16 @@ impl Hearth {
     }
 
     /// `kill -9`: no flush, no goodbye.
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the process.
+    pub(crate) fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("running");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal}");
+    }
+
     pub(crate) fn kill9(&mut self) {
         let mut child = self.child.take().expect("running");
         child.kill().unwrap();
