@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Starts a Hearth cluster on loopback: 1 distributor, 3 ingesters (replication factor 3),
-# 1 querier and 1 compactor, with blocks in an S3 bucket and no shared folder. Without
+# 1 query-frontend, 1 querier and 1 compactor, with blocks in an S3 bucket and no shared folder. Without
 # S3_ENDPOINT it starts a local S3 server (moto's, from PyPI, in the repository's .venv) on
 # 127.0.0.1:9000 with a bucket `profiles` (it keeps objects in memory: a demo, gone when the
 # script stops). Push to the distributor (http://127.0.0.1:4100),
-# query the querier (http://127.0.0.1:4500, Flight SQL on 127.0.0.1:4501). Ctrl-C stops them
+# query the query-frontend (http://127.0.0.1:4400; it queues queries per tenant and the
+# querier pulls) or the querier (http://127.0.0.1:4500, Flight SQL on 127.0.0.1:4501). Ctrl-C stops them
 # all gracefully (ingesters flush their heads to the bucket).
 #
 #   deploy/cluster.sh [DATA_DIR]        (default ./data-cluster; uses target/release/hearth
@@ -50,6 +51,7 @@ start ingester-2 --target ingester --http-addr 127.0.0.1:4202 --flight-addr 127.
 start ingester-3 --target ingester --http-addr 127.0.0.1:4203 --flight-addr 127.0.0.1:4213 --gossip-addr 127.0.0.1:7303
 start distributor --target distributor --http-addr 127.0.0.1:4100 --gossip-addr 127.0.0.1:7310
 start querier --target querier --http-addr 127.0.0.1:4500 --flight-addr 127.0.0.1:4501 --gossip-addr 127.0.0.1:7320
+start query-frontend --target query-frontend --http-addr 127.0.0.1:4400 --flight-addr 127.0.0.1:4401 --gossip-addr 127.0.0.1:7340
 start compactor --target compactor --http-addr 127.0.0.1:4600 --gossip-addr 127.0.0.1:7330
 # Hearth first (ingesters flush into the bucket), the local S3 server last.
 stop() {
@@ -59,5 +61,5 @@ stop() {
     exit 0
 }
 trap stop INT TERM
-echo "push: http://127.0.0.1:4100   query: http://127.0.0.1:4500   flight sql: grpc://127.0.0.1:4501"
+echo "push: http://127.0.0.1:4100   query: http://127.0.0.1:4400 (frontend), http://127.0.0.1:4500 (querier)   flight sql: grpc://127.0.0.1:4501"
 wait

@@ -9,7 +9,8 @@
 //! takes replicated pushes and serves scans and partial aggregates of its heads; queriers and
 //! distributors reach it through [`client`] (the engine's `RemoteHeads` and the query layer's
 //! `RemoteExecutor` over Flight) and find it through gossip. [`wire`] holds what crosses the
-//! network, [`status`] the one mapping between error kinds and gRPC codes.
+//! network, [`status`] the one mapping between error kinds and gRPC codes. A query-frontend's
+//! [`scheduler`] hands jobs to the queriers' [`worker`]s over `DoExchange`.
 
 pub mod auth;
 pub mod client;

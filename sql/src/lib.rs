@@ -5,7 +5,9 @@
 //! ([`service`], [`select`]), and the SQL surface (tables, functions, [`surface`]). In a
 //! cluster it splits profile queries ([`distributed`]): blocks are aggregated where the query
 //! runs and each remote ingester's heads by that ingester (a [`RemoteAggregate`] sent through
-//! the [`RemoteExecutor`] trait of [`remote`], answered there by [`QueryService::serve_partial`]). Transports
+//! the [`RemoteExecutor`] trait of [`remote`], answered there by [`QueryService::serve_partial`]).
+//! For a query-frontend it cuts queries into jobs ([`job`]), queues them per tenant
+//! ([`queue`]) and merges their answers ([`frontend`]). Transports
 //! (Connect, HTTP, Flight) call into this crate and translate its answers.
 //!
 //! Invariant: every plan is built over one tenant's snapshot, so a query can only see that
