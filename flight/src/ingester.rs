@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
-use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::status;
-use crate::wire::{MAX_MESSAGE_BYTES, PUSH_ACTION, PushRecords, RemoteRequest};
+use crate::wire::{PUSH_ACTION, PushRecords, RemoteRequest};
 
 fn tenant(name: &str) -> Result<TenantId, Status> {
     TenantId::new(name).map_err(|e| Status::invalid_argument(format!("bad tenant: {e}")))
@@ -205,8 +205,5 @@ pub async fn serve_ingester(
     service: IngesterFlight,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let server = FlightServiceServer::new(service)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    crate::serve_flight(listener, server, shutdown).await
+    crate::serve_internal(listener, service, shutdown).await
 }

@@ -53,6 +53,19 @@ pub(crate) fn receiver_stream<T: Send + 'static>(
     })
 }
 
+/// Serves a Flight service between cluster components (messages may carry a whole push or a
+/// merged profile) on `listener` until `shutdown` completes.
+pub(crate) async fn serve_internal<S: FlightService>(
+    listener: TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let server = FlightServiceServer::new(service)
+        .max_decoding_message_size(wire::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(wire::MAX_MESSAGE_BYTES);
+    serve_flight(listener, server, shutdown).await
+}
+
 /// Serves a Flight service on `listener` until `shutdown` completes. `TCP_NODELAY` is set:
 /// without it each small request/response waits on the peer's delayed ACK (about 40 ms).
 pub(crate) async fn serve_flight<S: FlightService>(

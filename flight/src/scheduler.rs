@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
@@ -21,8 +21,6 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 use wire::scheduler_message::Message as ToWorker;
 use wire::worker_message::Message as FromWorker;
-
-use crate::wire::MAX_MESSAGE_BYTES;
 
 /// A query-frontend's Flight service: the scheduler's end of the queriers' exchanges.
 #[derive(Debug, Clone)]
@@ -42,10 +40,7 @@ pub async fn serve_scheduler(
     service: SchedulerFlight,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let server = FlightServiceServer::new(service)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    crate::serve_flight(listener, server, shutdown).await
+    crate::serve_internal(listener, service, shutdown).await
 }
 
 fn to_worker(message: ToWorker) -> FlightData {
@@ -98,7 +93,7 @@ async fn serve_worker(
     let _connected = queue.metrics().worker();
     tracing::debug!(querier, "query worker connected");
     loop {
-        let lease: Lease = tokio::select! {
+        let mut lease: Lease = tokio::select! {
             lease = queue.next() => lease,
             // Between jobs a worker sends nothing: anything here is its end.
             _ = from_worker(&mut inbound) => break,
@@ -112,7 +107,6 @@ async fn serve_worker(
             lease.retry(&format!("querier {querier} went away"));
             break;
         }
-        let mut lease = lease;
         let mut cancelled = false;
         let answer = loop {
             let outcome = tokio::select! {

@@ -237,12 +237,27 @@ impl Frontend {
         })
     }
 
-    fn pieces(&self, range: MillisRange) -> Vec<MillisRange> {
+    /// One job per piece of `range` (see [`split_millis`]).
+    fn jobs(&self, range: MillisRange, job: impl Fn(MillisRange) -> Job) -> Vec<Job> {
         let pieces = split_millis(range, self.config.split_interval);
         if pieces.len() > 1 {
             self.metrics.split(pieces.len());
         }
-        pieces
+        pieces.into_iter().map(job).collect()
+    }
+
+    /// One job per piece of `selection`'s range.
+    fn profile_jobs(
+        &self,
+        selection: &ProfileSelection,
+        job: impl Fn(ProfileSelection) -> Job,
+    ) -> Vec<Job> {
+        self.jobs(selection.range, |range| {
+            job(ProfileSelection {
+                range,
+                ..selection.clone()
+            })
+        })
     }
 
     /// Runs `jobs` of one query (all queued at once; the scheduler decides how many run) and
@@ -278,16 +293,6 @@ impl Frontend {
         .await?;
         Ok(all.into_iter().collect())
     }
-
-    fn selections(&self, selection: &ProfileSelection) -> Vec<ProfileSelection> {
-        self.pieces(selection.range)
-            .into_iter()
-            .map(|range| ProfileSelection {
-                range,
-                ..selection.clone()
-            })
-            .collect()
-    }
 }
 
 #[async_trait]
@@ -305,11 +310,7 @@ impl Queries for Frontend {
         tenant: &TenantId,
         range: MillisRange,
     ) -> Result<Vec<ProfileType>> {
-        let jobs = self
-            .pieces(range)
-            .into_iter()
-            .map(|range| Job::ProfileTypes { range })
-            .collect();
+        let jobs = self.jobs(range, |range| Job::ProfileTypes { range });
         let mut all = BTreeMap::new();
         self.run_all(tenant, jobs, |answer| match answer {
             JobAnswer::ProfileTypes(types) => {
@@ -328,14 +329,10 @@ impl Queries for Frontend {
         matchers: &[String],
         range: MillisRange,
     ) -> Result<Vec<String>> {
-        let jobs = self
-            .pieces(range)
-            .into_iter()
-            .map(|range| Job::LabelNames {
-                matchers: matchers.to_vec(),
-                range,
-            })
-            .collect();
+        let jobs = self.jobs(range, |range| Job::LabelNames {
+            matchers: matchers.to_vec(),
+            range,
+        });
         self.strings(tenant, jobs).await
     }
 
@@ -349,15 +346,11 @@ impl Queries for Frontend {
         if name.is_empty() {
             return Err(Error::invalid("label name is required"));
         }
-        let jobs = self
-            .pieces(range)
-            .into_iter()
-            .map(|range| Job::LabelValues {
-                name: name.to_string(),
-                matchers: matchers.to_vec(),
-                range,
-            })
-            .collect();
+        let jobs = self.jobs(range, |range| Job::LabelValues {
+            name: name.to_string(),
+            matchers: matchers.to_vec(),
+            range,
+        });
         self.strings(tenant, jobs).await
     }
 
@@ -368,15 +361,11 @@ impl Queries for Frontend {
         label_names: &[String],
         range: MillisRange,
     ) -> Result<Vec<Labels>> {
-        let jobs = self
-            .pieces(range)
-            .into_iter()
-            .map(|range| Job::Series {
-                matchers: matchers.to_vec(),
-                label_names: label_names.to_vec(),
-                range,
-            })
-            .collect();
+        let jobs = self.jobs(range, |range| Job::Series {
+            matchers: matchers.to_vec(),
+            label_names: label_names.to_vec(),
+            range,
+        });
         let mut all: BTreeMap<String, Labels> = BTreeMap::new();
         self.run_all(tenant, jobs, |answer| match answer {
             JobAnswer::Series(sets) => {
@@ -396,14 +385,10 @@ impl Queries for Frontend {
         span_ids: Option<&[u64]>,
     ) -> Result<FunctionTree> {
         check_range(self.limits.as_ref(), tenant, &selection.range)?;
-        let jobs = self
-            .selections(selection)
-            .into_iter()
-            .map(|selection| Job::Tree {
-                selection,
-                span_ids: span_ids.map(<[u64]>::to_vec),
-            })
-            .collect();
+        let jobs = self.profile_jobs(selection, |selection| Job::Tree {
+            selection,
+            span_ids: span_ids.map(<[u64]>::to_vec),
+        });
         let mut tree = FunctionTree::new();
         self.run_all(tenant, jobs, |answer| match answer {
             JobAnswer::Tree(piece) => {
@@ -422,11 +407,7 @@ impl Queries for Frontend {
         selection: &ProfileSelection,
     ) -> Result<Profile> {
         check_range(self.limits.as_ref(), tenant, &selection.range)?;
-        let jobs = self
-            .selections(selection)
-            .into_iter()
-            .map(|selection| Job::Pprof { selection })
-            .collect();
+        let jobs = self.profile_jobs(selection, |selection| Job::Pprof { selection });
         let mut pieces = Vec::new();
         self.run_all(tenant, jobs, |answer| match answer {
             JobAnswer::Pprof(piece) => {
@@ -447,11 +428,7 @@ impl Queries for Frontend {
     ) -> Result<Vec<ValueSeries>> {
         let (read, grid) = series_read(selection, shape)?;
         check_range(self.limits.as_ref(), tenant, &selection.range)?;
-        let jobs = self
-            .selections(&read)
-            .into_iter()
-            .map(|selection| Job::SeriesBuckets { selection, grid })
-            .collect();
+        let jobs = self.profile_jobs(&read, |selection| Job::SeriesBuckets { selection, grid });
         let mut buckets = SeriesBuckets::default();
         self.run_all(tenant, jobs, |answer| match answer {
             JobAnswer::SeriesBuckets(piece) => {

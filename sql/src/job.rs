@@ -157,6 +157,14 @@ fn matchers_to_wire(selection: &ProfileSelection) -> Vec<wire::Matcher> {
         .collect()
 }
 
+fn profile_job(selection: &ProfileSelection, span_ids: Option<&[u64]>) -> wire::ProfileJob {
+    wire::ProfileJob {
+        profile_type: selection.profile_type.id(),
+        matchers: matchers_to_wire(selection),
+        span_ids: span_ids.map(|ids| wire::SpanIds { ids: ids.to_vec() }),
+    }
+}
+
 fn selection_from_wire(
     profile_type: &str,
     matchers: Vec<wire::Matcher>,
@@ -236,19 +244,11 @@ pub fn job_to_wire(tenant: &TenantId, job: &Job) -> wire::QueryJob {
             span_ids,
         } => (
             selection.range,
-            WireQuery::Tree(wire::ProfileJob {
-                profile_type: selection.profile_type.id(),
-                matchers: matchers_to_wire(selection),
-                span_ids: span_ids.clone().map(|ids| wire::SpanIds { ids }),
-            }),
+            WireQuery::Tree(profile_job(selection, span_ids.as_deref())),
         ),
         Job::Pprof { selection } => (
             selection.range,
-            WireQuery::Pprof(wire::ProfileJob {
-                profile_type: selection.profile_type.id(),
-                matchers: matchers_to_wire(selection),
-                span_ids: None,
-            }),
+            WireQuery::Pprof(profile_job(selection, None)),
         ),
         Job::SeriesBuckets { selection, grid } => (
             selection.range,

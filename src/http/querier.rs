@@ -1,5 +1,5 @@
 //! `querier.v1.QuerierService` over Connect: decoding, dispatch and the tenant; each method is
-//! a thin translation to [`hearth_sql::QueryService`] (metadata in `metadata.rs`, profile
+//! a thin translation to [`hearth_sql::Queries`] (a query service, or a query-frontend; metadata in `metadata.rs`, profile
 //! queries in `profiles.rs`).
 
 mod metadata;
