@@ -114,7 +114,10 @@ impl ClusterClients {
     pub(crate) fn new(config: &Config, membership: &Arc<Membership>, metrics: &Metrics) -> Self {
         ClusterClients {
             membership: Arc::clone(membership),
-            directory: Arc::new(IngesterDirectory::new(Arc::clone(membership))),
+            directory: Arc::new(IngesterDirectory::new(
+                Arc::clone(membership),
+                config.cluster.replication_factor,
+            )),
             zone_aware: config.cluster.zone_awareness,
             replication_factor: config.cluster.replication_factor,
             query: config.query.clone(),

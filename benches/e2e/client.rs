@@ -64,12 +64,20 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn send(client: &reqwest::blocking::Client, addr: &str, push: &Push) -> Duration {
+fn send(
+    client: &reqwest::blocking::Client,
+    addr: &str,
+    tenant: Option<&str>,
+    push: &Push,
+) -> Duration {
     let started = Instant::now();
     let mut request = client
         .post(format!("http://{addr}{}", push.path))
         .header("content-type", push.content_type)
         .body(push.body.clone());
+    if let Some(tenant) = tenant {
+        request = request.header("x-scope-orgid", tenant);
+    }
     if push.gzip_encoded {
         request = request.header("content-encoding", "gzip");
     }
@@ -95,6 +103,30 @@ pub(crate) fn push_all(
     clients: usize,
     interval: Option<Duration>,
 ) -> (Vec<f64>, u64) {
+    push_all_as(
+        None,
+        addr,
+        services,
+        pods,
+        rounds,
+        start_nanos,
+        clients,
+        interval,
+    )
+}
+
+/// [`push_all`] with `X-Scope-OrgID: tenant` on every push.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn push_all_as(
+    tenant: Option<&str>,
+    addr: &str,
+    services: &Arc<Vec<Service>>,
+    pods: usize,
+    rounds: std::ops::Range<usize>,
+    start_nanos: i64,
+    clients: usize,
+    interval: Option<Duration>,
+) -> (Vec<f64>, u64) {
     let per_round = services.len() * pods;
     let total = per_round * rounds.len();
     let next = Arc::new(AtomicUsize::new(0));
@@ -110,6 +142,7 @@ pub(crate) fn push_all(
                 addr.to_string(),
                 rounds.start,
             );
+            let tenant = tenant.map(str::to_string);
             std::thread::spawn(move || {
                 let client = reqwest::blocking::Client::new();
                 let began = Instant::now();
@@ -128,7 +161,7 @@ pub(crate) fn push_all(
                             std::thread::sleep(wait);
                         }
                     }
-                    let latency = send(&client, &addr, &push);
+                    let latency = send(&client, &addr, tenant.as_deref(), &push);
                     sent += 1;
                     bytes.fetch_add(push.body.len(), Ordering::Relaxed);
                     latencies.lock().push(latency.as_secs_f64() * 1000.0);
@@ -150,12 +183,30 @@ pub(crate) fn connect_call<M: Message>(
     method: &str,
     request: &M,
 ) -> Vec<u8> {
-    let response = client
+    connect_call_as(client, addr, None, method, request)
+        .unwrap_or_else(|(status, body)| panic!("{method}: {status} {body}"))
+}
+
+/// A Connect call with `X-Scope-OrgID: tenant`; a status other than 200 comes back with the
+/// error's body.
+pub(crate) fn connect_call_as<M: Message>(
+    client: &reqwest::blocking::Client,
+    addr: &str,
+    tenant: Option<&str>,
+    method: &str,
+    request: &M,
+) -> Result<Vec<u8>, (u16, String)> {
+    let mut call = client
         .post(format!("http://{addr}/querier.v1.QuerierService/{method}"))
         .header("content-type", "application/proto")
-        .body(request.encode_to_vec())
-        .send()
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200, "{method}");
-    response.bytes().unwrap().to_vec()
+        .body(request.encode_to_vec());
+    if let Some(tenant) = tenant {
+        call = call.header("x-scope-orgid", tenant);
+    }
+    let response = call.send().unwrap();
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Err((status, response.text().unwrap_or_default()));
+    }
+    Ok(response.bytes().unwrap().to_vec())
 }

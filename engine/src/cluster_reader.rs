@@ -20,7 +20,9 @@ use crate::symbol_cache::SymbolCache;
 
 /// The ingesters whose heads a querier reads now.
 pub trait RemoteDirectory: Send + Sync + fmt::Debug {
-    fn remotes(&self) -> Vec<Arc<dyn RemoteHeads>>;
+    /// The ingesters to read heads from; an error when too many are out of reach for the
+    /// heads to be whole.
+    fn remotes(&self) -> Result<Vec<Arc<dyn RemoteHeads>>>;
 }
 
 /// How long a querier uses a tenant's bucket index before reading it again.
@@ -107,7 +109,7 @@ impl SnapshotSource for ClusterReader {
         // Remote heads are read later, while the query runs: a profile flushed in between is
         // then in a block this listing missed and gone from that ingester's head, and only the
         // other replicas supply it. One seen in both is counted once by the deduplication.
-        let remotes = self.directory.remotes();
+        let remotes = self.directory.remotes()?;
         let blocks = self.blocks(tenant).await?;
         Ok(TenantSnapshot {
             blocks,

@@ -189,13 +189,16 @@ impl RemoteHeads for RemoteIngester {
 #[derive(Debug)]
 pub struct IngesterDirectory {
     membership: Arc<Membership>,
+    replication_factor: usize,
     clients: Mutex<HashMap<(String, String), IngesterClient>>,
 }
 
 impl IngesterDirectory {
-    pub fn new(membership: Arc<Membership>) -> Self {
+    /// Ingesters of `membership`, which writes to `replication_factor` of them.
+    pub fn new(membership: Arc<Membership>, replication_factor: usize) -> Self {
         IngesterDirectory {
             membership,
+            replication_factor,
             clients: Mutex::default(),
         }
     }
@@ -234,14 +237,38 @@ impl IngesterDirectory {
 }
 
 impl RemoteDirectory for IngesterDirectory {
-    fn remotes(&self) -> Vec<Arc<dyn RemoteHeads>> {
-        self.membership
+    /// The live ingesters. A write is acknowledged by a quorum of its replicas, so a profile
+    /// may be on only `quorum` of them: with more ingesters gone without leaving than
+    /// `replication_factor - quorum`, some profile may be on none of the live ones, and the
+    /// query fails (unavailable) rather than leave it out.
+    fn remotes(&self) -> hearth_engine::Result<Vec<Arc<dyn RemoteHeads>>> {
+        let lost: Vec<String> = self
+            .membership
+            .unreachable()
+            .into_iter()
+            .filter(|n| n.has_role(Role::Ingester))
+            .map(|n| n.id)
+            .collect();
+        let rf = self.replication_factor.max(1);
+        let tolerated = rf - hearth_ring::quorum(rf);
+        if lost.len() > tolerated {
+            return Err(hearth_engine::Error::invalid(
+                ErrorKind::Unavailable,
+                format!(
+                    "ingesters out of reach (gone without leaving the ring): {}; with replication \
+                     factor {rf} a query can do without {tolerated}, so it could miss profiles",
+                    lost.join(", ")
+                ),
+            ));
+        }
+        Ok(self
+            .membership
             .nodes()
             .into_iter()
             .filter(|n| n.has_role(Role::Ingester))
             .filter_map(|n| self.client_at(&n.id, &n.info.flight_addr))
             .map(|client| Arc::new(RemoteIngester { client }) as Arc<dyn RemoteHeads>)
-            .collect()
+            .collect())
     }
 }
 

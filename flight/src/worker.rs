@@ -14,8 +14,8 @@ use arrow_flight::flight_service_client::FlightServiceClient;
 use hearth_engine::ErrorKind;
 use hearth_proto::hearth::cluster::v1 as wire;
 use hearth_ring::{InstanceState, Membership, Role};
-use hearth_sql::QueryService;
 use hearth_sql::job::{answer_to_wire, job_from_wire};
+use hearth_sql::{JobRuntimes, QueryService};
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -25,17 +25,26 @@ use wire::worker_message::Message as ToScheduler;
 
 use crate::wire::MAX_MESSAGE_BYTES;
 
+/// Where one worker runs its jobs: worker `index` of every frontend shares runtime `index`.
+struct Slot {
+    query: Arc<QueryService>,
+    runtimes: Arc<JobRuntimes>,
+    index: usize,
+}
+
 /// How long a worker waits before connecting again after its exchange failed.
 const RECONNECT: Duration = Duration::from_millis(500);
 
 /// Keeps `concurrency` workers connected to each active query-frontend of `membership`,
-/// running jobs on `query`, until the returned task is aborted.
+/// running jobs on `query` (worker `i` of each frontend on job runtime `i`), until the
+/// returned task is aborted.
 pub fn start(
     membership: Arc<Membership>,
     query: Arc<QueryService>,
     concurrency: usize,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
+) -> hearth_sql::Result<JoinHandle<()>> {
+    let runtimes = Arc::new(JobRuntimes::new(concurrency)?);
+    Ok(tokio::spawn(async move {
         let querier = membership.node_id().to_string();
         let mut changes = membership.changes();
         // Frontend (id, generation, address) -> its workers.
@@ -62,12 +71,13 @@ pub fn start(
                 }
                 tracing::info!(frontend = %frontend.0, addr = %frontend.2, concurrency, "pulling query jobs");
                 let workers = (0..concurrency.max(1))
-                    .map(|_| {
-                        tokio::spawn(work_for(
-                            frontend.2.clone(),
-                            querier.clone(),
-                            Arc::clone(&query),
-                        ))
+                    .map(|index| {
+                        let slot = Slot {
+                            query: Arc::clone(&query),
+                            runtimes: Arc::clone(&runtimes),
+                            index,
+                        };
+                        tokio::spawn(work_for(frontend.2.clone(), querier.clone(), slot))
                     })
                     .collect();
                 running.insert(frontend, workers);
@@ -77,13 +87,13 @@ pub fn start(
             }
         }
         running.values().flatten().for_each(JoinHandle::abort);
-    })
+    }))
 }
 
 /// One worker of the frontend at `addr`: connected again after every failure.
-async fn work_for(addr: String, querier: String, query: Arc<QueryService>) {
+async fn work_for(addr: String, querier: String, slot: Slot) {
     loop {
-        if let Err(error) = exchange(&addr, &querier, &query).await {
+        if let Err(error) = exchange(&addr, &querier, &slot).await {
             tracing::debug!(addr, %error, "query worker exchange ended");
         }
         tokio::time::sleep(RECONNECT).await;
@@ -102,7 +112,8 @@ fn to_scheduler(message: ToScheduler) -> FlightData {
 }
 
 /// One exchange: hello, then jobs in and answers out until the frontend ends it.
-async fn exchange(addr: &str, querier: &str, query: &QueryService) -> Result<(), String> {
+async fn exchange(addr: &str, querier: &str, slot: &Slot) -> Result<(), String> {
+    let query = &slot.query;
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("bad frontend address {addr}: {e}"))?
         .connect_timeout(Duration::from_secs(1))
@@ -134,7 +145,7 @@ async fn exchange(addr: &str, querier: &str, query: &QueryService) -> Result<(),
             Ok((tenant, job)) => {
                 let mut timer = query.metrics().timer("job", job.name());
                 let answer = tokio::select! {
-                    answer = query.run_job(&tenant, job) => answer,
+                    answer = slot.runtimes.run_job(slot.index, query, &tenant, job) => answer,
                     // The job's client went away (or the frontend did): stop it.
                     message = inbound.message() => match message {
                         Ok(Some(_)) => Err(hearth_sql::Error::Invalid {

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chitchat::transport::UdpTransport;
 use chitchat::{
-    ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, NodeState, ProtocolVersion,
-    spawn_chitchat,
+    Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, NodeState,
+    ProtocolVersion, spawn_chitchat,
 };
 use tokio::sync::watch;
 
@@ -94,6 +94,7 @@ pub struct Membership {
     handle: ChitchatHandle,
     node_id: String,
     changes: watch::Receiver<Vec<Node>>,
+    unreachable: watch::Receiver<Vec<Node>>,
     forwarder: tokio::task::JoinHandle<()>,
 }
 
@@ -171,9 +172,12 @@ impl Membership {
         let chitchat = handle.chitchat();
         let mut live = chitchat.lock().await.live_nodes_watcher();
         let (sender, changes) = watch::channel(nodes_of(&live.borrow_and_update()));
+        let (lost_sender, unreachable) = watch::channel(Vec::new());
         let forwarder = tokio::spawn(async move {
             while live.changed().await.is_ok() {
                 let nodes = nodes_of(&live.borrow_and_update());
+                let lost = unreachable_of(&*chitchat.lock().await, &nodes);
+                lost_sender.send_replace(lost);
                 sender.send_if_modified(|current| {
                     let changed = *current != nodes;
                     *current = nodes;
@@ -185,6 +189,7 @@ impl Membership {
             handle,
             node_id: config.node_id,
             changes,
+            unreachable,
             forwarder,
         })
     }
@@ -196,6 +201,14 @@ impl Membership {
     /// The live nodes now, sorted by id.
     pub fn nodes(&self) -> Vec<Node> {
         self.changes.borrow().clone()
+    }
+
+    /// Nodes the failure detector declared dead while active: they went away without
+    /// leaving (killed, partitioned, or this node was paused), so what they hold may be out of
+    /// reach. A node that left (state `leaving` before it stopped), or came back under the same
+    /// id, is not listed. Kept for the dead-node grace period (an hour).
+    pub fn unreachable(&self) -> Vec<Node> {
+        self.unreachable.borrow().clone()
     }
 
     /// A receiver that sees every change of the live nodes.
@@ -224,6 +237,32 @@ impl Membership {
             tracing::warn!(error = %e, "gossip did not shut down cleanly");
         }
     }
+}
+
+/// The dead nodes of `chitchat` whose newest generation was active, by id, that are not in
+/// `live` under a newer generation.
+fn unreachable_of(chitchat: &Chitchat, live: &[Node]) -> Vec<Node> {
+    let mut newest: BTreeMap<String, Node> = BTreeMap::new();
+    for id in chitchat.dead_nodes() {
+        let Some(node) = chitchat.node_state(id).and_then(|state| node_of(id, state)) else {
+            continue;
+        };
+        if newest
+            .get(&node.id)
+            .is_none_or(|known| known.generation < node.generation)
+        {
+            newest.insert(node.id.clone(), node);
+        }
+    }
+    newest
+        .into_values()
+        .filter(|node| node.state == InstanceState::Active)
+        .filter(|node| {
+            !live
+                .iter()
+                .any(|n| n.id == node.id && n.generation >= node.generation)
+        })
+        .collect()
 }
 
 /// The ring of `nodes` running `role`.
@@ -358,6 +397,27 @@ mod tests {
 
         b.shutdown();
         wait_for(&a, "b to be declared dead", |n| n.len() == 1).await;
+        let ids = |nodes: Vec<Node>| nodes.into_iter().map(|n| n.id).collect::<Vec<_>>();
+        // b stopped while active: what it holds is out of reach.
+        assert_eq!(ids(a.unreachable()), ["b"]);
+
+        // c says it is leaving before it stops: gone, not out of reach.
+        let c = Membership::join(
+            config("c", free_udp_port(), vec![format!("127.0.0.1:{pa}")]),
+            InstanceState::Active,
+        )
+        .await
+        .unwrap();
+        wait_for(&a, "c to join", |n| n.len() == 2).await;
+        c.set_state(InstanceState::Leaving).await;
+        wait_for(&a, "c to be leaving", |n| {
+            n.iter()
+                .any(|n| n.id == "c" && n.state == InstanceState::Leaving)
+        })
+        .await;
+        c.shutdown();
+        wait_for(&a, "c to be declared dead", |n| n.len() == 1).await;
+        assert_eq!(ids(a.unreachable()), ["b"]);
         a.shutdown();
     }
 }

@@ -7,7 +7,8 @@
 //! runs and each remote ingester's heads by that ingester (a [`RemoteAggregate`] sent through
 //! the [`RemoteExecutor`] trait of [`remote`], answered there by [`QueryService::serve_partial`]).
 //! For a query-frontend it cuts queries into jobs ([`job`]), queues them per tenant
-//! ([`queue`]) and merges their answers ([`frontend`]). Transports
+//! ([`queue`]) and merges their answers ([`frontend`]); a querier runs each job on its worker
+//! slot's own runtime ([`job_runtime`]). Transports
 //! (Connect, HTTP, Flight) call into this crate and translate its answers.
 //!
 //! Invariant: every plan is built over one tenant's snapshot, so a query can only see that
@@ -19,6 +20,7 @@ pub mod error;
 pub mod frontend;
 pub mod functions;
 pub mod job;
+pub mod job_runtime;
 pub mod metrics;
 pub mod queue;
 pub mod remote;
@@ -33,6 +35,7 @@ pub use config::QueryConfig;
 pub use error::{Error, Result};
 pub use frontend::{Frontend, JobRunner, Queries};
 pub use job::{Job, JobAnswer};
+pub use job_runtime::JobRuntimes;
 pub use queue::JobQueue;
 pub use remote::{Partial, RemoteAggregate, RemoteExecutor};
 pub use select::{ProfileSelection, SeriesShape, ValueSeries};

@@ -189,6 +189,11 @@ impl SchedulerMetrics {
         self.cancelled.inc();
     }
 
+    /// Workers connected now.
+    pub fn connected_workers(&self) -> usize {
+        self.workers.get().max(0) as usize
+    }
+
     /// A worker connected; it counts until the returned guard is dropped.
     pub fn worker(self: &Arc<Self>) -> WorkerGuard {
         self.workers.inc();

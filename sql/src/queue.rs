@@ -1,16 +1,18 @@
 //! The query-scheduler's queue: one queue of jobs per tenant, served round-robin to the
 //! queriers' workers that ask for work ([`JobQueue::next`]), with at most
-//! `max_query_parallelism` jobs of a tenant running at once. A tenant flooding the frontend
-//! with heavy queries waits behind its own jobs; another tenant's next job is served at the
-//! next free worker. A job whose client went away is dropped from the queue (or cancelled on
+//! `max_query_parallelism` jobs of a tenant running at once, and never on every worker: one
+//! stays free for the other tenants. A tenant flooding the frontend with heavy queries waits
+//! behind its own jobs; another tenant's next job finds a free worker. A job whose client went away is dropped from the queue (or cancelled on
 //! its worker); a job whose worker failed (the querier died) is queued again at the front,
-//! up to [`MAX_ATTEMPTS`] times.
+//! and one that found its data out of reach (unavailable) after a pause, up to
+//! [`MAX_ATTEMPTS`] times in all.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use hearth_engine::ErrorKind;
 use hearth_engine::limits::LimitsSource;
 use hearth_engine::model::TenantId;
 use tokio::sync::{Notify, oneshot};
@@ -18,10 +20,14 @@ use tokio::sync::{Notify, oneshot};
 use crate::error::{Error, Result};
 use crate::frontend::JobRunner;
 use crate::job::{Job, JobAnswer};
+use crate::job_runtime::JobRuntimes;
 use crate::metrics::SchedulerMetrics;
 
 /// Times a job is handed to a worker before its failures fail the query.
 pub const MAX_ATTEMPTS: u32 = 3;
+
+/// How long a job that failed as unavailable waits before it is queued again.
+pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// A job waiting for a worker, with where its answer goes.
 #[derive(Debug)]
@@ -112,8 +118,7 @@ impl JobQueue {
                 queue.pending.pop_front();
                 self.metrics.cancelled();
             }
-            let parallelism = self.limits.limits(&tenant).max_query_parallelism;
-            let item = match parallelism == 0 || queue.running < parallelism {
+            let item = match queue.running < self.tenant_cap(&tenant) {
                 true => queue.pending.pop_front(),
                 false => None,
             };
@@ -135,6 +140,19 @@ impl JobQueue {
             }
         }
         None
+    }
+
+    /// How many jobs of `tenant` may run at once: its `max_query_parallelism` (0: no limit),
+    /// and never every connected worker, so another tenant's job finds one free at once.
+    fn tenant_cap(&self, tenant: &TenantId) -> usize {
+        let parallelism = match self.limits.limits(tenant).max_query_parallelism {
+            0 => usize::MAX,
+            n => n,
+        };
+        match self.metrics.connected_workers() {
+            0 | 1 => parallelism,
+            workers => parallelism.min(workers - 1),
+        }
     }
 
     fn release(&self, tenant: &TenantId) {
@@ -197,11 +215,32 @@ impl Lease {
         }
     }
 
-    /// Sends the job's answer to its query.
+    /// Sends the job's answer to its query. A job that failed as unavailable (the querier
+    /// could not reach enough ingesters, e.g. while its gossip catches up) is queued again
+    /// after [`RETRY_PAUSE`], up to [`MAX_ATTEMPTS`] times in all.
     pub fn finish(mut self, answer: Result<JobAnswer>) {
-        if let Some(item) = self.item.take() {
-            self.queue.release(&item.tenant);
-            let _ = item.reply.send(answer);
+        let Some(mut item) = self.item.take() else {
+            return;
+        };
+        self.queue.release(&item.tenant);
+        match answer {
+            Err(error)
+                if error.kind() == ErrorKind::Unavailable
+                    && item.attempts + 1 < MAX_ATTEMPTS
+                    && !item.reply.is_closed() =>
+            {
+                item.attempts += 1;
+                tracing::warn!(tenant = %item.tenant, job = item.job.name(), attempt = item.attempts, %error, "retrying a query job that found its data out of reach");
+                self.queue.metrics.retried();
+                let queue = Arc::clone(&self.queue);
+                tokio::spawn(async move {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    queue.push(item, true);
+                });
+            }
+            answer => {
+                let _ = item.reply.send(answer);
+            }
         }
     }
 
@@ -242,22 +281,26 @@ impl Drop for Lease {
 }
 
 /// `workers` tasks running `queue`'s jobs on `query` in this process (`--target all`: the
-/// scheduler's queue and fairness without a network hop). A job whose client went away is
-/// stopped.
+/// scheduler's queue and fairness without a network hop), each job on its worker's own
+/// runtime ([`JobRuntimes`]). A job whose client went away is stopped.
 pub fn run_locally(
     queue: &Arc<JobQueue>,
     query: Arc<crate::QueryService>,
     workers: usize,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..workers.max(1))
-        .map(|_| {
-            let (queue, query) = (Arc::clone(queue), Arc::clone(&query));
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let runtimes = Arc::new(JobRuntimes::new(workers)?);
+    Ok((0..workers.max(1))
+        .map(|slot| {
+            let (queue, query, runtimes) =
+                (Arc::clone(queue), Arc::clone(&query), Arc::clone(&runtimes));
             tokio::spawn(async move {
+                let _connected = queue.metrics.worker();
                 loop {
                     let mut lease = queue.next().await;
                     let (tenant, job) = (lease.tenant().clone(), lease.job().clone());
+                    let run = runtimes.run_job(slot, &query, &tenant, job);
                     let answer = tokio::select! {
-                        answer = query.run_job(&tenant, job) => Some(answer),
+                        answer = run => Some(answer),
                         () = lease.cancelled() => None,
                     };
                     match answer {
@@ -271,7 +314,7 @@ pub fn run_locally(
                 }
             })
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

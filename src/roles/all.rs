@@ -42,7 +42,7 @@ pub(super) async fn build(
     );
     let queue = JobQueue::new(Arc::clone(&limits));
     let scheduler = Arc::clone(queue.metrics());
-    let workers = run_locally(&queue, Arc::clone(&query), config.query.max_concurrent);
+    let workers = run_locally(&queue, Arc::clone(&query), config.query.max_concurrent)?;
     let runner: Arc<dyn JobRunner> = Arc::new(queue);
     let frontend = Frontend::new(runner, config.query.clone(), Arc::clone(&limits))
         .with_metrics(Arc::clone(query.metrics()));

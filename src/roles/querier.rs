@@ -29,7 +29,7 @@ pub(super) async fn build(
         Arc::clone(&membership),
         Arc::clone(&query),
         config.query.max_concurrent,
-    );
+    )?;
     let auth = Authenticator::new(&config.flight, config.multitenancy_enabled)?;
     Ok(Services {
         engine: None,
