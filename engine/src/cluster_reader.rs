@@ -19,10 +19,11 @@ use crate::snapshot::{SnapshotSource, TenantSnapshot};
 use crate::symbol_cache::SymbolCache;
 
 /// The ingesters whose heads a querier reads now.
+#[async_trait]
 pub trait RemoteDirectory: Send + Sync + fmt::Debug {
     /// The ingesters to read heads from; an error when too many are out of reach for the
     /// heads to be whole.
-    fn remotes(&self) -> Result<Vec<Arc<dyn RemoteHeads>>>;
+    async fn remotes(&self) -> Result<Vec<Arc<dyn RemoteHeads>>>;
 }
 
 /// How long a querier uses a tenant's bucket index before reading it again.
@@ -109,7 +110,7 @@ impl SnapshotSource for ClusterReader {
         // Remote heads are read later, while the query runs: a profile flushed in between is
         // then in a block this listing missed and gone from that ingester's head, and only the
         // other replicas supply it. One seen in both is counted once by the deduplication.
-        let remotes = self.directory.remotes()?;
+        let remotes = self.directory.remotes().await?;
         let blocks = self.blocks(tenant).await?;
         Ok(TenantSnapshot {
             blocks,

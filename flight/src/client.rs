@@ -13,16 +13,17 @@ use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::{Action, Ticket};
+use async_trait::async_trait;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, join_all};
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use hearth_engine::model::TenantId;
 use hearth_engine::remote::{RemoteHeads, RemoteScan};
 use hearth_engine::{ErrorKind, RemoteDirectory};
-use hearth_ring::{Membership, Role};
+use hearth_ring::{Membership, Node, Role};
 use hearth_sql::{RemoteAggregate, RemoteExecutor};
 use parking_lot::Mutex;
 use prost::Message;
@@ -208,11 +209,14 @@ impl IngesterDirectory {
     }
 
     /// The client of ingester `node` at its advertised Flight address.
+    /// A suspected one (declared dead by gossip) is found too: [`RemoteDirectory::remotes`]
+    /// reads it when it still answers.
     pub fn client(&self, node: &str) -> Option<IngesterClient> {
         let found = self
             .membership
             .nodes()
             .into_iter()
+            .chain(self.membership.unreachable())
             .find(|n| n.id == node && n.has_role(Role::Ingester))?;
         self.client_at(&found.id, &found.info.flight_addr)
     }
@@ -236,19 +240,41 @@ impl IngesterDirectory {
     }
 }
 
+#[async_trait]
 impl RemoteDirectory for IngesterDirectory {
     /// The live ingesters. A write is acknowledged by a quorum of its replicas, so a profile
     /// may be on only `quorum` of them: with more ingesters gone without leaving than
     /// `replication_factor - quorum`, some profile may be on none of the live ones, and the
     /// query fails (unavailable) rather than leave it out.
-    fn remotes(&self) -> hearth_engine::Result<Vec<Arc<dyn RemoteHeads>>> {
-        let lost: Vec<String> = self
+    ///
+    /// Gossip only suspects: a busy ingester misses rounds and is declared dead while it still
+    /// serves. A suspect is counted lost only when its Flight port refuses or ignores a
+    /// connection; one that answers is read like any other.
+    async fn remotes(&self) -> hearth_engine::Result<Vec<Arc<dyn RemoteHeads>>> {
+        let mut ingesters: Vec<Node> = self
+            .membership
+            .nodes()
+            .into_iter()
+            .filter(|n| n.has_role(Role::Ingester))
+            .collect();
+        let suspects = self
             .membership
             .unreachable()
             .into_iter()
-            .filter(|n| n.has_role(Role::Ingester))
-            .map(|n| n.id)
-            .collect();
+            .filter(|n| n.has_role(Role::Ingester));
+        let probed = join_all(suspects.map(|node| async move {
+            let answers = accepts_connections(&node.info.flight_addr).await;
+            (node, answers)
+        }))
+        .await;
+        let mut lost = Vec::new();
+        for (node, answers) in probed {
+            if answers {
+                ingesters.push(node);
+            } else {
+                lost.push(node.id);
+            }
+        }
         let rf = self.replication_factor.max(1);
         let tolerated = rf - hearth_ring::quorum(rf);
         if lost.len() > tolerated {
@@ -261,15 +287,23 @@ impl RemoteDirectory for IngesterDirectory {
                 ),
             ));
         }
-        Ok(self
-            .membership
-            .nodes()
+        Ok(ingesters
             .into_iter()
-            .filter(|n| n.has_role(Role::Ingester))
             .filter_map(|n| self.client_at(&n.id, &n.info.flight_addr))
             .map(|client| Arc::new(RemoteIngester { client }) as Arc<dyn RemoteHeads>)
             .collect())
     }
+}
+
+/// How long a suspected ingester has to accept a connection.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether something accepts a TCP connection at `addr` within [`PROBE_TIMEOUT`].
+async fn accepts_connections(addr: &str) -> bool {
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
 }
 
 impl RemoteExecutor for IngesterDirectory {

@@ -355,6 +355,27 @@ fn a_replicated_cluster_answers_like_one_process() {
     });
     assert_same(&reference, &querier, "one ingester killed");
 
+    // 2b. A second one killed: a profile acknowledged by a quorum of two may be on neither
+    // live replica, so the querier refuses a partial answer (503 naming both).
+    ingesters[2].kill9();
+    wait_ring(
+        &querier,
+        "the second killed ingester to be declared dead",
+        |n| active_ingesters(n).len() == 1,
+    );
+    let (status, body) = querier.connect_json(
+        None,
+        "/querier.v1.QuerierService/ProfileTypes",
+        json!({"start": 1, "end": 4_000_000_000_000i64}),
+    );
+    let message = body.to_string();
+    assert_eq!(status, 503, "two of three replicas gone: {message}");
+    assert!(
+        message.contains("ingester-1") && message.contains("ingester-2"),
+        "the 503 names the ingesters out of reach: {message}"
+    );
+    ingesters[2].restart();
+
     // 3. Restarted, it replays its WAL and rejoins as active; answers stay exact.
     ingesters[1].restart();
     assert!(ingesters[1].log().contains("replayed wal segment"));
