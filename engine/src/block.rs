@@ -36,6 +36,14 @@ impl Block {
         range.overlaps(self.meta.min_time_nanos, self.meta.max_time_nanos)
     }
 
+    /// Whether the block has a rollup (blocks written before rollups existed have none).
+    pub fn has_rollup(&self) -> bool {
+        self.meta
+            .files
+            .iter()
+            .any(|f| f.path == crate::rollup::ROLLUP_FILE)
+    }
+
     pub fn file(&self, table: TableKind) -> Option<&BlockFile> {
         self.meta.files.iter().find(|f| f.path == table.file_name())
     }

@@ -36,6 +36,7 @@ pub mod model;
 pub mod pprof;
 pub mod pprof_merge;
 pub mod remote;
+pub mod rollup;
 pub mod schema;
 pub mod snapshot;
 pub mod stack_columns;

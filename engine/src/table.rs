@@ -70,6 +70,24 @@ pub struct TableSources {
 }
 
 impl TableSources {
+    /// The same sources without `blocks` (compared by id).
+    pub fn without_blocks(&self, blocks: &[Arc<Block>]) -> Self {
+        let snapshot = TenantSnapshot {
+            blocks: self
+                .snapshot
+                .blocks
+                .iter()
+                .filter(|b| !blocks.iter().any(|other| other.id() == b.id()))
+                .cloned()
+                .collect(),
+            ..(*self.snapshot).clone()
+        };
+        TableSources {
+            snapshot: Arc::new(snapshot),
+            ..self.clone()
+        }
+    }
+
     /// The sources of `snapshot`, deduplicated when it is `replicated`.
     pub fn new(snapshot: Arc<TenantSnapshot>, store: Arc<dyn ObjectStore>) -> Self {
         let dedupe = snapshot.replicated.then(|| Arc::new(Dedupe::default()));

@@ -13,9 +13,11 @@ use arrow::datatypes::{Int64Type, TimestampNanosecondType, UInt32Type, UInt64Typ
 use bytes::Bytes;
 use futures::TryStreamExt;
 use hearth_engine::block::index::{BucketIndex, live};
-use hearth_engine::block::{Block, read_block_symbols};
+use hearth_engine::block::{Block, block_dir, read_block_symbols};
 use hearth_engine::compact::{MergeOptions, merge_blocks};
+use hearth_engine::flamegraph::{FunctionTree, NodeId, ROOT};
 use hearth_engine::model::TenantId;
+use hearth_engine::rollup::{BUCKET_NANOS, ROLLUP_FILE, bucket_of};
 use hearth_engine::schema::TableKind;
 use hearth_engine::{Compactor, CompactorConfig, Engine, EngineArgs, HeadConfig, ProfileBatch};
 use object_store::local::LocalFileSystem;
@@ -109,6 +111,84 @@ async fn resolved(store: &Arc<dyn ObjectStore>, tenant: &TenantId, block: &Block
     out
 }
 
+/// A block's rollup: (profile type, service, hour) → (total, collapsed stack → value).
+type Rollup = BTreeMap<(String, String, i64), (i64, BTreeMap<String, i64>)>;
+
+async fn rollup(store: &Arc<dyn ObjectStore>, tenant: &TenantId, block: &Block) -> Rollup {
+    assert!(block.has_rollup(), "block {} has no rollup", block.id());
+    let path = block_dir(tenant, block.id()).join(ROLLUP_FILE);
+    let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
+    let mut out = Rollup::new();
+    for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap()
+    {
+        let b = batch.unwrap();
+        for row in 0..b.num_rows() {
+            let tree = FunctionTree::decode(b.column(4).as_binary::<i32>().value(row)).unwrap();
+            let mut stacks = BTreeMap::new();
+            for node in 1..tree.len() as NodeId {
+                if tree.self_value(node) == 0 {
+                    continue;
+                }
+                let mut frames = Vec::new();
+                let mut at = node;
+                while at != ROOT {
+                    frames.push(tree.name(at).to_string());
+                    at = tree.parent(at);
+                }
+                frames.reverse();
+                *stacks.entry(frames.join(";")).or_default() += tree.self_value(node);
+            }
+            let key = (
+                b.column(0).as_string::<i32>().value(row).to_string(),
+                b.column(1).as_string::<i32>().value(row).to_string(),
+                b.column(2).as_primitive::<Int64Type>().value(row),
+            );
+            let total = b.column(3).as_primitive::<Int64Type>().value(row);
+            assert!(
+                out.insert(key, (total, stacks)).is_none(),
+                "one row per key"
+            );
+        }
+    }
+    out
+}
+
+/// Per (service, hour), the samples' total: what the rollup totals must add up to.
+fn hourly_totals(samples: &Resolved) -> BTreeMap<(String, i64), i64> {
+    let mut out = BTreeMap::new();
+    for ((_, time, service, _), value) in samples {
+        *out.entry((service.clone(), bucket_of(*time))).or_default() += value;
+    }
+    out
+}
+
+fn rollup_totals(rollup: &Rollup) -> BTreeMap<(String, i64), i64> {
+    let mut out = BTreeMap::new();
+    for ((_, service, hour), (total, stacks)) in rollup {
+        assert_eq!(
+            *total,
+            stacks.values().sum::<i64>(),
+            "the tree holds the total"
+        );
+        assert_eq!(hour % BUCKET_NANOS, 0);
+        *out.entry((service.clone(), *hour)).or_default() += total;
+    }
+    out
+}
+
+fn add_rollup(into: &mut Rollup, from: &Rollup) {
+    for (key, (total, stacks)) in from {
+        let entry = into.entry(key.clone()).or_default();
+        entry.0 += total;
+        for (stack, value) in stacks {
+            *entry.1.entry(stack.clone()).or_default() += value;
+        }
+    }
+}
+
 fn sum(into: &mut Resolved, from: &Resolved) {
     for (key, value) in from {
         *into.entry(key.clone()).or_default() += value;
@@ -163,6 +243,10 @@ async fn merging_replicas_keeps_each_profile_once() {
         .unwrap()
         .unwrap();
     assert_eq!(resolved(&store, &tenant, &merged).await, expected);
+    // Flushed and merged blocks carry rollups that hold exactly their samples.
+    let rollup_a = rollup(&store, &tenant, &block_a).await;
+    assert_eq!(rollup_totals(&rollup_a), hourly_totals(&expected));
+    assert_eq!(rollup(&store, &tenant, &merged).await, rollup_a);
     assert_eq!(merged.meta.stats, block_a.meta.stats);
     assert_eq!(stats.profiles_out, block_a.meta.stats.profiles);
     assert_eq!(
@@ -198,6 +282,12 @@ async fn merging_replicas_keeps_each_profile_once() {
     let mut both = expected.clone();
     sum(&mut both, &resolved(&store, &tenant, &sources[1]).await);
     assert_eq!(resolved(&store, &tenant, &doubled).await, both);
+    let mut both_rollups = rollup_a.clone();
+    add_rollup(
+        &mut both_rollups,
+        &rollup(&store, &tenant, &sources[1]).await,
+    );
+    assert_eq!(rollup(&store, &tenant, &doubled).await, both_rollups);
 }
 
 /// (profile type, total, sample rows) over the engine's snapshot.

@@ -24,6 +24,9 @@ pub struct QueryConfig {
     /// `query-frontend.split-queries-by-interval`).
     #[serde(with = "humantime_serde")]
     pub split_interval: Duration,
+    /// Flame graphs read the hourly rollups blocks carry for the whole hours of their range
+    /// when the selector names only `service_name` (`false`: always read samples).
+    pub rollups: bool,
     /// A query-frontend refuses a tenant's query with 429 while this many of its queries are
     /// queued or running (Pyroscope's `query-scheduler.max-outstanding-requests-per-tenant`).
     pub max_outstanding_requests_per_tenant: usize,
@@ -41,6 +44,7 @@ impl Default for QueryConfig {
             symbol_cache_bytes: 512 << 20,
             metadata_cache_bytes: 64 << 20,
             split_interval: Duration::ZERO,
+            rollups: true,
             max_outstanding_requests_per_tenant: 100,
             max_concurrent: 4,
         }

@@ -27,6 +27,7 @@ pub struct QueryMetrics {
     durations: Durations,
     split_queries: Counter,
     split_pieces: Counter,
+    rollup_trees: Counter,
 }
 
 impl Default for QueryMetrics {
@@ -35,6 +36,7 @@ impl Default for QueryMetrics {
             durations: Family::new_with_constructor(duration_histogram),
             split_queries: Counter::default(),
             split_pieces: Counter::default(),
+            rollup_trees: Counter::default(),
         }
     }
 }
@@ -56,6 +58,16 @@ impl QueryMetrics {
             "Intervals those split partial aggregates ran in",
             self.split_pieces.clone(),
         );
+        registry.register(
+            "hearth_query_rollup_trees",
+            "Hourly rollup trees flame graphs read instead of samples",
+            self.rollup_trees.clone(),
+        );
+    }
+
+    /// Records `trees` rollup trees read by one flame graph.
+    pub(crate) fn rollup(&self, trees: usize) {
+        self.rollup_trees.inc_by(trees as u64);
     }
 
     /// Records one partial aggregate split into `pieces` intervals.

@@ -4,17 +4,20 @@
 //! those series only, aggregated by the stack-merge UDAFs or by time bucket.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int64Type, UInt64Type};
 use datafusion::logical_expr::{Expr, cast, col};
 use datafusion::prelude::SessionContext;
+use hearth_engine::block::Block;
 use hearth_engine::flamegraph::FunctionTree;
-use hearth_engine::model::{Labels, ProfileType, TenantId, TimeRange};
+use hearth_engine::model::{Labels, ProfileType, TenantId, TimeRange, label};
 use hearth_engine::pprof_merge::{PprofBuilder, set_profile_type};
+use hearth_engine::rollup::{RollupSelection, read_rollup_trees, whole_hours};
 use hearth_engine::schema::{self, TableKind};
 use hearth_engine::stack_merge::StackMerge;
-use hearth_engine::table::{matcher_expr, series_filter, time_filter};
+use hearth_engine::table::{TableSources, matcher_expr, series_filter, time_filter};
 use hearth_proto::pprof::Profile;
 
 use crate::error::{Error, Result};
@@ -105,6 +108,16 @@ struct MergedSamples {
     states: Vec<Vec<u8>>,
     period: i64,
 }
+
+/// A flame graph's use of rollups: the whole hours they answer and the blocks whose rollups
+/// are read (their samples in those hours are not).
+struct RollupPlan {
+    hours: TimeRange,
+    blocks: Vec<Arc<Block>>,
+}
+
+/// Rollup files read at once.
+const ROLLUP_READS: usize = 8;
 
 /// Per bucket index: (sum of profile totals, number of profiles).
 pub type Buckets = BTreeMap<i64, (i64, i64)>;
@@ -373,21 +386,116 @@ impl QueryService {
             return Ok(merged);
         }
         let range = selection.time_range();
-        let request = matched.request(tenant, partial, range, span_ids);
-        for batch in self.partial(&sources, request).await? {
-            merged.states.extend(
-                batch
-                    .column(0)
-                    .as_binary::<i32>()
-                    .iter()
-                    .flatten()
-                    .map(<[u8]>::to_vec),
-            );
+        let rollups = match (partial, span_ids) {
+            (Partial::Flamegraph, None) => self.rollup_plan(&sources, selection),
+            _ => None,
+        };
+        // Without rollups, one aggregate over the range; with them, samples outside the whole
+        // hours and, inside, those of the heads and of blocks without a rollup.
+        let mut reads = vec![(sources.clone(), range)];
+        if let Some(plan) = &rollups {
+            let hours = plan.hours;
+            reads = vec![
+                (sources.clone(), TimeRange::new(range.start, hours.start)),
+                (sources.without_blocks(&plan.blocks), hours),
+                (sources.clone(), TimeRange::new(hours.end, range.end)),
+            ];
+            reads.retain(|(_, piece)| piece.start < piece.end);
+        }
+        for (sources, piece) in reads {
+            let request = matched.request(tenant, partial, piece, span_ids);
+            for batch in self.partial(&sources, request).await? {
+                merged.states.extend(
+                    batch
+                        .column(0)
+                        .as_binary::<i32>()
+                        .iter()
+                        .flatten()
+                        .map(<[u8]>::to_vec),
+                );
+            }
+        }
+        if let Some(plan) = &rollups {
+            let trees = self
+                .rollup_trees(
+                    &sources,
+                    plan,
+                    &selection.profile_type.id(),
+                    &matched.services,
+                )
+                .await?;
+            self.metrics().rollup(trees.len());
+            merged.states.extend(trees);
         }
         if want_period {
             merged.period = self.period(&ctx, &matched, &range).await?;
         }
         Ok(merged)
+    }
+
+    /// Where a flame graph of `selection` may read rollups instead of samples: the whole hours
+    /// of its range (within retention) and the blocks there that have rollups. `None` when
+    /// rollups are off, the selector names a label rollups do not keep (anything but
+    /// `service_name` and the profile type), the sources may hold replicas side by side (a
+    /// rollup cannot leave a replica out), or no such block exists.
+    fn rollup_plan(
+        &self,
+        sources: &TableSources,
+        selection: &ProfileSelection,
+    ) -> Option<RollupPlan> {
+        let snapshot = &sources.snapshot;
+        if !self.config().rollups || snapshot.replicated || !snapshot.remotes.is_empty() {
+            return None;
+        }
+        let kept = [label::SERVICE_NAME, label::PROFILE_TYPE];
+        if !selection
+            .selector
+            .matchers
+            .iter()
+            .all(|m| kept.contains(&m.name.as_str()))
+        {
+            return None;
+        }
+        let range = selection.time_range();
+        let retained = sources.retained;
+        let hours = whole_hours(TimeRange::new(
+            range.start.max(retained.start),
+            range.end.min(retained.end),
+        ))?;
+        let blocks: Vec<Arc<Block>> = snapshot
+            .blocks_overlapping(&hours)
+            .filter(|b| b.has_rollup())
+            .cloned()
+            .collect();
+        (!blocks.is_empty()).then_some(RollupPlan { hours, blocks })
+    }
+
+    /// The rollup trees of `plan`'s blocks for `profile_type` and `services`, read a few
+    /// blocks at a time.
+    async fn rollup_trees(
+        &self,
+        sources: &TableSources,
+        plan: &RollupPlan,
+        profile_type: &str,
+        services: &BTreeSet<String>,
+    ) -> Result<Vec<Vec<u8>>> {
+        let selection = RollupSelection {
+            profile_type,
+            services,
+            hours: plan.hours,
+        };
+        let tenant = &sources.snapshot.tenant;
+        let mut trees = Vec::new();
+        for blocks in plan.blocks.chunks(ROLLUP_READS) {
+            let mut reads = Vec::with_capacity(blocks.len());
+            for block in blocks {
+                reads.push(read_rollup_trees(&sources.store, tenant, block, &selection));
+            }
+            for block_trees in futures::future::try_join_all(reads).await? {
+                trees.extend(block_trees.into_iter().flatten());
+            }
+        }
+        Ok(trees)
     }
 
     /// The selected samples merged into one function tree; `span_ids` keeps only those spans.

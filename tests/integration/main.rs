@@ -22,6 +22,7 @@ mod query_errors;
 mod readme;
 mod reference;
 mod retention;
+mod rollups;
 mod split;
 mod support;
 mod tenancy;

@@ -11,7 +11,7 @@ const SELECTOR: &str = r#"{service_name="split.app"}"#;
 const MINUTE: i64 = 60_000_000_000;
 
 /// The same profiles, every 37 minutes over about five hours, to both servers.
-fn push_both(servers: &[&Hearth]) -> (i64, i64) {
+pub(crate) fn push_both(servers: &[&Hearth]) -> (i64, i64) {
     let pprof = fixture("captures/extracted/py-005.s1.r0.pb");
     let base = now_nanos() / (60 * MINUTE) * (60 * MINUTE) - 6 * 60 * MINUTE;
     for i in 0..8 {
@@ -33,26 +33,31 @@ fn push_both(servers: &[&Hearth]) -> (i64, i64) {
     (base / 1_000_000, (base + 6 * 60 * MINUTE) / 1_000_000)
 }
 
-fn answers(server: &Hearth, (start, end): (i64, i64)) -> Vec<Value> {
+fn answers(server: &Hearth, range: (i64, i64)) -> Vec<Value> {
+    answers_for(server, range, SELECTOR)
+}
+
+/// Every profile query's answer over `start..end` for `CPU` and `selector`.
+pub(crate) fn answers_for(server: &Hearth, (start, end): (i64, i64), selector: &str) -> Vec<Value> {
     let mut out = Vec::new();
     for (method, body) in [
         (
             "SelectMergeStacktraces",
-            json!({"profileTypeID": CPU, "labelSelector": SELECTOR, "start": start, "end": end}),
+            json!({"profileTypeID": CPU, "labelSelector": selector, "start": start, "end": end}),
         ),
         (
             "SelectSeries",
-            json!({"profileTypeID": CPU, "labelSelector": SELECTOR, "start": start, "end": end,
+            json!({"profileTypeID": CPU, "labelSelector": selector, "start": start, "end": end,
                    "groupBy": ["env"], "step": 1500.0}),
         ),
         (
             "SelectSeries",
-            json!({"profileTypeID": CPU, "labelSelector": SELECTOR, "start": start, "end": end,
+            json!({"profileTypeID": CPU, "labelSelector": selector, "start": start, "end": end,
                    "step": 900.0, "aggregation": "TIME_SERIES_AGGREGATION_TYPE_AVERAGE"}),
         ),
         (
             "SelectMergeProfile",
-            json!({"profileTypeID": CPU, "labelSelector": SELECTOR, "start": start, "end": end}),
+            json!({"profileTypeID": CPU, "labelSelector": selector, "start": start, "end": end}),
         ),
     ] {
         let (status, answer) =
@@ -63,7 +68,7 @@ fn answers(server: &Hearth, (start, end): (i64, i64)) -> Vec<Value> {
     let collapsed = server
         .get(&format!(
             "/pyroscope/render?query={}&from={start}&until={end}&format=collapsed",
-            super::support::urlencode(&format!("{CPU}{SELECTOR}"))
+            super::support::urlencode(&format!("{CPU}{selector}"))
         ))
         .text()
         .unwrap();
@@ -73,7 +78,7 @@ fn answers(server: &Hearth, (start, end): (i64, i64)) -> Vec<Value> {
     out
 }
 
-fn metric(server: &Hearth, name: &str) -> f64 {
+pub(crate) fn metric(server: &Hearth, name: &str) -> f64 {
     let metrics = server.get("/metrics").text().unwrap();
     metrics
         .lines()

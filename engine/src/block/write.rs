@@ -1,4 +1,5 @@
-//! Writes a frozen head as a block: sorted tables, zstd Parquet, `meta.json` last.
+//! Writes a frozen head as a block: sorted tables, zstd Parquet, the rollup (see
+//! [`crate::rollup`]), `meta.json` last.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use super::{Block, ChildPath, block_dir};
 use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::model::TenantId;
+use crate::rollup::{ROLLUP_FILE, RollupBuilder, encode_rollup};
 use crate::schema::{self, TableKind};
 use crate::wal::SegmentId;
 
@@ -31,7 +33,8 @@ const ROW_GROUP_ROWS: usize = 256 * 1024;
 /// compressed files and one row group beside the head, not a sorted copy of it.
 #[derive(Debug)]
 pub struct EncodedBlock {
-    files: Vec<(TableKind, Bytes, u64)>,
+    /// Each file's name in the block's folder, bytes and rows.
+    files: Vec<(&'static str, Bytes, u64)>,
     stats: BlockStats,
     min_time: i64,
     max_time: i64,
@@ -58,6 +61,8 @@ impl EncodedBlock {
         let (profile_types, service_names) = (distinct(1), distinct(2));
         let mut stats = BlockStats::default();
         let mut files = Vec::new();
+        let mut rollup = RollupBuilder::new();
+        rollup.series_batch(&series);
         for table in TableKind::ALL {
             let mut writer =
                 ArrowWriter::try_new(Vec::new(), table.schema(), Some(writer_properties(table)))?;
@@ -74,7 +79,9 @@ impl EncodedBlock {
                 )?)?,
                 TableKind::Samples => {
                     for batch in head.sorted_sample_batches(ROW_GROUP_ROWS)? {
-                        write(&batch?)?;
+                        let batch = batch?;
+                        rollup.add_samples(&batch)?;
+                        write(&batch)?;
                     }
                 }
                 symbols => {
@@ -89,7 +96,19 @@ impl EncodedBlock {
                 TableKind::Samples => stats.samples = rows,
                 _ => {}
             }
-            files.push((table, Bytes::from(writer.into_inner()?), rows));
+            files.push((table.file_name(), Bytes::from(writer.into_inner()?), rows));
+        }
+        let guards: Vec<_> = head
+            .partitions()
+            .map(|(name, partition)| (name, partition.read()))
+            .collect();
+        let symbols = guards
+            .iter()
+            .map(|(name, partition)| (&***name, &**partition))
+            .collect();
+        if let Some(batch) = rollup.finish(&symbols)? {
+            let rows = batch.num_rows() as u64;
+            files.push((ROLLUP_FILE, encode_rollup(&batch)?, rows));
         }
         Ok(Some(EncodedBlock {
             files,
@@ -140,7 +159,7 @@ fn sorted(batch: &RecordBatch, by: &[&str]) -> Result<RecordBatch> {
 async fn upload(
     store: &Arc<dyn ObjectStore>,
     path: object_store::path::Path,
-    table: TableKind,
+    name: &str,
     bytes: Bytes,
     rows: u64,
 ) -> Result<BlockFile> {
@@ -149,7 +168,7 @@ async fn upload(
     writer.put(bytes).await?;
     writer.shutdown().await.map_err(|e| Error::io(&path, e))?;
     Ok(BlockFile {
-        path: table.file_name().to_string(),
+        path: name.to_string(),
         size_bytes,
         rows,
     })
@@ -166,8 +185,8 @@ pub async fn write_block(
     let ulid = ulid::Ulid::new().to_string();
     let dir = block_dir(tenant, &ulid);
     let mut files = Vec::new();
-    for (table, bytes, rows) in encoded.files {
-        files.push(upload(store, dir.child_path(table.file_name()), table, bytes, rows).await?);
+    for (name, bytes, rows) in encoded.files {
+        files.push(upload(store, dir.child_path(name), name, bytes, rows).await?);
     }
     let meta = BlockMeta {
         version: BLOCK_FORMAT_VERSION,

@@ -17,17 +17,19 @@ use arrow::datatypes::{Int32Type, Int64Type, TimestampNanosecondType, UInt32Type
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use parquet::arrow::{AsyncArrowWriter, ParquetRecordBatchStreamBuilder};
 use rustc_hash::FxHashMap;
 
+use crate::block::ChildPath;
 use crate::block::{
     BLOCK_FORMAT_VERSION, Block, BlockFile, BlockFileReader, BlockMeta, BlockStats, CompactionMeta,
     read_block_symbols, upload_meta, writer_properties,
 };
 use crate::error::{Error, Result};
 use crate::model::TenantId;
+use crate::rollup::{ROLLUP_FILE, RollupBuilder, encode_rollup};
 use crate::schema::{self, TableKind};
 use crate::symbols::{Function, Line, Location, Mapping, SymbolPartition, symbol_batch};
 
@@ -117,6 +119,10 @@ pub async fn merge_blocks(
         profile_cursors.push(Cursor::open(store, tenant, block, TableKind::Profiles).await?);
         sample_cursors.push(Cursor::open(store, tenant, block, TableKind::Samples).await?);
     }
+    let mut rollup = RollupBuilder::new();
+    for (&id, row) in &merge.series {
+        rollup.series(id, &row.profile_type);
+    }
     let mut profiles_out = TableWriter::new(store, &dir, TableKind::Profiles)?;
     let mut samples_out = TableWriter::new(store, &dir, TableKind::Samples)?;
 
@@ -166,9 +172,9 @@ pub async fn merge_blocks(
             profiles_out.write(&merge.profiles.take()?).await?;
         }
         if merge.samples.len() >= OUTPUT_ROWS {
-            samples_out
-                .write(&merge.samples.take(&merge.partition_names())?)
-                .await?;
+            let batch = merge.samples.take(&merge.partition_names())?;
+            rollup.add_samples(&batch)?;
+            samples_out.write(&batch).await?;
         }
     }
     if merge.min_time > merge.max_time {
@@ -182,9 +188,9 @@ pub async fn merge_blocks(
         profiles_out.write(&merge.profiles.take()?).await?;
     }
     if !merge.samples.is_empty() {
-        samples_out
-            .write(&merge.samples.take(&merge.partition_names())?)
-            .await?;
+        let batch = merge.samples.take(&merge.partition_names())?;
+        rollup.add_samples(&batch)?;
+        samples_out.write(&batch).await?;
     }
     let mut files = vec![profiles_out.finish().await?, samples_out.finish().await?];
     let (series_batch, profile_types, service_names) = merge.series_batch()?;
@@ -197,6 +203,23 @@ pub async fn merge_blocks(
             writer.write(&symbol_batch(table, name, partition)?).await?;
         }
         files.push(writer.finish().await?);
+    }
+    let symbols = merge
+        .out_symbols
+        .iter()
+        .map(|(name, partition)| (&**name, partition))
+        .collect();
+    if let Some(batch) = rollup.finish(&symbols)? {
+        let bytes = encode_rollup(&batch)?;
+        let size_bytes = bytes.len() as u64;
+        store
+            .put(&dir.child_path(ROLLUP_FILE), PutPayload::from(bytes))
+            .await?;
+        files.push(BlockFile {
+            path: ROLLUP_FILE.to_string(),
+            size_bytes,
+            rows: batch.num_rows() as u64,
+        });
     }
     stats.output_bytes = files.iter().map(|f| f.size_bytes).sum();
     let meta = BlockMeta {
@@ -783,7 +806,6 @@ struct TableWriter {
 
 impl TableWriter {
     fn new(store: &Arc<dyn ObjectStore>, dir: &Path, table: TableKind) -> Result<Self> {
-        use crate::block::ChildPath;
         let path = dir.child_path(table.file_name());
         let writer = AsyncArrowWriter::try_new(
             BufWriter::with_capacity(Arc::clone(store), path.clone(), UPLOAD_PART_BYTES)
