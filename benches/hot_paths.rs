@@ -11,10 +11,11 @@ mod support;
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use hearth_engine::block::{EncodedBlock, write_block};
+use hearth_engine::block::write_block;
 use hearth_engine::flamegraph::{FunctionTree, add_partition};
 use hearth_engine::head::Head;
 use hearth_engine::model::{Labels, TenantId};
+use hearth_engine::rollup::encode_head;
 use hearth_engine::{HeadConfig, ProfileBatch};
 use hearth_ingest::Limits;
 use hearth_ingest::labels::validate_labels;
@@ -114,9 +115,9 @@ fn flush(c: &mut Criterion) {
     let mut group = c.benchmark_group("flush");
     group.sample_size(10);
     group.throughput(Throughput::Elements(head.sample_count() as u64));
-    group.bench_function("head_of_10_large_cpu_to_parquet", |b| {
+    group.bench_function("head_of_10_large_cpu_to_parquet_with_rollup", |b| {
         b.iter(|| {
-            let contents = EncodedBlock::encode(&head).unwrap().unwrap();
+            let contents = encode_head(&head).unwrap().unwrap();
             runtime
                 .block_on(write_block(&store, &tenant, contents, &[], ""))
                 .unwrap()

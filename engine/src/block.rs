@@ -21,6 +21,9 @@ use crate::error::{Error, Result};
 use crate::model::{TenantId, TimeRange};
 use crate::schema::TableKind;
 
+/// The rollup's file in a block's folder (see [`crate::rollup`]).
+pub const ROLLUP_FILE: &str = "rollup.parquet";
+
 /// A block known to the engine.
 #[derive(Debug)]
 pub struct Block {
@@ -38,10 +41,7 @@ impl Block {
 
     /// Whether the block has a rollup (blocks written before rollups existed have none).
     pub fn has_rollup(&self) -> bool {
-        self.meta
-            .files
-            .iter()
-            .any(|f| f.path == crate::rollup::ROLLUP_FILE)
+        self.meta.files.iter().any(|f| f.path == ROLLUP_FILE)
     }
 
     pub fn file(&self, table: TableKind) -> Option<&BlockFile> {

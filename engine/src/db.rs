@@ -22,12 +22,13 @@ use tokio::sync::{Notify, RwLock as AsyncRwLock};
 
 use crate::batch::ProfileBatch;
 use crate::block::index::BucketIndex;
-use crate::block::{self, Block, EncodedBlock};
+use crate::block::{self, Block};
 use crate::error::{Error, ErrorKind, Result};
 use crate::head::{AppendStats, Head};
 use crate::limits::LimitsSource;
 use crate::metrics::{EngineMetrics, ReplayState};
 use crate::model::TenantId;
+use crate::rollup;
 use crate::snapshot::{SnapshotSource, TenantSnapshot};
 use crate::symbol_cache::SymbolCache;
 use crate::wal::{Segment, SegmentId, Wal};
@@ -528,7 +529,7 @@ impl Engine {
     ) -> Result<Option<Arc<Block>>> {
         // Sorting and compressing is CPU work: keep it off the async workers that answer pushes.
         let head = Arc::clone(&old.head);
-        let encoded = tokio::task::spawn_blocking(move || EncodedBlock::encode(&head.read()))
+        let encoded = tokio::task::spawn_blocking(move || rollup::encode_head(&head.read()))
             .await
             .map_err(|e| Error::corrupt("block encode task", e))??;
         let Some(encoded) = encoded else {

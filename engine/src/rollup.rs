@@ -19,14 +19,14 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::block::{Block, ChildPath, block_dir};
+use crate::block::{Block, ChildPath, EncodedBlock, block_dir};
 use crate::error::{Error, Result};
 use crate::flamegraph::{FunctionTree, add_partition};
+use crate::head::Head;
 use crate::model::{TenantId, TimeRange};
 use crate::symbols::SymbolPartition;
 
-/// The rollup's file in a block's folder.
-pub const ROLLUP_FILE: &str = "rollup.parquet";
+pub use crate::block::ROLLUP_FILE;
 
 /// The width of a rollup bucket: one hour, aligned to the Unix epoch.
 pub const BUCKET_NANOS: i64 = 3_600 * 1_000_000_000;
@@ -214,6 +214,32 @@ impl RollupBuilder {
         ];
         Ok(Some(RecordBatch::try_new(ROLLUP_SCHEMA.clone(), columns)?))
     }
+}
+
+/// A frozen head encoded as a block's files, its rollup among them; `None` for an empty head.
+pub fn encode_head(head: &Head) -> Result<Option<EncodedBlock>> {
+    let mut rollup = RollupBuilder::new();
+    for (fingerprint, series) in head.series() {
+        rollup.series(fingerprint.0, &series.profile_type);
+    }
+    let Some(mut encoded) =
+        EncodedBlock::encode_observing(head, |batch| rollup.add_samples(batch))?
+    else {
+        return Ok(None);
+    };
+    let guards: Vec<_> = head
+        .partitions()
+        .map(|(name, partition)| (name, partition.read()))
+        .collect();
+    let symbols = guards
+        .iter()
+        .map(|(name, partition)| (&***name, &**partition))
+        .collect();
+    if let Some(batch) = rollup.finish(&symbols)? {
+        let rows = batch.num_rows() as u64;
+        encoded.add_file(ROLLUP_FILE, encode_rollup(&batch)?, rows);
+    }
+    Ok(Some(encoded))
 }
 
 /// A rollup batch as the bytes of `rollup.parquet`.

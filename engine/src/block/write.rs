@@ -1,5 +1,4 @@
-//! Writes a frozen head as a block: sorted tables, zstd Parquet, the rollup (see
-//! [`crate::rollup`]), `meta.json` last.
+//! Writes a frozen head as a block: sorted tables, zstd Parquet, `meta.json` last.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -20,7 +19,6 @@ use super::{Block, ChildPath, block_dir};
 use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::model::TenantId;
-use crate::rollup::{ROLLUP_FILE, RollupBuilder, encode_rollup};
 use crate::schema::{self, TableKind};
 use crate::wal::SegmentId;
 
@@ -45,6 +43,15 @@ pub struct EncodedBlock {
 impl EncodedBlock {
     /// Sorts and encodes the head's tables. `None` for an empty head.
     pub fn encode(head: &Head) -> Result<Option<Self>> {
+        Self::encode_observing(head, |_| Ok(()))
+    }
+
+    /// [`EncodedBlock::encode`], showing `samples` every `samples` batch as it is written (in
+    /// block order), so a caller can derive more from them without a second pass.
+    pub fn encode_observing(
+        head: &Head,
+        mut samples: impl FnMut(&RecordBatch) -> Result<()>,
+    ) -> Result<Option<Self>> {
         let Some((min_time, max_time)) = head.time_bounds() else {
             return Ok(None);
         };
@@ -61,8 +68,6 @@ impl EncodedBlock {
         let (profile_types, service_names) = (distinct(1), distinct(2));
         let mut stats = BlockStats::default();
         let mut files = Vec::new();
-        let mut rollup = RollupBuilder::new();
-        rollup.series_batch(&series);
         for table in TableKind::ALL {
             let mut writer =
                 ArrowWriter::try_new(Vec::new(), table.schema(), Some(writer_properties(table)))?;
@@ -80,7 +85,7 @@ impl EncodedBlock {
                 TableKind::Samples => {
                     for batch in head.sorted_sample_batches(ROW_GROUP_ROWS)? {
                         let batch = batch?;
-                        rollup.add_samples(&batch)?;
+                        samples(&batch)?;
                         write(&batch)?;
                     }
                 }
@@ -98,18 +103,6 @@ impl EncodedBlock {
             }
             files.push((table.file_name(), Bytes::from(writer.into_inner()?), rows));
         }
-        let guards: Vec<_> = head
-            .partitions()
-            .map(|(name, partition)| (name, partition.read()))
-            .collect();
-        let symbols = guards
-            .iter()
-            .map(|(name, partition)| (&***name, &**partition))
-            .collect();
-        if let Some(batch) = rollup.finish(&symbols)? {
-            let rows = batch.num_rows() as u64;
-            files.push((ROLLUP_FILE, encode_rollup(&batch)?, rows));
-        }
         Ok(Some(EncodedBlock {
             files,
             stats,
@@ -118,6 +111,13 @@ impl EncodedBlock {
             profile_types,
             service_names,
         }))
+    }
+}
+
+impl EncodedBlock {
+    /// Adds a file beside the tables (written before `meta.json`, listed in it).
+    pub fn add_file(&mut self, name: &'static str, bytes: Bytes, rows: u64) {
+        self.files.push((name, bytes, rows));
     }
 }
 
