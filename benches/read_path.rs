@@ -48,6 +48,7 @@ struct Flags {
     flooders: usize,
     split_minutes: usize,
     series: usize,
+    only: Option<String>,
     out: PathBuf,
 }
 
@@ -61,6 +62,7 @@ impl Flags {
             flooders: 8,
             split_minutes: 10,
             series: 100_000,
+            only: None,
             out: PathBuf::from("target/bench-read-path"),
         };
         let mut it = std::env::args().skip(1);
@@ -78,6 +80,7 @@ impl Flags {
                 "--flooders" => flags.flooders = number() as usize,
                 "--split-minutes" => flags.split_minutes = number() as usize,
                 "--series" => flags.series = number() as usize,
+                "--only" => flags.only = it.next(),
                 "--out" => flags.out = PathBuf::from(it.next().expect("--out takes a folder")),
                 "--bench" => {}
                 other => panic!("unknown flag {other}; see benches/README.md"),
@@ -312,13 +315,10 @@ fn tiny_profile(name: &str, time_nanos: i64, value: i64) -> Vec<u8> {
     .encode_to_vec()
 }
 
-fn cardinality(flags: &Flags) -> Value {
-    let data = flags.out.join("cardinality");
-    let _ = std::fs::remove_dir_all(&data);
-    let (child, addr) = start_configured(&data, "");
-    let time = now_nanos() - 60_000_000_000;
+/// Pushes `flags.series` one-sample series (100 services, a pod each, 3 regions) to `addr`;
+/// returns the seconds it took.
+fn push_cardinality(flags: &Flags, addr: &str, time: i64) -> f64 {
     let client = reqwest::blocking::Client::new();
-    println!("cardinality: {} series", flags.series);
     let started = Instant::now();
     for first in (0..flags.series).step_by(1000) {
         let series = (first..(first + 1000).min(flags.series))
@@ -345,82 +345,139 @@ fn cardinality(flags: &Flags) -> Value {
             .unwrap();
         assert_eq!(response.status().as_u16(), 200, "push of {first}..");
     }
-    let push_seconds = started.elapsed().as_secs_f64();
-    let (start, end) = (time / 1_000_000 - 60_000, time / 1_000_000 + 60_000);
-    let calls = |addr: &str| -> Value {
-        let call = |method: &str, request: &dyn Fn() -> Vec<u8>| {
-            let body = request();
-            timed(flags.queries, || {
-                let response = client
-                    .post(format!("http://{addr}/querier.v1.QuerierService/{method}"))
-                    .header("content-type", "application/proto")
-                    .body(body.clone())
-                    .send()
-                    .unwrap();
-                assert_eq!(response.status().as_u16(), 200, "{method}");
-                response.bytes().unwrap();
-            })
-        };
-        let names = call("LabelNames", &|| {
-            LabelNamesRequest {
-                matchers: vec![],
-                start,
-                end,
-            }
-            .encode_to_vec()
-        });
-        let values = |name: &str| {
-            call("LabelValues", &|| {
-                LabelValuesRequest {
-                    name: name.into(),
-                    matchers: vec![],
-                    start,
-                    end,
-                }
-                .encode_to_vec()
-            })
-        };
-        let services = values("service_name");
-        let pods = values("pod");
-        let series = call("Series", &|| {
+    started.elapsed().as_secs_f64()
+}
+
+/// Times the label and series calls against `addr` over `start..end` (ms): the first call
+/// alone (on a fresh process it reads the blocks' series), then each call `flags.queries`
+/// times after a warm-up. Returns the summaries and each call's answer size in bytes.
+fn label_calls(flags: &Flags, addr: &str, (start, end): (i64, i64)) -> Value {
+    let client = reqwest::blocking::Client::new();
+    let send = |method: &str, body: &[u8]| -> usize {
+        let response = client
+            .post(format!("http://{addr}/querier.v1.QuerierService/{method}"))
+            .header("content-type", "application/proto")
+            .body(body.to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{method}");
+        response.bytes().unwrap().len()
+    };
+    let names = |matchers: &[&str]| {
+        LabelNamesRequest {
+            matchers: matchers.iter().map(|m| m.to_string()).collect(),
+            start,
+            end,
+        }
+        .encode_to_vec()
+    };
+    let values = |name: &str, matchers: &[&str]| {
+        LabelValuesRequest {
+            name: name.into(),
+            matchers: matchers.iter().map(|m| m.to_string()).collect(),
+            start,
+            end,
+        }
+        .encode_to_vec()
+    };
+    let one_service = ["{service_name=\"svc-7\"}"];
+    let calls: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("LabelNames", "LabelNames", names(&[])),
+        (
+            "LabelValues service_name",
+            "LabelValues",
+            values("service_name", &[]),
+        ),
+        ("LabelValues pod", "LabelValues", values("pod", &[])),
+        (
+            "LabelValues pod of one service",
+            "LabelValues",
+            values("pod", &one_service),
+        ),
+        (
+            "Series of one service",
+            "Series",
             SeriesRequest {
-                matchers: vec!["{service_name=\"svc-7\"}".into()],
+                matchers: one_service.iter().map(|m| m.to_string()).collect(),
                 label_names: vec![],
                 start,
                 end,
             }
-            .encode_to_vec()
+            .encode_to_vec(),
+        ),
+    ];
+    let started = Instant::now();
+    send(calls[0].1, &calls[0].2);
+    let mut report = json!({ "first_call_ms": started.elapsed().as_secs_f64() * 1000.0 });
+    for (label, method, body) in &calls {
+        let bytes = send(method, body);
+        let mut summary = summary(&timed(flags.queries, || {
+            send(method, body);
+        }));
+        summary["answer_bytes"] = json!(bytes);
+        report[*label] = summary;
+    }
+    report
+}
+
+/// The label APIs over `flags.series` series, answered from the label index and by scanning
+/// the series table, each from heads and then from blocks (after a restart), in one run.
+fn cardinality(flags: &Flags) -> Value {
+    let time = now_nanos() - 60_000_000_000;
+    let range = (time / 1_000_000 - 60_000, time / 1_000_000 + 60_000);
+    let mut report = json!({ "series": flags.series });
+    for (mode, yaml) in [
+        ("index", "query:\n  label_index: true\n"),
+        ("scan", "query:\n  label_index: false\n"),
+    ] {
+        let data = flags.out.join(format!("cardinality-{mode}"));
+        let _ = std::fs::remove_dir_all(&data);
+        let (child, addr) = start_configured(&data, yaml);
+        println!("cardinality ({mode}): {} series", flags.series);
+        let push_seconds = push_cardinality(flags, &addr, time);
+        let heads = label_calls(flags, &addr, range);
+        let heads_rss = rss_mb(child.id());
+        stop(child);
+        let (child, addr) = start_configured(&data, yaml);
+        let blocks = label_calls(flags, &addr, range);
+        report[mode] = json!({
+            "push_seconds": push_seconds,
+            "heads": heads,
+            "heads_peak_rss_mb": heads_rss,
+            "blocks": blocks,
+            "blocks_peak_rss_mb": rss_mb(child.id()),
         });
-        json!({
-            "LabelNames": summary(&names),
-            "LabelValues service_name": summary(&services),
-            "LabelValues pod": summary(&pods),
-            "Series of one service": summary(&series),
-        })
-    };
-    let heads = calls(&addr);
-    stop(child);
-    let (child, addr) = start_configured(&data, "");
-    let blocks = calls(&addr);
-    let report = json!({
-        "series": flags.series,
-        "push_seconds": push_seconds,
-        "heads": heads,
-        "blocks": blocks,
-        "peak_rss_mb": rss_mb(child.id()),
-    });
+        stop(child);
+    }
+    let mut ratios = json!({});
+    for place in ["heads", "blocks"] {
+        let Some(calls) = report["index"][place].as_object() else {
+            continue;
+        };
+        for (call, summary) in calls {
+            if let Some(index) = summary["p50_ms"].as_f64() {
+                let scan = report["scan"][place][call]["p50_ms"].as_f64().unwrap();
+                ratios[format!("{place}: {call}")] = json!(scan / index);
+            }
+        }
+    }
+    report["scan_p50_over_index_p50"] = ratios;
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
-    stop(child);
     report
 }
 
 fn main() {
     let flags = Flags::parse();
     std::fs::create_dir_all(&flags.out).unwrap();
-    let report = json!({
-        "fairness": fairness(&flags),
-        "cardinality": cardinality(&flags),
-    });
+    let report = match flags.only.as_deref() {
+        Some("cardinality") => json!({ "cardinality": cardinality(&flags) }),
+        Some("fairness") => json!({ "fairness": fairness(&flags) }),
+        None => json!({
+            "fairness": fairness(&flags),
+            "cardinality": cardinality(&flags),
+        }),
+        Some(other) => panic!("--only takes fairness or cardinality, not {other}"),
+    };
     let path = flags.out.join("read_path.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&report).unwrap()).unwrap();
     println!("wrote {}", path.display());

@@ -12,11 +12,11 @@ use parking_lot::Mutex;
 
 use crate::block::index::{BucketIndex, list_tail, live};
 use crate::block::{Block, block_dir, read_block};
+use crate::block_cache::BlockCache;
 use crate::error::Result;
 use crate::model::TenantId;
 use crate::remote::RemoteHeads;
 use crate::snapshot::{SnapshotSource, TenantSnapshot};
-use crate::symbol_cache::SymbolCache;
 
 /// The ingesters whose heads a querier reads now.
 #[async_trait]
@@ -34,7 +34,7 @@ const INDEX_REFRESH: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct ClusterReader {
     store: Arc<dyn ObjectStore>,
-    symbols: Arc<SymbolCache>,
+    symbols: Arc<BlockCache>,
     directory: Arc<dyn RemoteDirectory>,
     tenants: Mutex<HashMap<TenantId, TenantBlocks>>,
 }
@@ -56,7 +56,7 @@ impl ClusterReader {
     ) -> Self {
         ClusterReader {
             store,
-            symbols: Arc::new(SymbolCache::new(symbol_cache_bytes)),
+            symbols: Arc::new(BlockCache::new(symbol_cache_bytes)),
             directory,
             tenants: Mutex::default(),
         }
@@ -124,7 +124,7 @@ impl SnapshotSource for ClusterReader {
         &self.store
     }
 
-    fn symbol_cache(&self) -> &Arc<SymbolCache> {
+    fn block_cache(&self) -> &Arc<BlockCache> {
         &self.symbols
     }
 }

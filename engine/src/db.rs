@@ -23,6 +23,7 @@ use tokio::sync::{Notify, RwLock as AsyncRwLock};
 use crate::batch::ProfileBatch;
 use crate::block::index::BucketIndex;
 use crate::block::{self, Block};
+use crate::block_cache::BlockCache;
 use crate::error::{Error, ErrorKind, Result};
 use crate::head::{AppendStats, Head};
 use crate::limits::LimitsSource;
@@ -30,7 +31,6 @@ use crate::metrics::{EngineMetrics, ReplayState};
 use crate::model::TenantId;
 use crate::rollup;
 use crate::snapshot::{SnapshotSource, TenantSnapshot};
-use crate::symbol_cache::SymbolCache;
 use crate::wal::{Segment, SegmentId, Wal};
 
 /// When heads become blocks.
@@ -126,7 +126,7 @@ pub struct EngineStats {
 pub struct Engine {
     wal: Wal,
     store: Arc<dyn ObjectStore>,
-    symbols: Arc<SymbolCache>,
+    symbols: Arc<BlockCache>,
     config: HeadConfig,
     tenants: RwLock<FxHashMap<TenantId, Arc<TenantDb>>>,
     /// Tenant creation is serialised so two first pushes do not open two generations.
@@ -156,7 +156,7 @@ impl Engine {
         let engine = Engine {
             wal,
             store: args.store,
-            symbols: Arc::new(SymbolCache::new(args.symbol_cache_bytes)),
+            symbols: Arc::new(BlockCache::new(args.symbol_cache_bytes)),
             config: args.head,
             tenants: RwLock::new(FxHashMap::default()),
             create_lock: Mutex::new(()),
@@ -419,7 +419,7 @@ impl Engine {
         &self.store
     }
 
-    pub fn symbols(&self) -> &Arc<SymbolCache> {
+    pub fn symbols(&self) -> &Arc<BlockCache> {
         &self.symbols
     }
 
@@ -600,7 +600,7 @@ impl SnapshotSource for Engine {
         Engine::store(self)
     }
 
-    fn symbol_cache(&self) -> &Arc<SymbolCache> {
+    fn block_cache(&self) -> &Arc<BlockCache> {
         self.symbols()
     }
 }
@@ -619,7 +619,7 @@ impl SnapshotSource for HeadsOnly {
         self.0.store()
     }
 
-    fn symbol_cache(&self) -> &Arc<SymbolCache> {
+    fn block_cache(&self) -> &Arc<BlockCache> {
         self.0.symbols()
     }
 }

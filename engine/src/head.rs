@@ -19,6 +19,7 @@ use crate::batch::ProfileBatch;
 use crate::error::Result;
 use crate::model::{Labels, SeriesFingerprint, TimeRange, label};
 use crate::schema::{self, TableKind};
+use crate::series_index::{Postings, SeriesLookup, SeriesRef};
 use crate::symbols::{PprofImport, StacktraceId, SymbolPartition, symbol_batch};
 
 /// Rows per sealed sample chunk.
@@ -90,6 +91,7 @@ pub struct Head {
     /// `head-<ulid>`: the `source` of its rows.
     id: String,
     series: FxHashMap<SeriesFingerprint, HeadSeries>,
+    postings: Postings<SeriesFingerprint>,
     partition_names: Vec<Arc<str>>,
     partition_index: FxHashMap<Arc<str>, u32>,
     partitions: Vec<Arc<RwLock<SymbolPartition>>>,
@@ -107,11 +109,33 @@ impl Default for Head {
     }
 }
 
+impl SeriesLookup for Head {
+    type Key = SeriesFingerprint;
+
+    fn postings(&self) -> &Postings<SeriesFingerprint> {
+        &self.postings
+    }
+
+    fn keys(&self) -> impl Iterator<Item = SeriesFingerprint> + '_ {
+        self.series.keys().copied()
+    }
+
+    fn series(&self, key: SeriesFingerprint) -> Option<SeriesRef<'_>> {
+        self.series.get(&key).map(|s| SeriesRef {
+            id: key.0,
+            labels: &s.labels,
+            min_time: s.min_time,
+            max_time: s.max_time,
+        })
+    }
+}
+
 impl Head {
     pub fn new() -> Self {
         Head {
             id: format!("head-{}", ulid::Ulid::new()),
             series: FxHashMap::default(),
+            postings: Postings::default(),
             partition_names: Vec::new(),
             partition_index: FxHashMap::default(),
             partitions: Vec::new(),
@@ -176,6 +200,7 @@ impl Head {
             + self.profiles.capacity() * std::mem::size_of::<ProfileRow>()
             + self.profiles.len() * 40
             + self.series.len() * 512
+            + self.postings.estimated_bytes()
             + symbols
     }
 
@@ -232,17 +257,17 @@ impl Head {
 
             let fingerprint = profile.labels.fingerprint();
             let time = profile.time_nanos;
-            let series = self
-                .series
-                .entry(fingerprint)
-                .or_insert_with(|| HeadSeries {
+            let series = self.series.entry(fingerprint).or_insert_with(|| {
+                self.postings.add(fingerprint, &profile.labels);
+                HeadSeries {
                     labels: Arc::new(profile.labels.clone()),
                     profile_type: Arc::from(profile.labels.get(label::PROFILE_TYPE).unwrap_or("")),
                     partition: partition_id,
                     min_time: time,
                     max_time: time,
                     profile_count: 0,
-                });
+                }
+            });
             series.min_time = series.min_time.min(time);
             series.max_time = series.max_time.max(time);
             series.profile_count += 1;

@@ -21,6 +21,7 @@
 
 pub mod batch;
 pub mod block;
+pub mod block_cache;
 pub mod cluster_reader;
 pub mod compact;
 pub mod compression;
@@ -38,11 +39,11 @@ pub mod pprof_merge;
 pub mod remote;
 pub mod rollup;
 pub mod schema;
+pub mod series_index;
 pub mod snapshot;
 pub mod stack_columns;
 pub mod stack_merge;
 pub mod store;
-pub mod symbol_cache;
 pub mod symbol_set;
 pub mod symbols;
 pub mod table;

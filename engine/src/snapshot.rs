@@ -10,11 +10,11 @@ use object_store::ObjectStore;
 use parking_lot::RwLock;
 
 use crate::block::Block;
+use crate::block_cache::BlockCache;
 use crate::error::Result;
 use crate::head::Head;
 use crate::model::{TenantId, TimeRange};
 use crate::remote::RemoteHeads;
-use crate::symbol_cache::SymbolCache;
 
 /// A consistent view of one tenant's data at one instant.
 #[derive(Clone)]
@@ -84,5 +84,5 @@ pub trait SnapshotSource: Send + Sync + fmt::Debug {
     /// The bucket the snapshot's blocks are in.
     fn store(&self) -> &Arc<dyn ObjectStore>;
     /// Block symbols kept between queries.
-    fn symbol_cache(&self) -> &Arc<SymbolCache>;
+    fn block_cache(&self) -> &Arc<BlockCache>;
 }

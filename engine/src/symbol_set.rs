@@ -1,5 +1,5 @@
 //! The symbols one query resolves stack-trace ids against, by (source, service): heads lend
-//! their live partitions, blocks' symbols come from the [`SymbolCache`], remote heads' are
+//! their live partitions, blocks' symbols come from the [`BlockCache`], remote heads' are
 //! fetched from their ingesters.
 
 use std::collections::{BTreeSet, HashMap};
@@ -10,12 +10,12 @@ use object_store::ObjectStore;
 use parking_lot::RwLock;
 
 use crate::block::symbols_from_tables;
+use crate::block_cache::BlockCache;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::TimeRange;
 use crate::remote::RemoteScan;
 use crate::schema::TableKind;
 use crate::snapshot::TenantSnapshot;
-use crate::symbol_cache::SymbolCache;
 use crate::symbols::SymbolPartition;
 
 /// Partitions by (source, service name).
@@ -32,7 +32,7 @@ pub struct SymbolSet {
 /// What a lazily loading set reads from.
 #[derive(Debug)]
 struct LazyLoader {
-    cache: Arc<SymbolCache>,
+    cache: Arc<BlockCache>,
     store: Arc<dyn ObjectStore>,
     snapshot: Arc<TenantSnapshot>,
 }
@@ -40,7 +40,7 @@ struct LazyLoader {
 impl SymbolSet {
     /// A set that finds partitions in `snapshot` when they are first asked for.
     pub fn lazy(
-        cache: Arc<SymbolCache>,
+        cache: Arc<BlockCache>,
         store: Arc<dyn ObjectStore>,
         snapshot: Arc<TenantSnapshot>,
     ) -> Self {
@@ -70,8 +70,11 @@ impl SymbolSet {
                 .find(|(name, _)| name.as_ref() == service)
                 .map(|(_, p)| Arc::clone(p))
         } else if let Some(block) = lazy.snapshot.blocks.iter().find(|b| b.id() == source) {
-            let partitions =
-                block_on_io(lazy.cache.block(&lazy.store, &lazy.snapshot.tenant, block))?;
+            let partitions = block_on_io(lazy.cache.symbols(
+                &lazy.store,
+                &lazy.snapshot.tenant,
+                block,
+            ))?;
             partitions.get(service).cloned()
         } else if !lazy.snapshot.remotes.is_empty() {
             // A remote head: fetch this service's symbols from every remote once.
@@ -126,7 +129,7 @@ fn block_on_io<T: Send>(future: impl std::future::Future<Output = Result<T>> + S
 
 /// The symbols of `services` in every head and every block overlapping `range`.
 pub async fn load_symbol_set(
-    cache: &SymbolCache,
+    cache: &BlockCache,
     store: &Arc<dyn ObjectStore>,
     snapshot: &TenantSnapshot,
     range: &TimeRange,
@@ -153,7 +156,7 @@ pub async fn load_symbol_set(
         {
             continue;
         }
-        let loaded = cache.block(store, &snapshot.tenant, block).await?;
+        let loaded = cache.symbols(store, &snapshot.tenant, block).await?;
         for (service, partition) in loaded.iter() {
             if services.contains(service) {
                 partitions.insert(

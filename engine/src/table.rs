@@ -99,6 +99,19 @@ impl TableSources {
         }
     }
 
+    /// The same sources with only the remote heads (no local heads or blocks).
+    pub fn remote_only(&self) -> Self {
+        let snapshot = TenantSnapshot {
+            heads: Vec::new(),
+            blocks: Vec::new(),
+            ..(*self.snapshot).clone()
+        };
+        TableSources {
+            snapshot: Arc::new(snapshot),
+            ..self.clone()
+        }
+    }
+
     /// Only profiles at or after `not_before` (Unix nanoseconds) are read.
     pub fn with_retention(mut self, not_before: i64) -> Self {
         self.retained = TimeRange::new(not_before, i64::MAX);

@@ -14,7 +14,7 @@ pub struct QueryConfig {
     pub max_flamegraph_nodes_max: i64,
     /// Memory one query may use; past it the query fails with `resource_exhausted`.
     pub max_query_memory_bytes: usize,
-    /// Bytes of block symbols kept in memory between queries.
+    /// Bytes of block symbols and block series indexes kept in memory between queries.
     pub symbol_cache_bytes: usize,
     /// Bytes of Parquet footers (block file metadata) kept in memory between queries, so a
     /// query reads only the column chunks it needs.
@@ -27,6 +27,9 @@ pub struct QueryConfig {
     /// Flame graphs read the hourly rollups blocks carry for the whole hours of their range
     /// when the selector names only `service_name` (`false`: always read samples).
     pub rollups: bool,
+    /// LabelNames, LabelValues and Series read the label postings heads keep and blocks'
+    /// series indexes (`false`: scan the series table, decoding every label set).
+    pub label_index: bool,
     /// A query-frontend refuses a tenant's query with 429 while this many of its queries are
     /// queued or running (Pyroscope's `query-scheduler.max-outstanding-requests-per-tenant`).
     pub max_outstanding_requests_per_tenant: usize,
@@ -45,6 +48,7 @@ impl Default for QueryConfig {
             metadata_cache_bytes: 64 << 20,
             split_interval: Duration::ZERO,
             rollups: true,
+            label_index: true,
             max_outstanding_requests_per_tenant: 100,
             max_concurrent: 4,
         }

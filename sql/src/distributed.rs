@@ -155,7 +155,7 @@ impl QueryService {
         };
         let services: BTreeSet<String> = request.services.iter().cloned().collect();
         let symbols = load_symbol_set(
-            self.source().symbol_cache(),
+            self.source().block_cache(),
             self.source().store(),
             &snapshot,
             &range,

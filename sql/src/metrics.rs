@@ -28,6 +28,7 @@ pub struct QueryMetrics {
     split_queries: Counter,
     split_pieces: Counter,
     rollup_trees: Counter,
+    label_index_sources: Counter,
 }
 
 impl Default for QueryMetrics {
@@ -37,6 +38,7 @@ impl Default for QueryMetrics {
             split_queries: Counter::default(),
             split_pieces: Counter::default(),
             rollup_trees: Counter::default(),
+            label_index_sources: Counter::default(),
         }
     }
 }
@@ -63,6 +65,16 @@ impl QueryMetrics {
             "Hourly rollup trees flame graphs read instead of samples",
             self.rollup_trees.clone(),
         );
+        registry.register(
+            "hearth_query_label_index_sources",
+            "Heads and blocks whose label index answered LabelNames, LabelValues or Series",
+            self.label_index_sources.clone(),
+        );
+    }
+
+    /// Records `sources` heads and blocks answered from their label index.
+    pub(crate) fn label_index(&self, sources: usize) {
+        self.label_index_sources.inc_by(sources as u64);
     }
 
     /// Records `trees` rollup trees read by one flame graph.

@@ -15,8 +15,10 @@ use datafusion::logical_expr::{Expr, col, lit};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use hearth_engine::SnapshotSource;
 use hearth_engine::limits::{FixedLimits, LimitsSource};
+use hearth_engine::matcher::LabelMatcher;
 use hearth_engine::model::{Labels, ProfileType, TenantId, TimeRange};
 use hearth_engine::schema::{self, TableKind};
+use hearth_engine::series_index::{SeriesLookup, SeriesQuery, SeriesVisitor};
 use hearth_engine::table::{TableSources, label_udf, matcher_expr, register_tables};
 use hearth_engine::time::now_nanos;
 
@@ -241,15 +243,19 @@ impl QueryService {
         range: MillisRange,
     ) -> Result<Vec<String>> {
         let selectors = parse_selectors(matchers)?;
-        let ctx = self.session(tenant).await?;
+        let mut names = Names(BTreeSet::new());
+        let Some(sources) = self.indexed(tenant, &selectors, range, &mut names).await? else {
+            return Ok(names.0.into_iter().collect());
+        };
+        let ctx = self.session_over(sources)?;
         let df = self
             .matching_series(&ctx, &selectors, range)
             .await?
             .select(vec![map_keys(col(schema::LABELS)).alias("name")])?
             .unnest_columns(&["name"])?
             .distinct()?;
-        let names: BTreeSet<String> = strings(df.collect().await?).into_iter().collect();
-        Ok(names.into_iter().collect())
+        names.0.extend(strings(df.collect().await?));
+        Ok(names.0.into_iter().collect())
     }
 
     /// `LabelValues`: the values of one label over the matching series, sorted.
@@ -264,7 +270,14 @@ impl QueryService {
             return Err(Error::invalid("label name is required"));
         }
         let selectors = parse_selectors(matchers)?;
-        let ctx = self.session(tenant).await?;
+        let mut values = Values {
+            name,
+            out: BTreeSet::new(),
+        };
+        let Some(sources) = self.indexed(tenant, &selectors, range, &mut values).await? else {
+            return Ok(values.out.into_iter().collect());
+        };
+        let ctx = self.session_over(sources)?;
         let value = label_udf().call(vec![col(schema::LABELS), lit(name)]);
         let df = self
             .matching_series(&ctx, &selectors, range)
@@ -272,8 +285,8 @@ impl QueryService {
             .select(vec![value.alias("value")])?
             .filter(col("value").not_eq(lit("")))?
             .distinct()?;
-        let values: BTreeSet<String> = strings(df.collect().await?).into_iter().collect();
-        Ok(values.into_iter().collect())
+        values.out.extend(strings(df.collect().await?));
+        Ok(values.out.into_iter().collect())
     }
 
     /// `Series`: the label sets of the matching series, kept to `label_names` when given,
@@ -286,22 +299,26 @@ impl QueryService {
         range: MillisRange,
     ) -> Result<Vec<Labels>> {
         let selectors = parse_selectors(matchers)?;
-        let ctx = self.session(tenant).await?;
-        let df = self
-            .matching_series(&ctx, &selectors, range)
-            .await?
-            .select(vec![col(schema::SERIES_ID), col(schema::LABELS)])?;
-        let mut by_id: BTreeMap<u64, Labels> = BTreeMap::new();
-        for batch in df.collect().await? {
-            let ids = batch.column(0).as_primitive::<UInt64Type>();
-            let maps = batch.column(1).as_map();
-            for row in 0..batch.num_rows() {
-                by_id
-                    .entry(ids.value(row))
-                    .or_insert_with(|| labels_of(maps, row));
+        let mut found = SeriesSets(BTreeMap::new());
+        if let Some(sources) = self.indexed(tenant, &selectors, range, &mut found).await? {
+            let ctx = self.session_over(sources)?;
+            let df = self
+                .matching_series(&ctx, &selectors, range)
+                .await?
+                .select(vec![col(schema::SERIES_ID), col(schema::LABELS)])?;
+            for batch in df.collect().await? {
+                let ids = batch.column(0).as_primitive::<UInt64Type>();
+                let maps = batch.column(1).as_map();
+                for row in 0..batch.num_rows() {
+                    found
+                        .0
+                        .entry(ids.value(row))
+                        .or_insert_with(|| labels_of(maps, row));
+                }
             }
         }
-        let mut sets: Vec<Labels> = by_id
+        let mut sets: Vec<Labels> = found
+            .0
             .into_values()
             .map(|labels| {
                 if label_names.is_empty() {
@@ -319,6 +336,76 @@ impl QueryService {
         sets.sort_by_key(|l| l.to_string());
         sets.dedup();
         Ok(sets)
+    }
+
+    /// Answers a label query from the indexes of this process's heads and blocks
+    /// (`query.label_index`), handing each to `visitor`; returns the sources left to scan
+    /// through the series table: the remote heads (their owners keep their postings), or
+    /// everything when the index is off. `None` when nothing is left.
+    async fn indexed(
+        &self,
+        tenant: &TenantId,
+        selectors: &[Selector],
+        range: MillisRange,
+        visitor: &mut impl SeriesVisitor,
+    ) -> Result<Option<TableSources>> {
+        let sources = self.sources(tenant).await?;
+        if !self.config.label_index {
+            return Ok(Some(sources));
+        }
+        let matchers: Vec<Vec<LabelMatcher>> =
+            selectors.iter().map(|s| s.matchers.clone()).collect();
+        let query = SeriesQuery {
+            selectors: &matchers,
+            time: range.nanos().intersect(&sources.retained),
+        };
+        let visited = query
+            .visit_local(
+                &sources.snapshot,
+                &sources.store,
+                self.source.block_cache(),
+                visitor,
+            )
+            .await?;
+        self.metrics.label_index(visited);
+        if sources.snapshot.remotes.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(sources.remote_only()))
+    }
+}
+
+/// `LabelNames` over indexes.
+struct Names(BTreeSet<String>);
+
+impl SeriesVisitor for Names {
+    fn visit<S: SeriesLookup>(&mut self, query: &SeriesQuery<'_>, source: &S) {
+        query.label_names(source, &mut self.0);
+    }
+}
+
+/// `LabelValues` over indexes.
+struct Values<'a> {
+    name: &'a str,
+    out: BTreeSet<String>,
+}
+
+impl SeriesVisitor for Values<'_> {
+    fn visit<S: SeriesLookup>(&mut self, query: &SeriesQuery<'_>, source: &S) {
+        query.label_values(source, self.name, &mut self.out);
+    }
+}
+
+/// `Series` over indexes: label sets by series id.
+struct SeriesSets(BTreeMap<u64, Labels>);
+
+impl SeriesVisitor for SeriesSets {
+    fn visit<S: SeriesLookup>(&mut self, query: &SeriesQuery<'_>, source: &S) {
+        for series in query.matching(source) {
+            self.0
+                .entry(series.id)
+                .or_insert_with(|| series.labels.clone());
+        }
     }
 }
 

@@ -34,7 +34,7 @@ impl QueryService {
         let sources = self.sources(tenant).await?;
         let ctx = self.session_over(sources.clone())?;
         let symbols = Arc::new(SymbolSet::lazy(
-            Arc::clone(self.source().symbol_cache()),
+            Arc::clone(self.source().block_cache()),
             sources.store,
             sources.snapshot,
         ));
