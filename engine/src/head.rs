@@ -19,7 +19,8 @@ use crate::batch::ProfileBatch;
 use crate::error::Result;
 use crate::model::{Labels, SeriesFingerprint, TimeRange, label};
 use crate::schema::{self, TableKind};
-use crate::series_index::{Postings, SeriesLookup, SeriesRef};
+use crate::matcher::LabelMatcher;
+use crate::series_index::{Postings, SeriesLookup, SeriesQuery, SeriesRef};
 use crate::symbols::{PprofImport, StacktraceId, SymbolPartition, symbol_batch};
 
 /// Rows per sealed sample chunk.
@@ -312,15 +313,39 @@ impl Head {
 
     /// The series, one row each, sorted by fingerprint.
     pub fn series_batch(&self) -> Result<RecordBatch> {
-        self.series_batch_where(|_| true)
+        let mut series: Vec<_> = self.series.iter().map(|(fp, s)| (*fp, s)).collect();
+        series.sort_unstable_by_key(|(fp, _)| *fp);
+        self.series_rows(&series)
     }
 
-    /// The series `keep` accepts, one row each, sorted by fingerprint.
-    pub fn series_batch_where(&self, keep: impl Fn(&HeadSeries) -> bool) -> Result<RecordBatch> {
-        let mut series: Vec<_> = self.series.iter().filter(|(_, s)| keep(s)).collect();
-        series.sort_unstable_by_key(|(fp, _)| **fp);
+    /// The series overlapping `time` that every one of `matchers` matches and `keep_id`
+    /// keeps, one row each, sorted by fingerprint; found through the label postings.
+    pub fn series_batch_matching(
+        &self,
+        matchers: &[LabelMatcher],
+        time: TimeRange,
+        keep_id: impl Fn(u64) -> bool,
+    ) -> Result<RecordBatch> {
+        let selectors = [matchers.to_vec()];
+        let query = SeriesQuery {
+            selectors: &selectors,
+            time,
+        };
+        let series: Vec<_> = query
+            .matching(self)
+            .into_iter()
+            .filter(|s| keep_id(s.id))
+            .filter_map(|s| {
+                let fp = SeriesFingerprint(s.id);
+                self.series.get(&fp).map(|found| (fp, found))
+            })
+            .collect();
+        self.series_rows(&series)
+    }
+
+    fn series_rows(&self, series: &[(SeriesFingerprint, &HeadSeries)]) -> Result<RecordBatch> {
         let mut labels = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
-        for (_, s) in &series {
+        for (_, s) in series {
             for l in s.labels.iter() {
                 labels.keys().append_value(&l.name);
                 labels.values().append_value(&l.value);

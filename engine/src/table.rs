@@ -47,7 +47,6 @@ use object_store::ObjectStore;
 
 use crate::block::Block;
 use crate::dedupe::{Dedupe, KeepSets, ProfileKeys};
-use crate::matcher::matches_all;
 use crate::model::{TimeRange, label};
 use crate::remote::{RemotePartition, RemoteScan};
 use crate::schema::{self, TableKind};
@@ -321,14 +320,11 @@ impl ProfileTable {
             }
             kept += 1;
             let stored = if self.kind == TableKind::Series {
-                vec![head.series_batch_where(|s| {
-                    pruning.time.overlaps(s.min_time, s.max_time)
-                        && matches_all(&pruning.matchers, &s.labels)
-                        && pruning
-                            .series_ids
-                            .as_ref()
-                            .is_none_or(|ids| ids.contains(&s.labels.fingerprint().0))
-                })?]
+                vec![
+                    head.series_batch_matching(&pruning.matchers, pruning.time, |id| {
+                        pruning.series_ids.as_ref().is_none_or(|ids| ids.contains(&id))
+                    })?,
+                ]
             } else {
                 head.table_batches(self.kind)?
             };
