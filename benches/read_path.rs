@@ -8,9 +8,11 @@
 //!   then while `--flooders` threads of A loop over flame graphs of every service over the whole
 //!   range; the report gives B's p50 under the flood as a multiple of its idle p50, A's answered
 //!   queries and 429s.
-//! - **Cardinality**: a fresh process gets `--series` series (100 services x pods, one tiny
-//!   profile each, 1,000 series per push); LabelNames, LabelValues of `service_name` and of `pod`
-//!   and Series of one service are timed from the heads, then again from blocks after a restart.
+//! - **Cardinality**: with the label index and with the series-table scan
+//!   (`query.label_index`), a fresh process gets `--series` series (100 services x pods, one
+//!   tiny profile each, 1,000 series per push); LabelNames, LabelValues of `service_name`, of
+//!   `pod` and of one service's pods, and Series of one service are timed from the heads, then
+//!   again from blocks after a restart.
 
 #[path = "e2e/client.rs"]
 #[allow(dead_code)]

@@ -17,9 +17,9 @@ use rustc_hash::FxHashMap;
 
 use crate::batch::ProfileBatch;
 use crate::error::Result;
+use crate::matcher::LabelMatcher;
 use crate::model::{Labels, SeriesFingerprint, TimeRange, label};
 use crate::schema::{self, TableKind};
-use crate::matcher::LabelMatcher;
 use crate::series_index::{Postings, SeriesLookup, SeriesQuery, SeriesRef};
 use crate::symbols::{PprofImport, StacktraceId, SymbolPartition, symbol_batch};
 

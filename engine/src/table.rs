@@ -322,7 +322,10 @@ impl ProfileTable {
             let stored = if self.kind == TableKind::Series {
                 vec![
                     head.series_batch_matching(&pruning.matchers, pruning.time, |id| {
-                        pruning.series_ids.as_ref().is_none_or(|ids| ids.contains(&id))
+                        pruning
+                            .series_ids
+                            .as_ref()
+                            .is_none_or(|ids| ids.contains(&id))
                     })?,
                 ]
             } else {

@@ -166,6 +166,15 @@ impl HearthFlightSql {
         parameters: Vec<ScalarValue>,
     ) -> Result<Response<DoGetStream>, Status> {
         let mut timer = self.query.metrics().timer("flight_sql", "statement");
+        // Counted against the tenant's outstanding queries until the last batch is sent or
+        // the client goes away; waits while the tenant runs its most statements at once.
+        let admitted = match self.query.admission().admit_statement(tenant).await {
+            Ok(admitted) => admitted,
+            Err(e) => {
+                timer.failed();
+                return Err(status::from_query(e));
+            }
+        };
         let stream = match self.query.sql_stream(tenant, sql, parameters).await {
             Ok(stream) => stream,
             Err(e) => {
@@ -175,7 +184,10 @@ impl HearthFlightSql {
         };
         let schema = stream.schema();
         // Timed until the last batch is sent (or the client goes away).
-        let stream = stream.inspect_err(move |_| timer.failed());
+        let stream = stream.inspect_err(move |_| {
+            let _held = &admitted;
+            timer.failed()
+        });
         Ok(encode(
             Arc::clone(&schema),
             Box::pin(RecordBatchStreamAdapter::new(schema, stream)),

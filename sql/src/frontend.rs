@@ -6,19 +6,19 @@
 //! unioned, trees and profiles merged, series buckets added, and only then are flame graphs
 //! truncated to `max_nodes` and series grouped, averaged and limited.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use hearth_engine::ErrorKind;
 use hearth_engine::flamegraph::FunctionTree;
 use hearth_engine::limits::LimitsSource;
 use hearth_engine::model::{Labels, ProfileType, TenantId};
 use hearth_proto::pprof::Profile;
 
+use crate::admission::Admission;
 use crate::config::QueryConfig;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobAnswer};
@@ -172,26 +172,8 @@ pub struct Frontend {
     config: QueryConfig,
     limits: Arc<dyn LimitsSource>,
     metrics: Arc<QueryMetrics>,
-    /// Queries in progress per tenant (`max_outstanding_requests_per_tenant`).
-    outstanding: Arc<Mutex<HashMap<TenantId, usize>>>,
-}
-
-/// One query counted against its tenant's outstanding queries until dropped.
-struct Outstanding {
-    counts: Arc<Mutex<HashMap<TenantId, usize>>>,
-    tenant: TenantId,
-}
-
-impl Drop for Outstanding {
-    fn drop(&mut self) {
-        let mut counts = self.counts.lock().expect("outstanding counts");
-        if let Some(count) = counts.get_mut(&self.tenant) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.tenant);
-            }
-        }
-    }
+    /// Outstanding queries per tenant (`max_outstanding_requests_per_tenant`).
+    admission: Arc<Admission>,
 }
 
 impl Frontend {
@@ -200,12 +182,16 @@ impl Frontend {
         config: QueryConfig,
         limits: Arc<dyn LimitsSource>,
     ) -> Self {
+        let admission = Arc::new(Admission::new(
+            config.max_outstanding_requests_per_tenant,
+            Arc::clone(&limits),
+        ));
         Frontend {
             runner,
             config,
             limits,
             metrics: Arc::default(),
-            outstanding: Arc::default(),
+            admission,
         }
     }
 
@@ -216,25 +202,11 @@ impl Frontend {
         self
     }
 
-    /// Counts a query of `tenant`, or refuses it with 429 when the tenant already has
-    /// `max_outstanding_requests_per_tenant` queued or running.
-    fn admit(&self, tenant: &TenantId) -> Result<Outstanding> {
-        let max = self.config.max_outstanding_requests_per_tenant;
-        let mut counts = self.outstanding.lock().expect("outstanding counts");
-        let count = counts.entry(tenant.clone()).or_default();
-        if max > 0 && *count >= max {
-            return Err(Error::Invalid {
-                kind: ErrorKind::ResourceExhausted,
-                message: format!(
-                    "too many outstanding requests: tenant {tenant} has {max} queries queued or running (query.max_outstanding_requests_per_tenant); retry later"
-                ),
-            });
-        }
-        *count += 1;
-        Ok(Outstanding {
-            counts: Arc::clone(&self.outstanding),
-            tenant: tenant.clone(),
-        })
+    /// Counts queries in `admission` (shared with the process's Flight SQL service, so both
+    /// count against one tenant's outstanding queries).
+    pub fn with_admission(mut self, admission: Arc<Admission>) -> Self {
+        self.admission = admission;
+        self
     }
 
     /// One job per piece of `range` (see [`split_millis`]).
@@ -269,7 +241,7 @@ impl Frontend {
         jobs: Vec<Job>,
         mut fold: impl FnMut(JobAnswer) -> Result<()> + Send,
     ) -> Result<()> {
-        let _outstanding = self.admit(tenant)?;
+        let _outstanding = self.admission.admit(tenant)?;
         let mut running: FuturesUnordered<_> = jobs
             .into_iter()
             .map(|job| self.runner.run(tenant, job))

@@ -8,12 +8,14 @@
 //! the [`RemoteExecutor`] trait of [`remote`], answered there by [`QueryService::serve_partial`]).
 //! For a query-frontend it cuts queries into jobs ([`job`]), queues them per tenant
 //! ([`queue`]) and merges their answers ([`frontend`]); a querier runs each job on its worker
-//! slot's own runtime ([`job_runtime`]). Transports
+//! slot's own runtime ([`job_runtime`]). Per-tenant admission ([`admission`]) bounds the
+//! queries a tenant has outstanding, through the frontend and Flight SQL alike. Transports
 //! (Connect, HTTP, Flight) call into this crate and translate its answers.
 //!
 //! Invariant: every plan is built over one tenant's snapshot, so a query can only see that
 //! tenant's data.
 
+pub mod admission;
 pub mod config;
 pub mod distributed;
 pub mod error;

@@ -22,6 +22,7 @@ use hearth_engine::series_index::{SeriesLookup, SeriesQuery, SeriesVisitor};
 use hearth_engine::table::{TableSources, label_udf, matcher_expr, register_tables};
 use hearth_engine::time::now_nanos;
 
+use crate::admission::Admission;
 use crate::config::QueryConfig;
 use crate::error::{Error, Result};
 use crate::metrics::QueryMetrics;
@@ -82,6 +83,8 @@ pub struct QueryService {
     metadata_cache: Arc<FileMetadataCache>,
     target_partitions: usize,
     metrics: Arc<QueryMetrics>,
+    /// Outstanding and running SQL statements per tenant (see [`Admission`]).
+    admission: Arc<Admission>,
 }
 
 impl QueryService {
@@ -90,11 +93,16 @@ impl QueryService {
         let metadata_cache = Arc::new(
             DefaultCache::new(config.metadata_cache_bytes).with_name("hearth block footers"),
         );
+        let limits: Arc<dyn LimitsSource> = Arc::new(FixedLimits::default());
         QueryService {
             source,
             remote: None,
+            admission: Arc::new(Admission::new(
+                config.max_outstanding_requests_per_tenant,
+                Arc::clone(&limits),
+            )),
             config,
-            limits: Arc::new(FixedLimits::default()),
+            limits,
             metadata_cache,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             metrics: Arc::default(),
@@ -103,8 +111,18 @@ impl QueryService {
 
     /// Tenants' limits come from `limits` (default: `Limits::default()` for everyone).
     pub fn with_limits(mut self, limits: Arc<dyn LimitsSource>) -> Self {
+        self.admission = Arc::new(Admission::new(
+            self.config.max_outstanding_requests_per_tenant,
+            Arc::clone(&limits),
+        ));
         self.limits = limits;
         self
+    }
+
+    /// The per-tenant admission SQL statements pass (a query-frontend in the same process
+    /// shares it).
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
     }
 
     /// Aggregates of the snapshots' remote heads run on their nodes through `executor`.

@@ -45,7 +45,8 @@ pub(super) async fn build(
     let workers = run_locally(&queue, Arc::clone(&query), config.query.max_concurrent)?;
     let runner: Arc<dyn JobRunner> = Arc::new(queue);
     let frontend = Frontend::new(runner, config.query.clone(), Arc::clone(&limits))
-        .with_metrics(Arc::clone(query.metrics()));
+        .with_metrics(Arc::clone(query.metrics()))
+        .with_admission(Arc::clone(query.admission()));
     // One process: no replicas to remove, and the engine learns of every merge.
     let compactor = CompactorTask::new(
         Compactor::new(store, config.compactor.clone(), false, String::new()),

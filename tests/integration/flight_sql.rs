@@ -1,6 +1,6 @@
 //! Arrow Flight SQL with a real client: `adbc-driver-flightsql` and pandas from PyPI, run by
 //! `tests/python/test_flight_sql.py`, which checks every number against the Connect API, plus
-//! tenant isolation, errors and the per-query memory bound.
+//! tenant isolation, errors, the per-query memory bound and the per-tenant query limits.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -196,6 +196,20 @@ fn flight_sql_queries_are_memory_bounded() {
         "--flight".into(),
         hearth.flight_addr.to_string(),
         "--memory".into(),
+    ]);
+}
+
+/// Statements obey the tenant's query limits: `max_query_parallelism` running at once (the
+/// next waits), `max_outstanding_requests_per_tenant` queued or running (the next is refused).
+#[test]
+fn flight_sql_statements_obey_per_tenant_limits() {
+    let hearth = Hearth::start_with_config(
+        "limits:\n  max_query_parallelism: 1\nquery:\n  max_outstanding_requests_per_tenant: 2\n",
+    );
+    run_python(&[
+        "--flight".into(),
+        hearth.flight_addr.to_string(),
+        "--admission".into(),
     ]);
 }
 

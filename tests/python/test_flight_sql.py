@@ -194,15 +194,55 @@ def memory_checks(flight):
     check("still serving", int(query(conn, "SELECT count(*) AS n FROM series")["n"][0]) > 0, True)
 
 
+def admission_checks(flight):
+    """Per-tenant limits on statements (max_query_parallelism 1, max_outstanding 2): a second
+    statement waits for the first, a third is refused naming the limit, and a client that goes
+    away gives its place back."""
+    import threading
+
+    first = flightsql.connect(f"grpc://{flight}").cursor()
+    first.execute("SELECT * FROM generate_series(1, 100000000000)")
+    reader = first.fetch_record_batch()
+    check("the long statement streams", reader.read_next_batch().num_rows > 0, True)
+
+    waited = {}
+
+    def second():
+        waited["rows"] = query(flightsql.connect(f"grpc://{flight}"), "SELECT 2 AS n")["n"].tolist()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join(timeout=2)
+    check("a second statement waits while the first runs", thread.is_alive(), True)
+    try:
+        query(flightsql.connect(f"grpc://{flight}"), "SELECT 3 AS n")
+    except Exception as e:
+        message = str(e)
+        check("past the outstanding limit: gRPC ResourceExhausted", "(ResourceExhausted;" in message, True)
+        check("past the outstanding limit: names it", "max_outstanding_requests_per_tenant" in message, True)
+    else:
+        check("past the outstanding limit", "succeeded", "RESOURCE_EXHAUSTED")
+    # The client of the first goes away: the second runs, and new statements are admitted.
+    reader.close()
+    first.close()
+    thread.join(timeout=30)
+    check("the second ran once the first was gone", waited.get("rows"), [2])
+    got = query(flightsql.connect(f"grpc://{flight}"), "SELECT 4 AS n")["n"].tolist()
+    check("admitted again", got, [4])
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--flight", required=True)
     parser.add_argument("--http")
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--orgid", action="store_true")
+    parser.add_argument("--admission", action="store_true")
     args = parser.parse_args()
     if args.memory:
         memory_checks(args.flight)
+    elif args.admission:
+        admission_checks(args.flight)
     elif args.orgid:
         orgid_checks(args.flight)
     else:
