@@ -172,17 +172,13 @@ impl SeriesQuery<'_> {
         }
     }
 
-    /// Adds the values of label `name` over the matching series to `out`.
-    pub fn label_values<S: SeriesLookup>(
-        &self,
-        source: &S,
-        name: &str,
-        out: &mut BTreeSet<String>,
-    ) {
+    /// Appends the values of label `name` over the matching series to `out`, in no order and
+    /// possibly repeated (several sources add to one list; sort and dedup it once at the end).
+    pub fn label_values<S: SeriesLookup>(&self, source: &S, name: &str, out: &mut Vec<String>) {
         if !self.selectors.is_empty() {
             for series in self.matching(source) {
                 if let Some(value) = series.labels.get(name) {
-                    out.insert(value.to_string());
+                    out.push(value.to_string());
                 }
             }
             return;
@@ -191,8 +187,8 @@ impl SeriesQuery<'_> {
             return;
         };
         for (value, keys) in values {
-            if !out.contains(value) && self.any_in_time(source, keys) {
-                out.insert(value.clone());
+            if self.any_in_time(source, keys) {
+                out.push(value.clone());
             }
         }
     }
@@ -438,8 +434,9 @@ mod tests {
                 assert_eq!(names, want, "names of {what}");
 
                 for name in ["service_name", "pod", "region", "absent"] {
-                    let mut values = BTreeSet::new();
+                    let mut values = Vec::new();
                     query.label_values(&idx, name, &mut values);
+                    let values: BTreeSet<String> = values.into_iter().collect();
                     let want: BTreeSet<String> = scanned
                         .iter()
                         .filter_map(|s| s.labels.get(name).map(str::to_string))

@@ -290,21 +290,24 @@ impl QueryService {
         let selectors = parse_selectors(matchers)?;
         let mut values = Values {
             name,
-            out: BTreeSet::new(),
+            out: Vec::new(),
         };
-        let Some(sources) = self.indexed(tenant, &selectors, range, &mut values).await? else {
-            return Ok(values.out.into_iter().collect());
-        };
-        let ctx = self.session_over(sources)?;
-        let value = label_udf().call(vec![col(schema::LABELS), lit(name)]);
-        let df = self
-            .matching_series(&ctx, &selectors, range)
-            .await?
-            .select(vec![value.alias("value")])?
-            .filter(col("value").not_eq(lit("")))?
-            .distinct()?;
-        values.out.extend(strings(df.collect().await?));
-        Ok(values.out.into_iter().collect())
+        let sources = self.indexed(tenant, &selectors, range, &mut values).await?;
+        let mut values = values.out;
+        if let Some(sources) = sources {
+            let ctx = self.session_over(sources)?;
+            let value = label_udf().call(vec![col(schema::LABELS), lit(name)]);
+            let df = self
+                .matching_series(&ctx, &selectors, range)
+                .await?
+                .select(vec![value.alias("value")])?
+                .filter(col("value").not_eq(lit("")))?
+                .distinct()?;
+            values.extend(strings(df.collect().await?));
+        }
+        values.sort_unstable();
+        values.dedup();
+        Ok(values)
     }
 
     /// `Series`: the label sets of the matching series, kept to `label_names` when given,
@@ -402,10 +405,10 @@ impl SeriesVisitor for Names {
     }
 }
 
-/// `LabelValues` over indexes.
+/// `LabelValues` over indexes (repeats sorted out at the end).
 struct Values<'a> {
     name: &'a str,
-    out: BTreeSet<String>,
+    out: Vec<String>,
 }
 
 impl SeriesVisitor for Values<'_> {
