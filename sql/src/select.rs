@@ -14,7 +14,7 @@ use hearth_engine::block::Block;
 use hearth_engine::flamegraph::FunctionTree;
 use hearth_engine::model::{Labels, ProfileType, TenantId, TimeRange, label};
 use hearth_engine::pprof_merge::{PprofBuilder, set_profile_type};
-use hearth_engine::rollup::{RollupSelection, read_rollup_trees, whole_hours};
+use hearth_engine::rollup::{BUCKET_NANOS, RollupSelection, read_rollup_trees, whole_hours};
 use hearth_engine::schema::{self, TableKind};
 use hearth_engine::stack_merge::StackMerge;
 use hearth_engine::table::{TableSources, matcher_expr, series_filter, time_filter};
@@ -433,41 +433,76 @@ impl QueryService {
         Ok(merged)
     }
 
-    /// Where a flame graph of `selection` may read rollups instead of samples: the whole hours
-    /// of its range (within retention) and the blocks there that have rollups. `None` when
-    /// rollups are off, the selector names a label rollups do not keep (anything but
-    /// `service_name` and the profile type), the sources may hold replicas side by side (a
-    /// rollup cannot leave a replica out), or no such block exists.
+    /// Where a flame graph of `selection` may read rollups instead of samples (see
+    /// [`Self::rollup_choice`]); `None` reads samples only.
     fn rollup_plan(
         &self,
         sources: &TableSources,
         selection: &ProfileSelection,
     ) -> Option<RollupPlan> {
+        self.rollup_choice(sources, selection).ok()
+    }
+
+    /// The whole hours of `selection`'s range (within retention) and the blocks there that
+    /// have rollups; or why samples are read instead: rollups are off, the selector names a
+    /// label rollups do not keep (anything but `service_name` and the profile type), the
+    /// sources may hold replicas side by side (a rollup cannot leave a replica out), or no
+    /// whole hour or no such block exists.
+    fn rollup_choice(
+        &self,
+        sources: &TableSources,
+        selection: &ProfileSelection,
+    ) -> std::result::Result<RollupPlan, String> {
         let snapshot = &sources.snapshot;
-        if !self.config().rollups || snapshot.replicated || !snapshot.remotes.is_empty() {
-            return None;
+        if !self.config().rollups {
+            return Err("query.rollups is off".into());
+        }
+        if snapshot.replicated || !snapshot.remotes.is_empty() {
+            return Err("the sources may hold replicas side by side".into());
         }
         let kept = [label::SERVICE_NAME, label::PROFILE_TYPE];
-        if !selection
+        if let Some(other) = selection
             .selector
             .matchers
             .iter()
-            .all(|m| kept.contains(&m.name.as_str()))
+            .find(|m| !kept.contains(&m.name.as_str()))
         {
-            return None;
+            return Err(format!("the selector names {:?}", other.name));
         }
         let range = selection.time_range();
         let retained = sources.retained;
         let hours = whole_hours(TimeRange::new(
             range.start.max(retained.start),
             range.end.min(retained.end),
-        ))?;
+        ))
+        .ok_or("the range holds no whole hour")?;
         let blocks: Vec<Arc<Block>> = snapshot
             .blocks_overlapping(&hours)
             .filter(|b| b.has_rollup())
             .cloned()
             .collect();
-        (!blocks.is_empty()).then_some(RollupPlan { hours, blocks })
+        if blocks.is_empty() {
+            return Err("no block of those hours has a rollup".into());
+        }
+        Ok(RollupPlan { hours, blocks })
+    }
+
+    /// Which path a flame graph of `selection` takes on the tenant's data now, for `EXPLAIN`:
+    /// `rollups for <n> whole hours (blocks: <m>), samples for the rest`, or `samples (<why>)`.
+    pub async fn flamegraph_path(
+        &self,
+        tenant: &TenantId,
+        selection: &ProfileSelection,
+    ) -> Result<String> {
+        let sources = self.sources(tenant).await?;
+        Ok(match self.rollup_choice(&sources, selection) {
+            Ok(plan) => format!(
+                "rollups for {} whole hours (blocks: {}), samples for the rest",
+                (plan.hours.end - plan.hours.start) / BUCKET_NANOS,
+                plan.blocks.len()
+            ),
+            Err(why) => format!("samples ({why})"),
+        })
     }
 
     /// The rollup trees of `plan`'s blocks for `profile_type` and `services`, read a few

@@ -28,6 +28,7 @@ use futures::future::BoxFuture;
 use hearth_engine::model::TenantId;
 use hearth_engine::schema::{labels_type, time_type};
 
+use super::explained::{Describe, ExplainedTable};
 use crate::select::{ProfileSelection, SeriesShape};
 use crate::selector::Selector;
 use crate::service::QueryService;
@@ -176,6 +177,40 @@ impl ProfileTableFunction {
         }
     }
 
+    /// What `EXPLAIN` shows of a call: the function, selector and range, and the path the
+    /// query service takes (for flame graphs, rollups or samples, decided when planned).
+    fn describe(&self, name: &'static str, selection: &Arc<ProfileSelection>) -> Describe {
+        let call = format!(
+            "{name}, selector={}, range=[{}, {}] ms",
+            selection.selector, selection.range.start, selection.range.end
+        );
+        match self.kind {
+            TableFunctionKind::Flamegraph => {
+                let (service, tenant) = (Arc::clone(&self.service), self.tenant.clone());
+                let selection = Arc::clone(selection);
+                Arc::new(move || {
+                    let (service, tenant, selection, call) = (
+                        Arc::clone(&service),
+                        tenant.clone(),
+                        Arc::clone(&selection),
+                        call.clone(),
+                    );
+                    Box::pin(async move {
+                        let path = service
+                            .flamegraph_path(&tenant, &selection)
+                            .await
+                            .map_err(external)?;
+                        Ok(format!("{call}, path={path}"))
+                    })
+                })
+            }
+            _ => Arc::new(move || {
+                let call = format!("{call}, path=samples");
+                Box::pin(async move { Ok(call) })
+            }),
+        }
+    }
+
     pub fn name(kind: TableFunctionKind) -> &'static str {
         match kind {
             TableFunctionKind::Flamegraph => "flamegraph_table",
@@ -191,7 +226,8 @@ impl TableFunctionImpl for ProfileTableFunction {
         let name = Self::name(self.kind);
         let selection = Arc::new(selection(exprs, name)?);
         let (service, tenant) = (Arc::clone(&self.service), self.tenant.clone());
-        match self.kind {
+        let describe = self.describe(name, &selection);
+        let table = match self.kind {
             TableFunctionKind::Flamegraph => {
                 let max_nodes =
                     number_arg(exprs, 3, "flamegraph_table: max_nodes")?.map(|n| n as i64);
@@ -349,6 +385,7 @@ impl TableFunctionImpl for ProfileTableFunction {
                     }),
                 )
             }
-        }
+        }?;
+        Ok(Arc::new(ExplainedTable::new(table, describe)))
     }
 }
