@@ -14,6 +14,10 @@ pub struct QueryConfig {
     pub max_flamegraph_nodes_max: i64,
     /// Memory one query may use; past it the query fails with `resource_exhausted`.
     pub max_query_memory_bytes: usize,
+    /// Memory all queries of the process may use together (split pieces, concurrent jobs and
+    /// SQL statements); a query that would go past it fails with `resource_exhausted`. 0: no
+    /// limit beyond each query's.
+    pub max_total_query_memory_bytes: usize,
     /// Bytes of block symbols and block series indexes kept in memory between queries.
     pub symbol_cache_bytes: usize,
     /// Bytes of Parquet footers (block file metadata) kept in memory between queries, so a
@@ -44,6 +48,7 @@ impl Default for QueryConfig {
             max_flamegraph_nodes_default: 8192,
             max_flamegraph_nodes_max: 1_048_576,
             max_query_memory_bytes: 1 << 30,
+            max_total_query_memory_bytes: 4 << 30,
             symbol_cache_bytes: 512 << 20,
             metadata_cache_bytes: 64 << 20,
             split_interval: Duration::ZERO,

@@ -9,7 +9,8 @@
 //! For a query-frontend it cuts queries into jobs ([`job`]), queues them per tenant
 //! ([`queue`]) and merges their answers ([`frontend`]); a querier runs each job on its worker
 //! slot's own runtime ([`job_runtime`]). Per-tenant admission ([`admission`]) bounds the
-//! queries a tenant has outstanding, through the frontend and Flight SQL alike. Transports
+//! queries a tenant has outstanding, through the frontend and Flight SQL alike; every query's
+//! memory pool draws from one process-wide budget ([`memory`]). Transports
 //! (Connect, HTTP, Flight) call into this crate and translate its answers.
 //!
 //! Invariant: every plan is built over one tenant's snapshot, so a query can only see that
@@ -23,6 +24,7 @@ pub mod frontend;
 pub mod functions;
 pub mod job;
 pub mod job_runtime;
+pub mod memory;
 pub mod metrics;
 pub mod queue;
 pub mod remote;

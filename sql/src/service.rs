@@ -25,6 +25,7 @@ use hearth_engine::time::now_nanos;
 use crate::admission::Admission;
 use crate::config::QueryConfig;
 use crate::error::{Error, Result};
+use crate::memory::QueryMemory;
 use crate::metrics::QueryMetrics;
 use crate::remote::RemoteExecutor;
 use crate::selector::Selector;
@@ -85,6 +86,8 @@ pub struct QueryService {
     metrics: Arc<QueryMetrics>,
     /// Outstanding and running SQL statements per tenant (see [`Admission`]).
     admission: Arc<Admission>,
+    /// The budget every query's memory pool draws from.
+    memory: Arc<QueryMemory>,
 }
 
 impl QueryService {
@@ -101,6 +104,7 @@ impl QueryService {
                 config.max_outstanding_requests_per_tenant,
                 Arc::clone(&limits),
             )),
+            memory: Arc::new(QueryMemory::new(config.max_total_query_memory_bytes)),
             config,
             limits,
             metadata_cache,
@@ -178,7 +182,7 @@ impl QueryService {
             tenant => tenant,
         };
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(memory, 1.0)
+            .with_memory_pool(self.memory.pool(memory))
             .with_cache_manager(
                 CacheManagerConfig::default()
                     .with_file_metadata_cache(Some(Arc::clone(&self.metadata_cache))),

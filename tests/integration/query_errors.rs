@@ -158,3 +158,37 @@ fn query_errors_have_connect_codes_and_the_server_stays_up() {
     );
     assert_eq!(types.profile_types.len(), 2);
 }
+
+/// Every query of the process draws from `query.max_total_query_memory_bytes`: a query that
+/// fits its own limit but not the process's budget fails naming that key; the server stays up.
+#[test]
+fn queries_together_stay_within_the_process_memory_budget() {
+    let hearth = Hearth::start_with_config("query:\n  max_total_query_memory_bytes: 65536\n");
+    let response = hearth.push(
+        None,
+        &[("__name__", "process_cpu"), ("service_name", "big")],
+        &fixture("pprof/large.cpu"),
+    );
+    assert_eq!(response.status().as_u16(), 200);
+    let (status, body) = call_status(
+        &hearth,
+        None,
+        "SelectMergeStacktraces",
+        &stacks("{}", ALL_TIME, None),
+    );
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("resource_exhausted"), "{body}");
+    assert!(
+        body.contains("query.max_total_query_memory_bytes"),
+        "names the limit: {body}"
+    );
+    // Still serving.
+    let (status, body) = hearth.connect_json(
+        None,
+        "/querier.v1.QuerierService/LabelNames",
+        serde_json::json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.to_string().contains("service_name"), "{body}");
+}
