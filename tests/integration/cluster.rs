@@ -34,11 +34,18 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     /// A cluster keeping its blocks in `bucket`, with `extra` appended to every node's config.
+    ///
+    /// Each cluster has its own `cluster_id`: tests run side by side, and a node that takes a
+    /// gossip port another test's nodes still send to must not merge the two clusters.
     pub(crate) fn new(s3: &S3Server, bucket: &str, extra: &str) -> Self {
+        let seed = udp_port();
         Cluster {
-            config: format!("cluster:\n  gossip_interval: 100ms\n  replication_factor: 3\n{extra}"),
+            config: format!(
+                "cluster:\n  cluster_id: test-{}-{seed}\n  gossip_interval: 100ms\n  replication_factor: 3\n{extra}",
+                std::process::id()
+            ),
             storage: s3.flags(bucket),
-            seed: udp_port(),
+            seed,
             seeded: Cell::new(false),
         }
     }
