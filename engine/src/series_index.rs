@@ -5,7 +5,8 @@
 //! A [`Head`](crate::head::Head) keeps its [`Postings`] up to date as series arrive (labels never
 //! change, so a series is added once). A block's [`BlockSeriesIndex`] is built from its
 //! `series.parquet` on first use and kept in the [`BlockCache`](crate::block_cache::BlockCache),
-//! since blocks never change. [`SeriesQuery`] answers over either through [`SeriesLookup`]:
+//! since blocks never change; [`TenantSnapshot::visit_series`](crate::TenantSnapshot) hands a
+//! query each of a snapshot's. [`SeriesQuery`] answers over either through [`SeriesLookup`]:
 //! the postings of the most selective positive matcher (`name="value"`, or a regex that does not
 //! match the empty value) give the candidates, which are then checked against every matcher
 //! and the time range. With no selector, names and values are read off the postings directly,
@@ -19,12 +20,10 @@ use arrow::datatypes::{TimestampNanosecondType, UInt64Type};
 use object_store::ObjectStore;
 
 use crate::block::{Block, read_whole_table};
-use crate::block_cache::BlockCache;
 use crate::error::Result;
 use crate::matcher::{LabelMatcher, MatchOp, matches_all};
 use crate::model::{Labels, TenantId, TimeRange};
 use crate::schema::{self, TableKind};
-use crate::snapshot::TenantSnapshot;
 
 /// For each label name and value, the keys of the series carrying it, in the order added.
 #[derive(Debug)]
@@ -107,32 +106,6 @@ pub trait SeriesVisitor {
 }
 
 impl SeriesQuery<'_> {
-    /// Hands `visitor` the index of every head and block of `snapshot` overlapping the query's
-    /// time range (block indexes from `cache`), and says how many it visited. Remote heads are
-    /// not visited: their owners answer for them.
-    pub async fn visit_local(
-        &self,
-        snapshot: &TenantSnapshot,
-        store: &Arc<dyn ObjectStore>,
-        cache: &BlockCache,
-        visitor: &mut impl SeriesVisitor,
-    ) -> Result<usize> {
-        let mut visited = 0;
-        for head in &snapshot.heads {
-            let head = head.read();
-            if head.overlaps(&self.time) {
-                visitor.visit(self, &*head);
-                visited += 1;
-            }
-        }
-        for block in snapshot.blocks_overlapping(&self.time) {
-            let index = cache.series_index(store, &snapshot.tenant, block).await?;
-            visitor.visit(self, &*index);
-            visited += 1;
-        }
-        Ok(visited)
-    }
-
     /// The matching series, each once, ordered by key.
     pub fn matching<'s, S: SeriesLookup>(&self, source: &'s S) -> Vec<SeriesRef<'s>> {
         let mut keys: Vec<S::Key> = Vec::new();

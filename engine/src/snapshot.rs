@@ -15,6 +15,7 @@ use crate::error::Result;
 use crate::head::Head;
 use crate::model::{TenantId, TimeRange};
 use crate::remote::RemoteHeads;
+use crate::series_index::{SeriesQuery, SeriesVisitor};
 
 /// A consistent view of one tenant's data at one instant.
 #[derive(Clone)]
@@ -73,6 +74,32 @@ impl TenantSnapshot {
 
     pub fn blocks_overlapping(&self, range: &TimeRange) -> impl Iterator<Item = &Arc<Block>> {
         self.blocks.iter().filter(move |b| b.overlaps(range))
+    }
+
+    /// Hands `visitor` the label index of every head and block overlapping `query`'s time
+    /// range (block indexes from `cache`), and says how many it visited. Remote heads are not
+    /// visited: their owners answer for them.
+    pub async fn visit_series(
+        &self,
+        query: &SeriesQuery<'_>,
+        store: &Arc<dyn ObjectStore>,
+        cache: &BlockCache,
+        visitor: &mut impl SeriesVisitor,
+    ) -> Result<usize> {
+        let mut visited = 0;
+        for head in &self.heads {
+            let head = head.read();
+            if head.overlaps(&query.time) {
+                visitor.visit(query, &*head);
+                visited += 1;
+            }
+        }
+        for block in self.blocks_overlapping(&query.time) {
+            let index = cache.series_index(store, &self.tenant, block).await?;
+            visitor.visit(query, &*index);
+            visited += 1;
+        }
+        Ok(visited)
     }
 }
 

@@ -384,13 +384,9 @@ impl QueryService {
             selectors: &matchers,
             time: range.nanos().intersect(&sources.retained),
         };
-        let visited = query
-            .visit_local(
-                &sources.snapshot,
-                &sources.store,
-                self.source.block_cache(),
-                visitor,
-            )
+        let visited = sources
+            .snapshot
+            .visit_series(&query, &sources.store, self.source.block_cache(), visitor)
             .await?;
         self.metrics.label_index(visited);
         if sources.snapshot.remotes.is_empty() {
