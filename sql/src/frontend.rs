@@ -344,16 +344,22 @@ impl Queries for Frontend {
             label_names: label_names.to_vec(),
             range,
         });
-        let mut all: BTreeMap<String, Labels> = BTreeMap::new();
+        let pieces = jobs.len();
+        let mut all: Vec<Labels> = Vec::new();
         self.run_all(tenant, jobs, |answer| match answer {
             JobAnswer::Series(sets) => {
-                all.extend(sets.into_iter().map(|l| (l.to_string(), l)));
+                all.extend(sets);
                 Ok(())
             }
             other => Err(other.unexpected("Series")),
         })
         .await?;
-        Ok(all.into_values().collect())
+        // One piece's answer is sorted and distinct already.
+        if pieces > 1 {
+            all.sort_by_cached_key(|l| l.to_string());
+            all.dedup();
+        }
+        Ok(all)
     }
 
     async fn merge_tree(

@@ -358,7 +358,9 @@ impl QueryService {
             })
             .filter(|labels| !labels.is_empty())
             .collect();
-        sets.sort_by_key(|l| l.to_string());
+        // Each set formatted once (sorting by a key computed per comparison was most of a
+        // Series call's time).
+        sets.sort_by_cached_key(|l| l.to_string());
         sets.dedup();
         Ok(sets)
     }
