@@ -2,7 +2,7 @@
 //!
 //! In a cluster a querier's snapshot holds blocks (read from the bucket) and [`RemoteHeads`]:
 //! ingesters it asks for rows of one table at a time with a [`RemoteScan`] (time range, series
-//! ids and services pushed down). The transport lives elsewhere (Flight, in `hearth-flight`),
+//! ids, services and label matchers pushed down). The transport lives elsewhere (Flight, in `hearth-flight`),
 //! and so does the ingester's side of a scan (`hearth-sql`'s query service runs the same
 //! provider over its heads). Pushed-down aggregates are the query layer's business and are not
 //! in this crate.
@@ -16,6 +16,7 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use hearth_proto::hearth::cluster::v1 as wire;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::matcher::{LabelMatcher, MatchOp};
 use crate::model::{TenantId, TimeRange};
 use crate::schema::TableKind;
 
@@ -34,6 +35,9 @@ pub struct RemoteScan {
     pub series_ids: Option<Vec<u64>>,
     /// Only these services' rows of the symbol tables, when set.
     pub services: Option<Vec<String>>,
+    /// Only series all of these match (series table). The asker filters again: this only
+    /// spares rows.
+    pub matchers: Vec<LabelMatcher>,
 }
 
 impl RemoteScan {
@@ -48,6 +52,7 @@ impl RemoteScan {
             end: TimeRange::ALL.end,
             series_ids: None,
             services: None,
+            matchers: Vec::new(),
         }
     }
 
@@ -99,14 +104,50 @@ impl From<RemoteScan> for wire::ScanRequest {
             end: scan.end,
             series_ids: scan.series_ids.map(|ids| wire::SeriesIds { ids }),
             services: scan.services.map(|names| wire::Services { names }),
+            matchers: scan
+                .matchers
+                .iter()
+                .map(|m| wire::LabelMatcher {
+                    name: m.name.clone(),
+                    op: match m.op {
+                        MatchOp::Equal => 0,
+                        MatchOp::NotEqual => 1,
+                        MatchOp::Regex => 2,
+                        MatchOp::NotRegex => 3,
+                    },
+                    value: m.value.clone(),
+                })
+                .collect(),
         }
     }
 }
 
-impl From<wire::ScanRequest> for RemoteScan {
-    /// Table and columns are checked where they are used ([`RemoteScan::projection`]).
-    fn from(scan: wire::ScanRequest) -> Self {
-        RemoteScan {
+impl TryFrom<wire::ScanRequest> for RemoteScan {
+    type Error = Error;
+
+    /// Table and columns are checked where they are used ([`RemoteScan::projection`]); a
+    /// matcher with an unknown op or a bad regex is an error naming it.
+    fn try_from(scan: wire::ScanRequest) -> Result<Self> {
+        let matchers = scan
+            .matchers
+            .into_iter()
+            .map(|m| {
+                let op = match m.op {
+                    0 => MatchOp::Equal,
+                    1 => MatchOp::NotEqual,
+                    2 => MatchOp::Regex,
+                    3 => MatchOp::NotRegex,
+                    other => {
+                        return Err(Error::invalid(
+                            ErrorKind::InvalidArgument,
+                            format!("matcher on {:?}: unknown op {other}", m.name),
+                        ));
+                    }
+                };
+                LabelMatcher::new(m.name, op, m.value)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RemoteScan {
             tenant: scan.tenant,
             table: scan.table,
             columns: scan.columns,
@@ -114,7 +155,8 @@ impl From<wire::ScanRequest> for RemoteScan {
             end: scan.end,
             series_ids: scan.series_ids.map(|s| s.ids),
             services: scan.services.map(|s| s.names),
-        }
+            matchers,
+        })
     }
 }
 

@@ -322,7 +322,10 @@ impl SeriesLookup for BlockSeriesIndex {
 mod tests {
     use super::*;
 
-    fn index(series: &[(&[(&str, &str)], i64, i64)]) -> BlockSeriesIndex {
+    /// A series' labels, min time and max time.
+    type Series<'a> = (&'a [(&'a str, &'a str)], i64, i64);
+
+    fn index(series: &[Series<'_>]) -> BlockSeriesIndex {
         let mut index = BlockSeriesIndex::default();
         for (i, (pairs, min, max)) in series.iter().enumerate() {
             index.add(IndexedSeries {

@@ -362,6 +362,7 @@ impl ProfileTable {
             services: pruning
                 .required_value(label::SERVICE_NAME)
                 .map(|s| vec![s.to_string()]),
+            matchers: pruning.matchers.clone(),
             ..RemoteScan::new(&self.snapshot().tenant, self.kind, &schema)
         };
         let partitions: Vec<Arc<dyn PartitionStream>> = self

@@ -41,7 +41,9 @@ impl RemoteRequest {
         let ticket = wire::Ticket::decode(ticket)
             .map_err(|e| Status::invalid_argument(format!("bad ticket: {e}")))?;
         match ticket.request {
-            Some(Request::Scan(scan)) => Ok(RemoteRequest::Scan(scan.into())),
+            Some(Request::Scan(scan)) => RemoteScan::try_from(scan)
+                .map(RemoteRequest::Scan)
+                .map_err(|e| Status::invalid_argument(format!("bad ticket: {e}"))),
             Some(Request::Aggregate(aggregate)) => RemoteAggregate::try_from(aggregate)
                 .map(RemoteRequest::Aggregate)
                 .map_err(crate::status::from_query),
@@ -54,6 +56,7 @@ impl RemoteRequest {
 
 #[cfg(test)]
 mod tests {
+    use hearth_engine::matcher::{LabelMatcher, MatchOp};
     use hearth_engine::model::TenantId;
     use hearth_engine::schema::TableKind;
 
@@ -65,6 +68,10 @@ mod tests {
         let scan = RemoteScan {
             series_ids: Some(vec![3, 4]),
             services: None,
+            matchers: vec![
+                LabelMatcher::new("service_name", MatchOp::Regex, "api|db").unwrap(),
+                LabelMatcher::new("region", MatchOp::NotEqual, "").unwrap(),
+            ],
             ..RemoteScan::new(&TenantId::new("t").unwrap(), TableKind::Profiles, &schema)
         };
         let request = RemoteRequest::Scan(scan);
@@ -76,5 +83,18 @@ mod tests {
         assert_eq!(error.code(), tonic::Code::InvalidArgument);
         let empty = wire::Ticket { request: None }.encode_to_vec();
         assert!(RemoteRequest::decode(&empty).is_err());
+        let bad_regex = wire::Ticket {
+            request: Some(Request::Scan(wire::ScanRequest {
+                matchers: vec![wire::LabelMatcher {
+                    name: "pod".into(),
+                    op: 2,
+                    value: "(".into(),
+                }],
+                ..Default::default()
+            })),
+        };
+        let error = RemoteRequest::decode(&bad_regex.encode_to_vec()).unwrap_err();
+        assert_eq!(error.code(), tonic::Code::InvalidArgument);
+        assert!(error.message().contains("pod"), "{}", error.message());
     }
 }

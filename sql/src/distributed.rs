@@ -25,7 +25,7 @@ use hearth_engine::pprof_merge::pprof_udaf;
 use hearth_engine::remote::RemoteScan;
 use hearth_engine::schema::{self, TableKind};
 use hearth_engine::symbol_set::{SymbolSet, load_symbol_set};
-use hearth_engine::table::{ProfileTable, TableSources, series_filter, time_filter};
+use hearth_engine::table::{ProfileTable, TableSources, matcher_expr, series_filter, time_filter};
 
 use crate::error::{Error, Result};
 use crate::remote::{Partial, RemoteAggregate};
@@ -204,6 +204,10 @@ impl QueryService {
                 filters.push(col(schema::MIN_TIME).lt(crate::service::timestamp(range.end)));
             }
             _ => {}
+        }
+        // The heads' postings find the series the matchers keep.
+        if kind == TableKind::Series {
+            filters.extend(request.matchers.iter().map(matcher_expr));
         }
         if let (Some(ids), true) = (
             &request.series_ids,

@@ -119,13 +119,13 @@ mod tests {
     fn a_query_is_held_to_its_own_limit_and_all_to_the_process_budget() {
         let memory = Arc::new(QueryMemory::new(1000));
         let (a, b) = (memory.pool(800), memory.pool(800));
-        let mut first = MemoryConsumer::new("a").register(&a);
+        let first = MemoryConsumer::new("a").register(&a);
         first.try_grow(700).unwrap();
         let too_big = first.try_grow(200).unwrap_err().to_string();
         assert!(too_big.contains("Resources exhausted"), "{too_big}");
         assert!(!too_big.contains("max_total"), "its own limit: {too_big}");
 
-        let mut second = MemoryConsumer::new("b").register(&b);
+        let second = MemoryConsumer::new("b").register(&b);
         let over = second.try_grow(400).unwrap_err().to_string();
         assert!(
             over.contains("query.max_total_query_memory_bytes"),
