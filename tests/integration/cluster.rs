@@ -155,6 +155,20 @@ pub(crate) fn answers_over(node: &Hearth, start: i64, end: i64) -> Vec<(String, 
             "Series",
             json!({"matchers": ["{}"], "start": start, "end": end}),
         ),
+        // Label matchers are pushed down to the ingesters' postings.
+        (
+            "LabelValues",
+            json!({"name": "pod", "matchers": ["{service_name=\"svc-1\"}"],
+                   "start": start, "end": end}),
+        ),
+        (
+            "LabelNames",
+            json!({"matchers": ["{service_name=~\"svc-[12]\"}"], "start": start, "end": end}),
+        ),
+        (
+            "Series",
+            json!({"matchers": ["{pod=\"pod-0\"}"], "start": start, "end": end}),
+        ),
         (
             "SelectSeries",
             json!({"profileTypeID": PROFILE_TYPE, "labelSelector": "{}", "start": start, "end": end,
