@@ -16,7 +16,7 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use hearth_engine::SnapshotSource;
 use hearth_engine::limits::{FixedLimits, LimitsSource};
 use hearth_engine::matcher::LabelMatcher;
-use hearth_engine::model::{Labels, ProfileType, TenantId, TimeRange};
+use hearth_engine::model::{Labels, ProfileType, TenantId, TimeRange, label};
 use hearth_engine::schema::{self, TableKind};
 use hearth_engine::series_index::{SeriesLookup, SeriesQuery, SeriesVisitor};
 use hearth_engine::table::{TableSources, label_udf, matcher_expr, register_tables};
@@ -243,14 +243,13 @@ impl QueryService {
         tenant: &TenantId,
         range: MillisRange,
     ) -> Result<Vec<ProfileType>> {
-        let ctx = self.session(tenant).await?;
-        let df = self
-            .matching_series(&ctx, &[], range)
-            .await?
-            .select(vec![col("profile_type")])?
-            .distinct()?;
+        // Every series carries its profile type as `__profile_type__`: these are that label's
+        // values, from the label index.
         let mut types = Vec::new();
-        for id in strings(df.collect().await?) {
+        for id in self
+            .label_values(tenant, label::PROFILE_TYPE, &[], range)
+            .await?
+        {
             types.push(ProfileType::parse(&id)?);
         }
         types.sort_by_key(ProfileType::id);

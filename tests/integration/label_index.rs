@@ -1,7 +1,7 @@
-//! The label index: LabelNames, LabelValues and Series answered from the heads' label postings
-//! and the blocks' series indexes give what scanning the series table gives, for every kind of
-//! matcher, several selectors at once, and ranges that keep only some series, over heads,
-//! blocks, and both.
+//! The label index: LabelNames, LabelValues, Series and ProfileTypes answered from the heads'
+//! label postings and the blocks' series indexes give what scanning the series table gives,
+//! for every kind of matcher, several selectors at once, and ranges that keep only some series,
+//! over heads, blocks, and both.
 
 use serde_json::{Value, json};
 
@@ -84,6 +84,7 @@ fn label_answers(server: &Hearth, (start, end): (i64, i64)) -> Vec<Value> {
                    "start": start, "end": end}),
         );
     }
+    call("ProfileTypes", json!({"start": start, "end": end}));
     let legacy = server
         .get(&format!(
             "/pyroscope/label-values?label=pod&query={}&from={start}&until={end}",
