@@ -29,7 +29,7 @@ use prost::Message;
 use serde_json::{Value, json};
 
 use client::{connect_call_as, percentile};
-use support::{start_with, status_field, stop};
+use support::{rss_mb, start_configured, stop};
 use workload::{Rng, Service};
 
 const HOUR_NANOS: i64 = 3_600_000_000_000;
@@ -285,21 +285,6 @@ fn ingest(flags: &Flags, addr: &str, services: &Arc<Vec<Service>>, start: i64) -
     services.iter().map(|s| s.profiles.len()).sum::<usize>() * flags.pods * hours * ROUNDS_PER_HOUR
 }
 
-/// Starts `hearth` on `data` with a config file holding `yaml`.
-fn start_configured(data: &Path, yaml: &str) -> (std::process::Child, String) {
-    let config = data.join("hearth.yaml");
-    std::fs::write(&config, yaml).unwrap();
-    start_with(
-        data,
-        &[
-            "--config",
-            &config.to_string_lossy(),
-            "--flight-addr",
-            "127.0.0.1:0",
-        ],
-    )
-}
-
 /// Bytes of the files under `dir`.
 fn dir_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -313,15 +298,6 @@ fn dir_bytes(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    status_field(pid, "VmHWM:")
-        .trim_end_matches(" kB")
-        .trim()
-        .parse::<f64>()
-        .unwrap()
-        / 1024.0
 }
 
 /// The flame graph's p50 and p99 over `runs` calls after one warm-up, its total, and the

@@ -38,7 +38,7 @@ use prost::Message;
 use serde_json::{Value, json};
 
 use client::{connect_call_as, percentile, push_all_as};
-use support::{start_with, status_field, stop};
+use support::{rss_mb, start_configured, stop};
 
 const CPU_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
@@ -97,31 +97,6 @@ fn now_nanos() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as i64
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    status_field(pid, "VmHWM:")
-        .trim_end_matches(" kB")
-        .trim()
-        .parse::<f64>()
-        .unwrap()
-        / 1024.0
-}
-
-/// Starts `hearth` on `data` with a config file holding `yaml`.
-fn start_configured(data: &Path, yaml: &str) -> (std::process::Child, String) {
-    std::fs::create_dir_all(data).unwrap();
-    let config = data.join("hearth.yaml");
-    std::fs::write(&config, yaml).unwrap();
-    start_with(
-        data,
-        &[
-            "--config",
-            &config.to_string_lossy(),
-            "--flight-addr",
-            "127.0.0.1:0",
-        ],
-    )
 }
 
 /// Milliseconds of `runs` calls after one warm-up, sorted.

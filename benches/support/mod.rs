@@ -103,3 +103,29 @@ pub(crate) fn block_samples(data: &Path, tenant: &str) -> u64 {
         })
         .sum()
 }
+
+/// The process's peak RSS (`VmHWM`) in MiB.
+pub(crate) fn rss_mb(pid: u32) -> f64 {
+    status_field(pid, "VmHWM:")
+        .trim_end_matches(" kB")
+        .trim()
+        .parse::<f64>()
+        .unwrap()
+        / 1024.0
+}
+
+/// Starts `hearth` on `data` with a config file holding `yaml`.
+pub(crate) fn start_configured(data: &Path, yaml: &str) -> (std::process::Child, String) {
+    std::fs::create_dir_all(data).unwrap();
+    let config = data.join("hearth.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    start_with(
+        data,
+        &[
+            "--config",
+            &config.to_string_lossy(),
+            "--flight-addr",
+            "127.0.0.1:0",
+        ],
+    )
+}

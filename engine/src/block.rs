@@ -13,6 +13,7 @@ pub use reader::BlockFileReader;
 pub(crate) use symbols::read_whole_table;
 pub use symbols::{read_block_symbols, symbols_from_tables};
 pub use write::{EncodedBlock, upload_meta, write_block, writer_properties};
+pub(crate) use write::{file_properties, upload};
 
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -41,7 +42,12 @@ impl Block {
 
     /// Whether the block has a rollup (blocks written before rollups existed have none).
     pub fn has_rollup(&self) -> bool {
-        self.meta.files.iter().any(|f| f.path == ROLLUP_FILE)
+        self.rollup().is_some()
+    }
+
+    /// The rollup's file, when the block has one.
+    pub fn rollup(&self) -> Option<&BlockFile> {
+        self.meta.files.iter().find(|f| f.path == ROLLUP_FILE)
     }
 
     pub fn file(&self, table: TableKind) -> Option<&BlockFile> {

@@ -16,10 +16,8 @@ use bytes::Bytes;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 
-use crate::block::{Block, ChildPath, EncodedBlock, block_dir};
+use crate::block::{Block, ChildPath, EncodedBlock, block_dir, file_properties};
 use crate::error::{Error, Result};
 use crate::flamegraph::{FunctionTree, add_partition};
 use crate::head::Head;
@@ -244,12 +242,7 @@ pub fn encode_head(head: &Head) -> Result<Option<EncodedBlock>> {
 
 /// A rollup batch as the bytes of `rollup.parquet`.
 pub fn encode_rollup(batch: &RecordBatch) -> Result<Bytes> {
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
-        ))
-        .set_created_by(format!("hearth {}", env!("CARGO_PKG_VERSION")))
-        .build();
+    let properties = file_properties().build();
     let mut writer = ArrowWriter::try_new(Vec::new(), ROLLUP_SCHEMA.clone(), Some(properties))?;
     writer.write(batch)?;
     Ok(Bytes::from(writer.into_inner()?))
@@ -272,7 +265,7 @@ pub async fn read_rollup_trees(
     block: &Block,
     selection: &RollupSelection<'_>,
 ) -> Result<Option<Vec<Vec<u8>>>> {
-    let Some(file) = block.meta.files.iter().find(|f| f.path == ROLLUP_FILE) else {
+    let Some(file) = block.rollup() else {
         return Ok(None);
     };
     // One range request for the whole file: the bucket's range cache keeps it.

@@ -7,7 +7,10 @@
 
 use std::sync::{Arc, LazyLock};
 
+use arrow::array::{AsArray, MapArray};
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+
+use crate::model::Labels;
 
 pub const SERIES_ID: &str = "series_id";
 pub const TIME: &str = "time";
@@ -234,4 +237,13 @@ impl TableKind {
     pub fn is_symbols(self) -> bool {
         Self::SYMBOLS.contains(&self)
     }
+}
+
+/// Row `row` of a `labels` column (a map of label name to value) as a label set.
+pub fn labels_of(maps: &MapArray, row: usize) -> Labels {
+    let keys = maps.keys().as_string::<i32>();
+    let values = maps.values().as_string::<i32>();
+    let offsets = maps.value_offsets();
+    let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+    Labels::from_pairs((start..end).map(|i| (keys.value(i), values.value(i))))
 }

@@ -130,7 +130,11 @@ impl SeriesQuery<'_> {
     pub fn label_names<S: SeriesLookup>(&self, source: &S, out: &mut BTreeSet<String>) {
         if !self.selectors.is_empty() {
             for series in self.matching(source) {
-                out.extend(series.labels.iter().map(|l| l.name.clone()));
+                for label in series.labels.iter() {
+                    if !out.contains(&label.name) {
+                        out.insert(label.name.clone());
+                    }
+                }
             }
             return;
         }
@@ -251,16 +255,10 @@ impl BlockSeriesIndex {
             let maxs = batch
                 .column(max_col)
                 .as_primitive::<TimestampNanosecondType>();
-            let names = maps.keys().as_string::<i32>();
-            let values = maps.values().as_string::<i32>();
-            let offsets = maps.value_offsets();
             for row in 0..batch.num_rows() {
-                let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-                let labels =
-                    Labels::from_pairs((start..end).map(|i| (names.value(i), values.value(i))));
                 index.add(IndexedSeries {
                     id: ids.value(row),
-                    labels,
+                    labels: schema::labels_of(maps, row),
                     min_time: mins.value(row),
                     max_time: maxs.value(row),
                 });
@@ -273,14 +271,6 @@ impl BlockSeriesIndex {
         let key = self.series.len() as u32;
         self.postings.add(key, &series.labels);
         self.series.push(series);
-    }
-
-    pub fn len(&self) -> usize {
-        self.series.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
     }
 
     /// A rough count of the bytes held, for the cache's budget.

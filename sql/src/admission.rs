@@ -62,7 +62,7 @@ impl Admission {
     /// Counts a query of `tenant`, or refuses it when the tenant already has
     /// `max_outstanding_requests_per_tenant` queued or running.
     pub fn admit(&self, tenant: &TenantId) -> Result<Admitted> {
-        self.count(tenant).map(|_| self.admitted(tenant, None))
+        self.count(tenant).map(|_| self.admitted(tenant))
     }
 
     /// Counts a statement of `tenant` as [`admit`](Self::admit) does, then waits until fewer
@@ -71,7 +71,7 @@ impl Admission {
     pub async fn admit_statement(&self, tenant: &TenantId) -> Result<Admitted> {
         let running = self.count(tenant)?;
         // Counted from here: dropped while waiting, the guard uncounts it.
-        let mut admitted = self.admitted(tenant, None);
+        let mut admitted = self.admitted(tenant);
         if let Some(running) = running {
             let permit = running
                 .acquire_owned()
@@ -112,11 +112,11 @@ impl Admission {
         Ok(Some(running))
     }
 
-    fn admitted(&self, tenant: &TenantId, running: Option<OwnedSemaphorePermit>) -> Admitted {
+    fn admitted(&self, tenant: &TenantId) -> Admitted {
         Admitted {
             tenants: Arc::clone(&self.tenants),
             tenant: tenant.clone(),
-            _running: running,
+            _running: None,
         }
     }
 }

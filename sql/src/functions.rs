@@ -5,6 +5,5 @@ mod explained;
 mod stack_frames;
 mod tables;
 
-pub use explained::ProfileQueryExec;
 pub use stack_frames::{StackFrames, stack_frames_udf};
 pub use tables::{ProfileTableFunction, TableFunctionKind};

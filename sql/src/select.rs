@@ -358,7 +358,7 @@ impl QueryService {
                 matched
                     .labels
                     .entry(ids.value(row))
-                    .or_insert_with(|| crate::service::labels_of(maps, row));
+                    .or_insert_with(|| schema::labels_of(maps, row));
             }
         }
         Ok(matched)
@@ -387,7 +387,7 @@ impl QueryService {
         }
         let range = selection.time_range();
         let rollups = match (partial, span_ids) {
-            (Partial::Flamegraph, None) => self.rollup_plan(&sources, selection),
+            (Partial::Flamegraph, None) => self.rollup_choice(&sources, selection).ok(),
             _ => None,
         };
         // Without rollups, one aggregate over the range; with them, samples outside the whole
@@ -433,17 +433,7 @@ impl QueryService {
         Ok(merged)
     }
 
-    /// Where a flame graph of `selection` may read rollups instead of samples (see
-    /// [`Self::rollup_choice`]); `None` reads samples only.
-    fn rollup_plan(
-        &self,
-        sources: &TableSources,
-        selection: &ProfileSelection,
-    ) -> Option<RollupPlan> {
-        self.rollup_choice(sources, selection).ok()
-    }
-
-    /// The whole hours of `selection`'s range (within retention) and the blocks there that
+    /// Where a flame graph of `selection` may read rollups instead of samples: the whole hours of `selection`'s range (within retention) and the blocks there that
     /// have rollups; or why samples are read instead: rollups are off, the selector names a
     /// label rollups do not keep (anything but `service_name` and the profile type), the
     /// sources may hold replicas side by side (a rollup cannot leave a replica out), or no
@@ -469,13 +459,8 @@ impl QueryService {
         {
             return Err(format!("the selector names {:?}", other.name));
         }
-        let range = selection.time_range();
-        let retained = sources.retained;
-        let hours = whole_hours(TimeRange::new(
-            range.start.max(retained.start),
-            range.end.min(retained.end),
-        ))
-        .ok_or("the range holds no whole hour")?;
+        let hours = whole_hours(selection.time_range().intersect(&sources.retained))
+            .ok_or("the range holds no whole hour")?;
         let blocks: Vec<Arc<Block>> = snapshot
             .blocks_overlapping(&hours)
             .filter(|b| b.has_rollup())

@@ -337,7 +337,7 @@ impl QueryService {
                     found
                         .0
                         .entry(ids.value(row))
-                        .or_insert_with(|| labels_of(maps, row));
+                        .or_insert_with(|| schema::labels_of(maps, row));
                 }
             }
         }
@@ -475,14 +475,6 @@ pub fn parse_selectors(matchers: &[String]) -> Result<Vec<Selector>> {
         .filter(|m| !m.trim().is_empty())
         .map(|m| Selector::parse(m))
         .collect()
-}
-
-pub(crate) fn labels_of(maps: &arrow::array::MapArray, row: usize) -> Labels {
-    let keys = maps.keys().as_string::<i32>();
-    let values = maps.values().as_string::<i32>();
-    let offsets = maps.value_offsets();
-    let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-    Labels::from_pairs((start..end).map(|i| (keys.value(i), values.value(i))))
 }
 
 /// The first column of every row, as strings.

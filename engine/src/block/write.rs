@@ -10,7 +10,7 @@ use object_store::buffered::BufWriter;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
 use tokio::io::AsyncWriteExt;
 
@@ -112,23 +112,25 @@ impl EncodedBlock {
             service_names,
         }))
     }
-}
 
-impl EncodedBlock {
     /// Adds a file beside the tables (written before `meta.json`, listed in it).
     pub fn add_file(&mut self, name: &'static str, bytes: Bytes, rows: u64) {
         self.files.push((name, bytes, rows));
     }
 }
 
-/// How every block file is written (compression, row groups, encodings).
-pub fn writer_properties(table: TableKind) -> WriterProperties {
-    let mut builder = WriterProperties::builder()
+/// What every file of a block shares: zstd level 3, and Hearth as its writer.
+pub(crate) fn file_properties() -> WriterPropertiesBuilder {
+    WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid level"),
         ))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_created_by(format!("hearth {}", env!("CARGO_PKG_VERSION")));
+        .set_created_by(format!("hearth {}", env!("CARGO_PKG_VERSION")))
+}
+
+/// How every block table is written (compression, row groups, encodings).
+pub fn writer_properties(table: TableKind) -> WriterProperties {
+    let mut builder = file_properties().set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
     if table == TableKind::Samples {
         // Within a (series, time) run stack-trace ids ascend: small deltas.
         let stacktrace = ColumnPath::from("stacktrace_id");
@@ -156,7 +158,7 @@ fn sorted(batch: &RecordBatch, by: &[&str]) -> Result<RecordBatch> {
 }
 
 /// Uploads one file (multipart when large) and describes it for `meta.json`.
-async fn upload(
+pub(crate) async fn upload(
     store: &Arc<dyn ObjectStore>,
     path: object_store::path::Path,
     name: &str,

@@ -17,7 +17,7 @@ use arrow::datatypes::{Int32Type, Int64Type, TimestampNanosecondType, UInt32Type
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use parquet::arrow::{AsyncArrowWriter, ParquetRecordBatchStreamBuilder};
 use rustc_hash::FxHashMap;
@@ -25,7 +25,7 @@ use rustc_hash::FxHashMap;
 use crate::block::ChildPath;
 use crate::block::{
     BLOCK_FORMAT_VERSION, Block, BlockFile, BlockFileReader, BlockMeta, BlockStats, CompactionMeta,
-    read_block_symbols, upload_meta, writer_properties,
+    read_block_symbols, upload, upload_meta, writer_properties,
 };
 use crate::error::{Error, Result};
 use crate::model::TenantId;
@@ -210,16 +210,9 @@ pub async fn merge_blocks(
         .map(|(name, partition)| (&**name, partition))
         .collect();
     if let Some(batch) = rollup.finish(&symbols)? {
-        let bytes = encode_rollup(&batch)?;
-        let size_bytes = bytes.len() as u64;
-        store
-            .put(&dir.child_path(ROLLUP_FILE), PutPayload::from(bytes))
-            .await?;
-        files.push(BlockFile {
-            path: ROLLUP_FILE.to_string(),
-            size_bytes,
-            rows: batch.num_rows() as u64,
-        });
+        let path = dir.child_path(ROLLUP_FILE);
+        let rows = batch.num_rows() as u64;
+        files.push(upload(store, path, ROLLUP_FILE, encode_rollup(&batch)?, rows).await?);
     }
     stats.output_bytes = files.iter().map(|f| f.size_bytes).sum();
     let meta = BlockMeta {

@@ -66,15 +66,9 @@ impl TableProvider for ExplainedTable {
 
 /// Passes its input through; shows what the query service will do.
 #[derive(Debug)]
-pub struct ProfileQueryExec {
+pub(crate) struct ProfileQueryExec {
     description: String,
     input: Arc<dyn ExecutionPlan>,
-}
-
-impl ProfileQueryExec {
-    pub fn description(&self) -> &str {
-        &self.description
-    }
 }
 
 impl DisplayAs for ProfileQueryExec {
