@@ -12,6 +12,7 @@ use hearth_engine::limits::LimitsSource;
 use hearth_engine::model::TenantId;
 use hearth_engine::{ClusterReader, ErrorKind};
 use hearth_flight::client::IngesterDirectory;
+use hearth_flight::stages::{Spreading, stage_worker};
 use hearth_ingest::error::reason;
 use hearth_ingest::rate::RateShare;
 use hearth_ingest::{Distributor, IngestService, Replicas};
@@ -147,16 +148,47 @@ impl ClusterClients {
         store: Arc<dyn ObjectStore>,
         limits: Arc<dyn LimitsSource>,
     ) -> Arc<QueryService> {
+        Arc::new(self.new_query_service(store, limits))
+    }
+
+    /// A querier's query service: with `query.distributed_stages`, its queries spread their
+    /// block scans and partial aggregates over the queriers.
+    pub(crate) fn querier_service(
+        &self,
+        store: Arc<dyn ObjectStore>,
+        limits: Arc<dyn LimitsSource>,
+    ) -> Arc<QueryService> {
+        let service = self.new_query_service(store, limits);
+        Arc::new(match self.query.distributed_stages {
+            true => service.with_stage_spreading(Arc::new(Spreading::new(
+                Arc::clone(&self.directory),
+                self.query.stage_bytes_per_task,
+            ))),
+            false => service,
+        })
+    }
+
+    /// The service a querier runs other queriers' query stages in.
+    pub(crate) fn stage_worker(
+        &self,
+        query: &Arc<QueryService>,
+    ) -> hearth_flight::stages::StageWorker {
+        stage_worker(Arc::clone(query), Arc::clone(&self.directory))
+    }
+
+    fn new_query_service(
+        &self,
+        store: Arc<dyn ObjectStore>,
+        limits: Arc<dyn LimitsSource>,
+    ) -> QueryService {
         let reader = Arc::new(ClusterReader::new(
             store,
             self.query.symbol_cache_bytes,
             Arc::<IngesterDirectory>::clone(&self.directory),
         ));
-        Arc::new(
-            QueryService::new(reader, self.query.clone())
-                .with_limits(limits)
-                .with_remote_executor(Arc::<IngesterDirectory>::clone(&self.directory)),
-        )
+        QueryService::new(reader, self.query.clone())
+            .with_limits(limits)
+            .with_remote_executor(Arc::<IngesterDirectory>::clone(&self.directory))
     }
 }
 

@@ -43,8 +43,12 @@ use crate::overrides::RuntimeLimits;
 
 /// What the Flight port serves.
 pub(crate) enum FlightService {
-    /// Arrow Flight SQL for people and tools.
-    Sql(HearthFlightSql),
+    /// Arrow Flight SQL for people and tools; on a cluster querier, also the service other
+    /// queriers send query stages to.
+    Sql(
+        HearthFlightSql,
+        Option<Box<hearth_flight::stages::StageWorker>>,
+    ),
     /// An ingester's internal service (replicated pushes, head scans, aggregates).
     Ingester(IngesterFlight),
     /// A query-frontend's scheduler: queriers' workers pull jobs from it.

@@ -127,11 +127,12 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
                 flight_shutdown,
             )))
         }
-        (Some(listener), Some(FlightService::Sql(service))) => {
-            tracing::info!(addr = %listener.local_addr()?, "flight sql listening");
+        (Some(listener), Some(FlightService::Sql(service, stages))) => {
+            tracing::info!(addr = %listener.local_addr()?, stages = stages.is_some(), "flight sql listening");
             Some(tokio::spawn(hearth_flight::serve(
                 listener,
                 service,
+                stages.map(|worker| *worker),
                 flight_shutdown,
             )))
         }

@@ -114,22 +114,31 @@ impl KeepSets {
         let Some(sources) = self.nodes.get(node) else {
             return Vec::new();
         };
+        sources.iter().map(|source| self.keys_of(source)).collect()
+    }
+
+    /// The keep sets of every source, to send with a plan stage that filters by them.
+    pub fn all_sources(&self) -> Vec<SourceKeys> {
+        let mut sources: Vec<&String> = self.sources.keys().collect();
+        sources.sort_unstable();
         sources
-            .iter()
-            .map(|source| {
-                let mut keys: Vec<(u64, i64)> = self
-                    .sources
-                    .get(source)
-                    .map(|k| k.iter().copied().collect())
-                    .unwrap_or_default();
-                keys.sort_unstable();
-                SourceKeys {
-                    source: source.clone(),
-                    series: keys.iter().map(|k| k.0).collect(),
-                    times: keys.iter().map(|k| k.1).collect(),
-                }
-            })
+            .into_iter()
+            .map(|source| self.keys_of(source))
             .collect()
+    }
+
+    fn keys_of(&self, source: &str) -> SourceKeys {
+        let mut keys: Vec<(u64, i64)> = self
+            .sources
+            .get(source)
+            .map(|k| k.iter().copied().collect())
+            .unwrap_or_default();
+        keys.sort_unstable();
+        SourceKeys {
+            source: source.to_string(),
+            series: keys.iter().map(|k| k.0).collect(),
+            times: keys.iter().map(|k| k.1).collect(),
+        }
     }
 
     /// Keep sets received with a pushed-down aggregate.

@@ -147,11 +147,39 @@ pub fn datafusion_kind(error: &datafusion::error::DataFusionError) -> ErrorKind 
         E::ResourcesExhausted(_) => ErrorKind::ResourceExhausted,
         E::Plan(_) | E::SQL(..) | E::SchemaError(..) => ErrorKind::InvalidArgument,
         E::NotImplemented(_) => ErrorKind::Unimplemented,
-        E::External(e) => e
-            .downcast_ref::<Error>()
-            .map_or(ErrorKind::Internal, Error::kind),
+        E::External(e) => match e.downcast_ref::<Error>() {
+            Some(error) => error.kind(),
+            None if out_of_reach(e.as_ref()) => ErrorKind::Unavailable,
+            None => ErrorKind::Internal,
+        },
         _ => ErrorKind::Internal,
     }
+}
+
+/// Whether `error` comes from a peer that refused or dropped a connection (another querier
+/// running a stage of the query): worth trying again once the cluster has noticed.
+fn out_of_reach(error: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind as Io;
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                Io::ConnectionRefused
+                    | Io::ConnectionReset
+                    | Io::ConnectionAborted
+                    | Io::NotConnected
+                    | Io::BrokenPipe
+                    | Io::TimedOut
+                    | Io::HostUnreachable
+                    | Io::NetworkUnreachable
+            )
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -11,8 +11,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::Result as DfResult;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use hearth_proto::hearth::cluster::v1 as wire;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -169,21 +174,98 @@ pub trait RemoteHeads: Send + Sync + fmt::Debug {
     fn scan(&self, request: RemoteScan, schema: SchemaRef) -> SendableRecordBatchStream;
 }
 
-/// One remote node's rows as a DataFusion partition.
+/// Remote heads as a DataFusion leaf: partition `i` is the rows `request` asks of node `i`.
+/// A partition without a node is empty: a plan stage spread over several queriers sends the
+/// remote heads to one of them and empty partitions to the others (the partition count of a
+/// stage's variants must agree).
 #[derive(Debug)]
-pub(crate) struct RemotePartition {
-    pub(crate) remote: Arc<dyn RemoteHeads>,
-    pub(crate) request: RemoteScan,
-    pub(crate) schema: SchemaRef,
+pub struct RemoteScanExec {
+    remotes: Vec<Option<Arc<dyn RemoteHeads>>>,
+    request: RemoteScan,
+    properties: Arc<PlanProperties>,
 }
 
-impl PartitionStream for RemotePartition {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
+impl RemoteScanExec {
+    pub fn new(remotes: Vec<Option<Arc<dyn RemoteHeads>>>, request: RemoteScan) -> Result<Self> {
+        let (_, _, schema) = request.projection()?;
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema),
+            Partitioning::UnknownPartitioning(remotes.len().max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Ok(RemoteScanExec {
+            remotes,
+            request,
+            properties,
+        })
     }
 
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        self.remote
-            .scan(self.request.clone(), Arc::clone(&self.schema))
+    /// The node each partition reads (`None`: an empty partition).
+    pub fn remotes(&self) -> &[Option<Arc<dyn RemoteHeads>>] {
+        &self.remotes
+    }
+
+    pub fn request(&self) -> &RemoteScan {
+        &self.request
+    }
+}
+
+impl DisplayAs for RemoteScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes: Vec<&str> = self
+            .remotes
+            .iter()
+            .map(|r| r.as_ref().map_or("-", |r| r.node()))
+            .collect();
+        write!(
+            f,
+            "RemoteScanExec: table={}, nodes=[{}]",
+            self.request.table,
+            nodes.join(", ")
+        )
+    }
+}
+
+impl ExecutionPlan for RemoteScanExec {
+    fn name(&self) -> &str {
+        "RemoteScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let schema = self.schema();
+        Ok(match self.remotes.get(partition).and_then(Option::as_ref) {
+            Some(remote) => remote.scan(self.request.clone(), schema),
+            None => Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                futures::stream::empty(),
+            )),
+        })
     }
 }

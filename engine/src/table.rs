@@ -37,10 +37,8 @@ use datafusion::error::Result;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col};
-use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::SessionContext;
 use object_store::ObjectStore;
@@ -48,7 +46,7 @@ use object_store::ObjectStore;
 use crate::block::Block;
 use crate::dedupe::{Dedupe, KeepSets, ProfileKeys};
 use crate::model::{TimeRange, label};
-use crate::remote::{RemotePartition, RemoteScan};
+use crate::remote::{RemoteScan, RemoteScanExec};
 use crate::schema::{self, TableKind};
 use crate::snapshot::TenantSnapshot;
 
@@ -365,26 +363,8 @@ impl ProfileTable {
             matchers: pruning.matchers.clone(),
             ..RemoteScan::new(&self.snapshot().tenant, self.kind, &schema)
         };
-        let partitions: Vec<Arc<dyn PartitionStream>> = self
-            .snapshot()
-            .remotes
-            .iter()
-            .map(|remote| {
-                Arc::new(RemotePartition {
-                    remote: Arc::clone(remote),
-                    request: request.clone(),
-                    schema: Arc::clone(&schema),
-                }) as Arc<dyn PartitionStream>
-            })
-            .collect();
-        Ok(Some(Arc::new(StreamingTableExec::try_new(
-            schema,
-            partitions,
-            None,
-            Vec::<LexOrdering>::new(),
-            false,
-            None,
-        )?)))
+        let remotes = self.snapshot().remotes.iter().cloned().map(Some).collect();
+        Ok(Some(Arc::new(RemoteScanExec::new(remotes, request)?)))
     }
 
     fn parquet_scan(

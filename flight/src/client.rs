@@ -221,6 +221,12 @@ impl IngesterDirectory {
         self.client_at(&found.id, &found.info.flight_addr)
     }
 
+    /// Ingester `node`'s heads (a querier running a plan stage another querier planned).
+    pub fn remote(&self, node: &str) -> Option<Arc<dyn RemoteHeads>> {
+        self.client(node)
+            .map(|client| Arc::new(RemoteIngester { client }) as Arc<dyn RemoteHeads>)
+    }
+
     fn client_at(&self, node: &str, addr: &str) -> Option<IngesterClient> {
         let key = (node.to_string(), addr.to_string());
         let mut clients = self.clients.lock();

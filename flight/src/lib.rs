@@ -10,7 +10,8 @@
 //! distributors reach it through [`client`] (the engine's `RemoteHeads` and the query layer's
 //! `RemoteExecutor` over Flight) and find it through gossip. [`wire`] holds what crosses the
 //! network, [`status`] the one mapping between error kinds and gRPC codes. A query-frontend's
-//! [`scheduler`] hands jobs to the queriers' [`worker`]s over `DoExchange`.
+//! [`scheduler`] hands jobs to the queriers' [`worker`]s over `DoExchange`, and queriers spread
+//! the stages of large queries over each other ([`stages`], with `datafusion-distributed`).
 
 pub mod auth;
 pub mod client;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod ingester;
 pub mod scheduler;
 pub mod service;
+pub mod stages;
 pub mod status;
 pub mod wire;
 pub mod worker;
@@ -35,13 +37,22 @@ pub use config::FlightConfig;
 pub use error::{Error, Result};
 pub use service::HearthFlightSql;
 
-/// Serves Flight SQL on `listener` until `shutdown` completes.
+/// Serves Flight SQL on `listener` until `shutdown` completes; with `stages` (a cluster
+/// querier), also the service other queriers send query stages to ([`stages`]).
 pub async fn serve(
     listener: TcpListener,
     service: HearthFlightSql,
+    stages: Option<datafusion_distributed::Worker>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    serve_flight(listener, FlightServiceServer::new(service), shutdown).await
+    Server::builder()
+        .add_service(FlightServiceServer::new(service))
+        .add_optional_service(stages.map(datafusion_distributed::Worker::into_worker_server))
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await
 }
 
 /// The messages sent into `receiver`, as a stream that ends when every sender is dropped.

@@ -40,6 +40,12 @@ pub struct QueryConfig {
     /// Jobs a querier takes from each query-frontend at once (Pyroscope's
     /// `querier.max-concurrent`).
     pub max_concurrent: usize,
+    /// A cluster querier spreads the block scans and partial aggregates of a query over the
+    /// queriers gossip shows (datafusion-distributed); `false`: it runs every stage itself.
+    pub distributed_stages: bool,
+    /// A block-scan stage gets one task per this many bytes of block files, up to one per
+    /// querier; smaller scans run where the query runs.
+    pub stage_bytes_per_task: u64,
 }
 
 impl Default for QueryConfig {
@@ -56,6 +62,8 @@ impl Default for QueryConfig {
             label_index: true,
             max_outstanding_requests_per_tenant: 100,
             max_concurrent: 4,
+            distributed_stages: true,
+            stage_bytes_per_task: 64 << 20,
         }
     }
 }

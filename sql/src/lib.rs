@@ -10,7 +10,9 @@
 //! ([`queue`]) and merges their answers ([`frontend`]); a querier runs each job on its worker
 //! slot's own runtime ([`job_runtime`]). Per-tenant admission ([`admission`]) bounds the
 //! queries a tenant has outstanding, through the frontend and Flight SQL alike; every query's
-//! memory pool draws from one process-wide budget ([`memory`]). Transports
+//! memory pool draws from one process-wide budget ([`memory`]). On cluster queriers a session's
+//! block scans and partial aggregates may run on other queriers ([`stages`]: the seam, and the
+//! session a querier runs another's stage in). Transports
 //! (Connect, HTTP, Flight) call into this crate and translate its answers.
 //!
 //! Invariant: every plan is built over one tenant's snapshot, so a query can only see that
@@ -33,6 +35,7 @@ pub mod select;
 pub mod selector;
 pub mod service;
 pub mod split;
+pub mod stages;
 pub mod surface;
 
 pub use config::QueryConfig;
@@ -46,4 +49,5 @@ pub use select::{ProfileSelection, SeriesShape, ValueSeries};
 pub use selector::Selector;
 pub use service::{CATALOG, SCHEMA};
 pub use service::{MillisRange, QueryService};
+pub use stages::StageSpreading;
 pub use surface::PlannedSql;

@@ -29,6 +29,7 @@ pub struct QueryMetrics {
     split_pieces: Counter,
     rollup_trees: Counter,
     label_index_sources: Counter,
+    stage_tasks: Counter,
 }
 
 impl Default for QueryMetrics {
@@ -39,6 +40,7 @@ impl Default for QueryMetrics {
             split_pieces: Counter::default(),
             rollup_trees: Counter::default(),
             label_index_sources: Counter::default(),
+            stage_tasks: Counter::default(),
         }
     }
 }
@@ -70,6 +72,16 @@ impl QueryMetrics {
             "Heads and blocks whose label index answered LabelNames, LabelValues or Series",
             self.label_index_sources.clone(),
         );
+        registry.register(
+            "hearth_query_stage_tasks",
+            "Plan stages of queries planned by other queriers that this querier ran",
+            self.stage_tasks.clone(),
+        );
+    }
+
+    /// Records one plan stage task run here for another querier's query.
+    pub(crate) fn stage_task(&self) {
+        self.stage_tasks.inc();
     }
 
     /// Records `sources` heads and blocks answered from their label index.

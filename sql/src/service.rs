@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::UInt64Type;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
 use datafusion::execution::cache::default_cache::DefaultCache;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::functions_nested::expr_fn::map_keys;
 use datafusion::logical_expr::{Expr, col, lit};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
@@ -29,6 +30,7 @@ use crate::memory::QueryMemory;
 use crate::metrics::QueryMetrics;
 use crate::remote::RemoteExecutor;
 use crate::selector::Selector;
+use crate::stages::StageSpreading;
 
 /// A query's time range in Unix milliseconds, as the Connect API sends it; 0 leaves a side open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +90,8 @@ pub struct QueryService {
     admission: Arc<Admission>,
     /// The budget every query's memory pool draws from.
     memory: Arc<QueryMemory>,
+    /// In a cluster querier: how query stages spread over the queriers.
+    spreading: Option<Arc<dyn StageSpreading>>,
 }
 
 impl QueryService {
@@ -110,6 +114,7 @@ impl QueryService {
             metadata_cache,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             metrics: Arc::default(),
+            spreading: None,
         }
     }
 
@@ -132,6 +137,13 @@ impl QueryService {
     /// Aggregates of the snapshots' remote heads run on their nodes through `executor`.
     pub fn with_remote_executor(mut self, executor: Arc<dyn RemoteExecutor>) -> Self {
         self.remote = Some(executor);
+        self
+    }
+
+    /// Sessions plan with `spreading`: their block scans and partial aggregates may run on
+    /// other queriers.
+    pub fn with_stage_spreading(mut self, spreading: Arc<dyn StageSpreading>) -> Self {
+        self.spreading = Some(spreading);
         self
     }
 
@@ -171,30 +183,39 @@ impl QueryService {
     }
 
     /// A session over `sources` with every table and `label` registered, under the per-query
-    /// memory limit.
+    /// memory limit; in a cluster, with the planner that spreads its stages over queriers.
     pub(crate) fn session_over(&self, sources: TableSources) -> Result<SessionContext> {
-        let memory = match self
-            .limits
-            .limits(&sources.snapshot.tenant)
-            .max_query_memory_bytes
-        {
+        let runtime = self.runtime(&sources.snapshot.tenant)?;
+        let config = SessionConfig::new()
+            .with_target_partitions(self.target_partitions)
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(CATALOG, SCHEMA);
+        let mut state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features();
+        if let Some(spreading) = &self.spreading {
+            state = spreading.coordinator(&sources.snapshot.tenant, state)?;
+        }
+        let ctx = SessionContext::new_with_state(state.build());
+        register_tables(&ctx, sources)?;
+        Ok(ctx)
+    }
+
+    /// The runtime of one query of `tenant`: its memory pool (the tenant's limit, drawing from
+    /// the process's budget) and the shared cache of block footers.
+    pub(crate) fn runtime(&self, tenant: &TenantId) -> Result<Arc<RuntimeEnv>> {
+        let memory = match self.limits.limits(tenant).max_query_memory_bytes {
             0 => self.config.max_query_memory_bytes,
             tenant => tenant,
         };
-        let runtime = RuntimeEnvBuilder::new()
+        Ok(RuntimeEnvBuilder::new()
             .with_memory_pool(self.memory.pool(memory))
             .with_cache_manager(
                 CacheManagerConfig::default()
                     .with_file_metadata_cache(Some(Arc::clone(&self.metadata_cache))),
             )
-            .build_arc()?;
-        let config = SessionConfig::new()
-            .with_target_partitions(self.target_partitions)
-            .with_information_schema(true)
-            .with_default_catalog_and_schema(CATALOG, SCHEMA);
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
-        register_tables(&ctx, sources)?;
-        Ok(ctx)
+            .build_arc()?)
     }
 
     /// Refuses a profile query whose range is longer than the tenant's `max_query_length`.

@@ -10,15 +10,13 @@ use datafusion::common::ParamValues;
 use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SessionContext};
-use hearth_engine::flamegraph::flamegraph_udaf;
 use hearth_engine::model::TenantId;
-use hearth_engine::pprof_merge::pprof_udaf;
 use hearth_engine::schema::TableKind;
-use hearth_engine::symbol_set::SymbolSet;
 
 use crate::error::Result;
-use crate::functions::{ProfileTableFunction, TableFunctionKind, stack_frames_udf};
+use crate::functions::{ProfileTableFunction, TableFunctionKind};
 use crate::service::QueryService;
+use crate::stages::profile_functions;
 
 /// A planned statement: its result schema and its parameters (`$1`, `$2`, ...).
 #[derive(Debug, Clone)]
@@ -33,14 +31,13 @@ impl QueryService {
     pub async fn sql_session(self: &Arc<Self>, tenant: &TenantId) -> Result<SessionContext> {
         let sources = self.sources(tenant).await?;
         let ctx = self.session_over(sources.clone())?;
-        let symbols = Arc::new(SymbolSet::lazy(
-            Arc::clone(self.source().block_cache()),
-            sources.store,
-            sources.snapshot,
-        ));
-        ctx.register_udaf(flamegraph_udaf(Arc::clone(&symbols)));
-        ctx.register_udaf(pprof_udaf(Arc::clone(&symbols)));
-        ctx.register_udf(stack_frames_udf(symbols));
+        let (aggregates, scalars) = profile_functions(self.lazy_symbols(&sources));
+        for aggregate in aggregates {
+            ctx.register_udaf(aggregate.as_ref().clone());
+        }
+        for scalar in scalars {
+            ctx.register_udf(scalar.as_ref().clone());
+        }
         for kind in [
             TableFunctionKind::Flamegraph,
             TableFunctionKind::TopFunctions,

@@ -58,10 +58,10 @@ pub(super) async fn build(
     Ok(Services {
         engine: Some(engine),
         ingest,
-        flight: Some(FlightService::Sql(HearthFlightSql::new(
-            Arc::clone(&query),
-            auth,
-        ))),
+        flight: Some(FlightService::Sql(
+            HearthFlightSql::new(Arc::clone(&query), auth),
+            None,
+        )),
         query: Arc::new(frontend),
         scheduler: Some(scheduler),
         tasks: workers,

@@ -24,7 +24,7 @@ pub(super) async fn build(
 ) -> anyhow::Result<Services> {
     let membership = crate::cluster::join(config, addresses, InstanceState::Active).await?;
     let cluster = crate::cluster::ClusterClients::new(config, &membership, metrics);
-    let query = cluster.query_service(store, Arc::clone(&limits));
+    let query = cluster.querier_service(store, Arc::clone(&limits));
     let workers = hearth_flight::worker::start(
         Arc::clone(&membership),
         Arc::clone(&query),
@@ -35,10 +35,10 @@ pub(super) async fn build(
         engine: None,
         // Pushes sent here are replicated as a distributor would.
         ingest: cluster.ingest_service(Arc::clone(&limits)),
-        flight: Some(FlightService::Sql(HearthFlightSql::new(
-            Arc::clone(&query),
-            auth,
-        ))),
+        flight: Some(FlightService::Sql(
+            HearthFlightSql::new(Arc::clone(&query), auth),
+            Some(Box::new(cluster.stage_worker(&query))),
+        )),
         query,
         scheduler: None,
         tasks: vec![workers],

@@ -270,6 +270,20 @@ fn pprof_stacks(profile: &Value) -> Value {
 
 /// Totals through Flight SQL, with the Rust Flight SQL client.
 fn sql_totals(node: &Hearth) -> Vec<String> {
+    [
+        "SELECT count(*) AS profiles, sum(total_value) AS total FROM profiles",
+        "SELECT service_name, sum(value) AS total, count(*) AS rows FROM samples GROUP BY service_name ORDER BY service_name",
+        "SELECT label(s.labels, 'round') AS round, sum(p.total_value) AS total FROM profiles p \
+         JOIN (SELECT DISTINCT series_id, labels FROM series) s ON p.series_id = s.series_id \
+         GROUP BY 1 ORDER BY 1",
+    ]
+    .into_iter()
+    .map(|sql| format!("{sql}\n{}", sql_text(node, sql)))
+    .collect()
+}
+
+/// The answer to `sql` through `node`'s Flight SQL, as a printed table.
+pub(crate) fn sql_text(node: &Hearth, sql: &str) -> String {
     use arrow_flight::sql::client::FlightSqlServiceClient;
     use futures::TryStreamExt;
     let addr = node.flight_addr;
@@ -284,24 +298,18 @@ fn sql_totals(node: &Hearth) -> Vec<String> {
             .await
             .unwrap();
         let mut client = FlightSqlServiceClient::new(channel);
-        let mut out = Vec::new();
-        for sql in [
-            "SELECT count(*) AS profiles, sum(total_value) AS total FROM profiles",
-            "SELECT service_name, sum(value) AS total, count(*) AS rows FROM samples GROUP BY service_name ORDER BY service_name",
-            "SELECT label(s.labels, 'round') AS round, sum(p.total_value) AS total FROM profiles p \
-             JOIN (SELECT DISTINCT series_id, labels FROM series) s ON p.series_id = s.series_id \
-             GROUP BY 1 ORDER BY 1",
-        ] {
-            let info = client.execute(sql.to_string(), None).await.unwrap();
-            let ticket = info.endpoint[0].ticket.clone().unwrap();
-            let batches: Vec<arrow::array::RecordBatch> =
-                client.do_get(ticket).await.unwrap().try_collect().await.unwrap();
-            out.push(format!(
-                "{sql}\n{}",
-                arrow::util::pretty::pretty_format_batches(&batches).unwrap()
-            ));
-        }
-        out
+        let info = client.execute(sql.to_string(), None).await.unwrap();
+        let ticket = info.endpoint[0].ticket.clone().unwrap();
+        let batches: Vec<arrow::array::RecordBatch> = client
+            .do_get(ticket)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string()
     })
 }
 

@@ -25,7 +25,7 @@ fn at(pprof: &[u8], time_ms: i64) -> Vec<u8> {
 }
 
 /// The sum of a counter (all its label sets) in a node's `/metrics`.
-fn counter(node: &Hearth, name: &str, labels: &str) -> f64 {
+pub(crate) fn counter(node: &Hearth, name: &str, labels: &str) -> f64 {
     let text = node.get("/metrics").text().unwrap();
     text.lines()
         .filter(|l| l.starts_with(name) && l.contains(labels))
@@ -33,7 +33,7 @@ fn counter(node: &Hearth, name: &str, labels: &str) -> f64 {
         .sum()
 }
 
-fn wait_for(what: &str, ok: impl Fn() -> bool) {
+pub(crate) fn wait_for(what: &str, ok: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ok() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -25,6 +25,7 @@ mod reference;
 mod retention;
 mod rollups;
 mod split;
+mod stages;
 mod support;
 mod tenancy;
 mod ui;

@@ -154,6 +154,14 @@ impl ProfileScanExec {
     pub fn summary(&self) -> &ScanSummary {
         &self.summary
     }
+
+    pub fn input(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.input
+    }
+
+    pub fn filter(&self) -> Option<&RowFilter> {
+        self.filter.as_ref()
+    }
 }
 
 impl DisplayAs for ProfileScanExec {
