@@ -49,7 +49,8 @@ struct Args {
     /// YAML config file; flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The components to run: all, distributor, ingester, querier, query-frontend or compactor.
+    /// The components to run: all, distributor, ingester, querier, query-frontend,
+    /// query-scheduler or compactor.
     #[arg(long, value_name = "TARGET")]
     target: Option<Role>,
     /// The HTTP listen address (default 0.0.0.0:4040).

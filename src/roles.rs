@@ -10,7 +10,9 @@
 //! - [`compactor`]: merges blocks, applies retention and writes the bucket index, for the
 //!   tenants it owns (`all` runs one over its own engine's blocks).
 //! - [`query_frontend`]: answers the query API by cutting each query into jobs queued per
-//!   tenant (the query-scheduler runs inside it), which queriers pull over Flight.
+//!   tenant, which queriers pull over Flight; the queue is the query-frontend's own, or that of
+//!   a separate query-scheduler (`--target query-scheduler`, built by the same file) when gossip
+//!   shows one.
 //!
 //! The distributor and the querier share the cluster clients of `crate::cluster`, and today
 //! each also mounts the other's half of the HTTP API (pushes to a querier are replicated,
@@ -51,7 +53,7 @@ pub(crate) enum FlightService {
     ),
     /// An ingester's internal service (replicated pushes, head scans, aggregates).
     Ingester(IngesterFlight),
-    /// A query-frontend's scheduler: queriers' workers pull jobs from it.
+    /// A query-frontend's or query-scheduler's queue: queriers' workers pull jobs from it.
     Scheduler(SchedulerFlight),
 }
 
@@ -96,6 +98,8 @@ pub(crate) async fn build(
         Role::Distributor => distributor::build(config, store, addresses, limits, metrics).await,
         Role::Querier => querier::build(config, store, addresses, limits, metrics).await,
         Role::Compactor => compactor::build(config, store, addresses, limits, metrics).await,
-        Role::QueryFrontend => query_frontend::build(config, addresses, limits, metrics).await,
+        Role::QueryFrontend | Role::QueryScheduler => {
+            query_frontend::build(config, addresses, limits, metrics).await
+        }
     }
 }

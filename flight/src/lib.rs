@@ -10,7 +10,8 @@
 //! distributors reach it through [`client`] (the engine's `RemoteHeads` and the query layer's
 //! `RemoteExecutor` over Flight) and find it through gossip. [`wire`] holds what crosses the
 //! network, [`status`] the one mapping between error kinds and gRPC codes. A query-frontend's
-//! [`scheduler`] hands jobs to the queriers' [`worker`]s over `DoExchange`, and queriers spread
+//! (or a separate query-scheduler's) [`scheduler`] hands jobs to the queriers' [`worker`]s over
+//! `DoExchange`, and queriers spread
 //! the stages of large queries over each other ([`stages`], with `datafusion-distributed`).
 
 pub mod auth;

@@ -53,7 +53,8 @@ pub fn start(
             let frontends: Vec<(String, u64, String)> = changes
                 .borrow_and_update()
                 .iter()
-                .filter(|n| n.has_role(Role::QueryFrontend) && n.state == InstanceState::Active)
+                .filter(|n| n.has_role(Role::QueryFrontend) || n.has_role(Role::QueryScheduler))
+                .filter(|n| n.state == InstanceState::Active)
                 .filter(|n| !n.info.flight_addr.is_empty())
                 .map(|n| (n.id.clone(), n.generation, n.info.flight_addr.clone()))
                 .collect();

@@ -16,16 +16,18 @@ pub enum Role {
     Ingester,
     Querier,
     QueryFrontend,
+    QueryScheduler,
     Compactor,
 }
 
 impl Role {
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::All,
         Role::Distributor,
         Role::Ingester,
         Role::Querier,
         Role::QueryFrontend,
+        Role::QueryScheduler,
         Role::Compactor,
     ];
 
@@ -37,6 +39,7 @@ impl Role {
             Role::Ingester => "ingester",
             Role::Querier => "querier",
             Role::QueryFrontend => "query-frontend",
+            Role::QueryScheduler => "query-scheduler",
             Role::Compactor => "compactor",
         }
     }
@@ -51,7 +54,7 @@ impl fmt::Display for Role {
 /// A name that is no role.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown target {name:?}: expected one of all, distributor, ingester, querier, query-frontend, compactor"
+    "unknown target {name:?}: expected one of all, distributor, ingester, querier, query-frontend, query-scheduler, compactor"
 )]
 pub struct UnknownRole {
     pub name: String,

@@ -3,7 +3,8 @@
 //! distributor, blocks in a real S3 server. Every query method and render answer what one
 //! process answers; both queriers run jobs; a tenant past its outstanding queries gets 429;
 //! a querier killed with jobs in hand has them run by the other; a client that leaves has
-//! its jobs cancelled.
+//! its jobs cancelled. With a separate query-scheduler, two frontends queue every job in it,
+//! and fall back to their own queues when it is gone.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -194,4 +195,85 @@ fn a_query_frontend_splits_queues_and_answers_like_one_process() {
         flame,
     );
     assert_eq!((status, &answer), (200, &want));
+}
+
+#[test]
+fn query_frontends_share_a_separate_query_scheduler() {
+    let s3 = S3Server::start();
+    s3.create_bucket("scheduler");
+    let cluster = Cluster::new(&s3, "scheduler", "query:\n  split_interval: 1h\n");
+    let reference = Hearth::start();
+    let _ingesters: Vec<Hearth> = (0..3)
+        .map(|i| cluster.start("ingester", &format!("ingester-{i}")))
+        .collect();
+    let distributor = cluster.start("distributor", "distributor");
+    let mut scheduler = cluster.start("query-scheduler", "scheduler");
+    let frontends: Vec<Hearth> = (0..2)
+        .map(|i| cluster.start("query-frontend", &format!("frontend-{i}")))
+        .collect();
+    let _querier = cluster.start("querier", "querier");
+    wait_ring(&distributor, "three active ingesters", |n| {
+        active_ingesters(n).len() == 3
+    });
+    // The querier's workers pull from the scheduler and from both frontends.
+    for node in std::iter::once(&scheduler).chain(&frontends) {
+        wait_for("the querier's workers", || {
+            counter(node, "hearth_query_scheduler_connected_workers", "") >= 1.0
+        });
+    }
+    for frontend in &frontends {
+        wait_ring(frontend, "the scheduler in gossip", |n| {
+            n.iter()
+                .any(|n| n["roles"][0] == "query-scheduler" && n["state"] == "active")
+        });
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let first = (now / HOUR_MS - 3) * HOUR_MS + 17_000;
+    for round in 0..4 {
+        for (labels, pprof) in pushes(round) {
+            let pprof = at(&pprof, first + round as i64 * 40 * 60_000);
+            let labels: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            for node in [&reference, &distributor] {
+                assert_eq!(node.push(None, &labels, &pprof).status(), 200);
+            }
+        }
+    }
+    let (start, end) = (first - 5 * 60_000, now);
+    let expected = answers_over(&reference, start, end);
+
+    // 1. Both frontends answer as one process, every job queued in the scheduler.
+    const QUEUED: &str = "hearth_query_scheduler_queue_duration_seconds_count";
+    for frontend in &frontends {
+        let got = answers_over(frontend, start, end);
+        for ((call, want), (_, have)) in expected.iter().zip(&got) {
+            assert_eq!(want, have, "{call} through a frontend and the scheduler");
+        }
+    }
+    assert!(counter(&scheduler, QUEUED, "") >= 2.0 * expected.len() as f64);
+    for frontend in &frontends {
+        assert_eq!(
+            counter(frontend, QUEUED, ""),
+            0.0,
+            "a frontend queued jobs itself while a scheduler was up"
+        );
+    }
+
+    // 2. The scheduler gone: each frontend queues its jobs itself, and answers stay whole.
+    scheduler.kill9();
+    for frontend in &frontends {
+        let got = answers_over(frontend, start, end);
+        for ((call, want), (_, have)) in expected.iter().zip(&got) {
+            assert_eq!(
+                want, have,
+                "{call} through a frontend without the scheduler"
+            );
+        }
+        assert!(counter(frontend, QUEUED, "") > 0.0);
+    }
 }
