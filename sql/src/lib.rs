@@ -11,8 +11,8 @@
 //! slot's own runtime ([`job_runtime`]). Per-tenant admission ([`admission`]) bounds the
 //! queries a tenant has outstanding, through the frontend and Flight SQL alike; every query's
 //! memory pool draws from one process-wide budget ([`memory`]). On cluster queriers a session's
-//! block scans and partial aggregates may run on other queriers ([`stages`]: the seam, and the
-//! session a querier runs another's stage in). Transports
+//! block scans and partial aggregates may run on other queriers ([`stages`]: the seam; the
+//! session a querier runs another's stage in is built by [`surface`]). Transports
 //! (Connect, HTTP, Flight) call into this crate and translate its answers.
 //!
 //! Invariant: every plan is built over one tenant's snapshot, so a query can only see that

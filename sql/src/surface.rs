@@ -1,17 +1,21 @@
 //! The SQL surface: one DataFusion session per statement over one tenant's snapshot, with the
 //! profile tables, Hearth's functions and the per-query memory bound. Transports (Flight SQL)
 //! call [`QueryService::sql_schema`], [`QueryService::sql_stream`] and
-//! [`QueryService::sql_tables`] and only translate.
+//! [`QueryService::sql_tables`] and only translate. A querier running a stage of another
+//! querier's query builds its session here too ([`QueryService::stage_state`]).
 
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ParamValues;
 use datafusion::common::ScalarValue;
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::execution::{FunctionRegistry, SendableRecordBatchStream};
 use datafusion::prelude::{DataFrame, SessionContext};
 use hearth_engine::model::TenantId;
 use hearth_engine::schema::TableKind;
+use hearth_engine::symbol_set::SymbolSet;
+use hearth_engine::table::{BLOCKS_URL, TableSources, label_udf};
 
 use crate::error::Result;
 use crate::functions::{ProfileTableFunction, TableFunctionKind};
@@ -108,5 +112,39 @@ impl QueryService {
             .iter()
             .map(|kind| (kind.name(), kind.table_schema()))
             .collect()
+    }
+}
+
+impl QueryService {
+    /// The symbols of `sources`, loaded as stacks need them.
+    pub(crate) fn lazy_symbols(&self, sources: &TableSources) -> Arc<SymbolSet> {
+        Arc::new(SymbolSet::lazy(
+            Arc::clone(self.source().block_cache()),
+            Arc::clone(&sources.store),
+            Arc::clone(&sources.snapshot),
+        ))
+    }
+
+    /// The session a querier runs a stage of `tenant`'s query in, which another querier planned:
+    /// `state` (the stage's configuration) with this querier's view of the tenant's blocks and
+    /// heads behind the functions, the tenant's memory bound and the bucket.
+    pub async fn stage_state(
+        &self,
+        tenant: &TenantId,
+        state: SessionStateBuilder,
+    ) -> Result<SessionState> {
+        self.metrics().stage_task();
+        let sources = self.sources(tenant).await?;
+        let runtime = self.runtime(tenant)?;
+        runtime.register_object_store(BLOCKS_URL.as_ref(), Arc::clone(&sources.store));
+        let (aggregates, scalars) = profile_functions(self.lazy_symbols(&sources));
+        let mut state = state.with_runtime_env(runtime).build();
+        for aggregate in aggregates {
+            state.register_udaf(aggregate)?;
+        }
+        for scalar in scalars.into_iter().chain([label_udf()]) {
+            state.register_udf(scalar)?;
+        }
+        Ok(state)
     }
 }
