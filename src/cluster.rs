@@ -12,7 +12,7 @@ use hearth_engine::limits::LimitsSource;
 use hearth_engine::model::TenantId;
 use hearth_engine::{ClusterReader, ErrorKind};
 use hearth_flight::client::IngesterDirectory;
-use hearth_flight::stages::{Spreading, stage_worker};
+use hearth_flight::stages::{Spreading, StageWorker, stage_worker};
 use hearth_ingest::error::reason;
 use hearth_ingest::rate::RateShare;
 use hearth_ingest::{Distributor, IngestService, Replicas};
@@ -151,29 +151,26 @@ impl ClusterClients {
         Arc::new(self.new_query_service(store, limits))
     }
 
-    /// A querier's query service: with `query.distributed_stages`, its queries spread their
-    /// block scans and partial aggregates over the queriers.
+    /// A querier's query service and the service it runs query stages in (its own and other
+    /// queriers'): with `query.distributed_stages`, its queries spread their block scans and
+    /// partial aggregates over the queriers.
     pub(crate) fn querier_service(
         &self,
         store: Arc<dyn ObjectStore>,
         limits: Arc<dyn LimitsSource>,
-    ) -> Arc<QueryService> {
+    ) -> (Arc<QueryService>, StageWorker) {
         let service = self.new_query_service(store, limits);
-        Arc::new(match self.query.distributed_stages {
-            true => service.with_stage_spreading(Arc::new(Spreading::new(
-                Arc::clone(&self.directory),
-                self.query.stage_bytes_per_task,
-            ))),
+        let spreading = Arc::new(Spreading::new(
+            Arc::clone(&self.directory),
+            self.query.stage_bytes_per_task,
+        ));
+        let query = Arc::new(match self.query.distributed_stages {
+            true => service.with_stage_spreading(Arc::clone(&spreading) as _),
             false => service,
-        })
-    }
-
-    /// The service a querier runs other queriers' query stages in.
-    pub(crate) fn stage_worker(
-        &self,
-        query: &Arc<QueryService>,
-    ) -> hearth_flight::stages::StageWorker {
-        stage_worker(Arc::clone(query), Arc::clone(&self.directory))
+        });
+        let worker = stage_worker(Arc::clone(&query), Arc::clone(&self.directory));
+        spreading.set_local_worker(worker.clone());
+        (query, worker)
     }
 
     fn new_query_service(

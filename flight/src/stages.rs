@@ -11,14 +11,16 @@
 //!   the same blocks and its caches (footers, symbols) stay warm. Remote heads are scanned by
 //!   the first task only (each ingester's rows once).
 //! - [`stage_worker`] is the serving side: the gRPC service a querier runs stages in, with the
-//!   tenant's session ([`QueryService::stage_state`]).
+//!   tenant's session ([`QueryService::stage_state`]); a stage that reads files outside the
+//!   tenant's folder of the bucket, or another tenant's heads, is refused. The service has no
+//!   authentication of its own yet, like the other ports between components.
 //! - [`PlanCodec`] carries Hearth's own nodes inside DataFusion's plan protobuf
 //!   (`hearth.cluster.v1.PlanNode`): `ProfileScanExec` with its row filter and
 //!   `RemoteScanExec`. Block scans are DataFusion's Parquet `DataSourceExec` and travel as
 //!   such; `flamegraph`, `pprof`, `stack_frames` and `label` travel by name.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,9 +36,10 @@ use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion_distributed::grpc::DefaultChannelResolver;
 use datafusion_distributed::{
     ChannelResolver, DesiredTaskCountEvent, DesiredTaskCountEventResponse, DistributedExt,
-    DistributedLeafExec, RouteTasksEvent, RouteTasksEventResponse, ScaleUpLeafNodeEvent,
-    ScaleUpLeafNodeEventResponse, SessionStateBuilderExt, Worker, WorkerChannel,
-    WorkerQueryContext, WorkerResolver, WorkerSessionBuilder,
+    DistributedLeafExec, LocalWorkerContext, RouteTasksEvent, RouteTasksEventResponse,
+    ScaleUpLeafNodeEvent, ScaleUpLeafNodeEventResponse, SessionStateBuilderExt, Worker,
+    WorkerChannel, WorkerPlanRewriteEvent, WorkerPlanRewriteEventResponse, WorkerQueryContext,
+    WorkerResolver, WorkerSessionBuilder,
 };
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use hearth_engine::ErrorKind;
@@ -132,20 +135,32 @@ impl Queriers {
     }
 }
 
+/// Where a querier's stage service answers: its Flight address.
+fn querier_url(id: &str, addr: &str) -> Result<Url> {
+    Url::parse(&format!("http://{addr}")).map_err(|e| {
+        DataFusionError::Plan(format!(
+            "querier {id} advertises a bad Flight address {addr:?}: {e}"
+        ))
+    })
+}
+
 impl WorkerResolver for Queriers {
+    /// The live queriers; all of them when every one failed the last probe (a probe can time
+    /// out under load), rather than none.
     fn get_urls(&self) -> Result<Vec<Url>> {
         let unreachable = self.unreachable.read().clone();
-        let mut urls = self
-            .addresses()
-            .into_iter()
+        let all = self.addresses();
+        let reachable: Vec<&(String, String)> = all
+            .iter()
             .filter(|(_, addr)| !unreachable.contains(addr))
-            .map(|(id, addr)| {
-                Url::parse(&format!("http://{addr}")).map_err(|e| {
-                    DataFusionError::Plan(format!(
-                        "querier {id} advertises a bad Flight address {addr:?}: {e}"
-                    ))
-                })
-            })
+            .collect();
+        let chosen = match reachable.is_empty() {
+            true => all.iter().collect(),
+            false => reachable,
+        };
+        let mut urls = chosen
+            .into_iter()
+            .map(|(id, addr)| querier_url(id, addr))
             .collect::<Result<Vec<Url>>>()?;
         urls.sort();
         Ok(urls)
@@ -176,10 +191,11 @@ impl ChannelResolver for Channels {
 }
 
 /// How a cluster querier's queries spread over the queriers (see the module documentation).
-#[derive(Debug)]
 pub struct Spreading {
     queriers: Queriers,
     channels: Channels,
+    /// This querier's own stage service: stages routed here run in-process, unencoded.
+    local: OnceLock<Worker>,
     directory: Arc<IngesterDirectory>,
     bytes_per_task: u64,
 }
@@ -194,9 +210,38 @@ impl Spreading {
         Spreading {
             queriers,
             channels: Channels(DefaultChannelResolver::default()),
+            local: OnceLock::new(),
             directory,
             bytes_per_task: bytes_per_task.max(1),
         }
+    }
+}
+
+impl std::fmt::Debug for Spreading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spreading")
+            .field("queriers", &self.queriers)
+            .field("bytes_per_task", &self.bytes_per_task)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Spreading {
+    /// Stages routed to this querier (single-task ones always are) run on `worker` in-process.
+    pub fn set_local_worker(&self, worker: Worker) {
+        let _ = self.local.set(worker);
+    }
+
+    /// This querier's stage service, with the URL the other queriers know it by.
+    fn local_worker(&self) -> Option<LocalWorkerContext> {
+        let worker = self.local.get()?;
+        let membership = &self.queriers.membership;
+        let me = membership
+            .nodes()
+            .into_iter()
+            .find(|n| n.id == membership.node_id())?;
+        let url = querier_url(&me.id, &me.info.flight_addr).ok()?;
+        Some(worker.to_local_worker_context(url))
     }
 }
 
@@ -210,6 +255,10 @@ impl StageSpreading for Spreading {
         let desired_queriers = self.queriers.clone();
         let scale_queriers = self.queriers.clone();
         let route_queriers = self.queriers.clone();
+        let state = match self.local_worker() {
+            Some(local) => state.with_distributed_local_worker_context(local),
+            None => state,
+        };
         state
             .with_distributed_option_extension(StageTenant {
                 id: tenant.to_string(),
@@ -447,11 +496,51 @@ impl WorkerSessionBuilder for StageSessions {
         let tenant = TenantId::new(&tenant).map_err(|e| {
             DataFusionError::Plan(format!("a query stage names no valid tenant: {e}"))
         })?;
+        let scope = tenant.clone();
+        let builder = builder.with_distributed_worker_plan_rewrite_handler(
+            move |event: WorkerPlanRewriteEvent<'_>| {
+                within_tenant(&event.plan, &scope)?;
+                Ok(WorkerPlanRewriteEventResponse::new(event.plan))
+            },
+        );
         self.query
             .stage_state(&tenant, builder)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))
     }
+}
+
+/// Refuses a stage that reads anything but `tenant`'s blocks and heads: files outside the
+/// bucket or outside the tenant's folder, or remote heads of another tenant.
+fn within_tenant(plan: &Arc<dyn ExecutionPlan>, tenant: &TenantId) -> Result<()> {
+    let refuse = |what: String| {
+        Err(DataFusionError::Plan(format!(
+            "a query stage of tenant {tenant} reads {what}"
+        )))
+    };
+    if let Some(scan) = plan
+        .downcast_ref::<DataSourceExec>()
+        .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
+    {
+        if scan.object_store_url != *BLOCKS_URL {
+            return refuse(format!("files of {}", scan.object_store_url.as_str()));
+        }
+        let folder = format!("{tenant}/");
+        for file in scan.file_groups.iter().flat_map(|group| group.iter()) {
+            let path = file.object_meta.location.as_ref();
+            if !path.starts_with(&folder) {
+                return refuse(path.to_string());
+            }
+        }
+    }
+    if let Some(remote) = plan.downcast_ref::<RemoteScanExec>()
+        && remote.request().tenant != tenant.as_str()
+    {
+        return refuse(format!("heads of tenant {}", remote.request().tenant));
+    }
+    plan.children()
+        .into_iter()
+        .try_for_each(|child| within_tenant(child, tenant))
 }
 
 /// Hearth's execution nodes in DataFusion's plan protobuf (see the module documentation).
@@ -621,6 +710,7 @@ mod tests {
     use datafusion::common::ScalarValue;
     use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
     use datafusion::datasource::table_schema::TableSchema;
+    use datafusion::execution::object_store::ObjectStoreUrl;
     use datafusion::physical_plan::empty::EmptyExec;
     use hearth_engine::schema;
 
@@ -710,6 +800,25 @@ mod tests {
             );
             assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), all);
         }
+    }
+
+    #[test]
+    fn a_stage_reads_only_its_tenants_blocks() {
+        let plan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(scan(3));
+        within_tenant(&plan, &TenantId::new("t").unwrap()).expect("tenant t's own blocks");
+        let refused = within_tenant(&plan, &TenantId::new("other").unwrap()).unwrap_err();
+        assert!(
+            refused.to_string().contains("tenant other reads t/block-"),
+            "{refused}"
+        );
+        let mut local = scan(1);
+        local.object_store_url = ObjectStoreUrl::local_filesystem();
+        let plan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(local);
+        let refused = within_tenant(&plan, &TenantId::new("t").unwrap()).unwrap_err();
+        assert!(
+            refused.to_string().contains("files of file://"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -74,12 +74,12 @@ impl QueryMetrics {
         );
         registry.register(
             "hearth_query_stage_tasks",
-            "Plan stages of queries planned by other queriers that this querier ran",
+            "Plan stage tasks this querier ran (of its own queries or other queriers' spread over it)",
             self.stage_tasks.clone(),
         );
     }
 
-    /// Records one plan stage task run here for another querier's query.
+    /// Records one plan stage task run here (the session built for it).
     pub(crate) fn stage_task(&self) {
         self.stage_tasks.inc();
     }

@@ -24,7 +24,7 @@ pub(super) async fn build(
 ) -> anyhow::Result<Services> {
     let membership = crate::cluster::join(config, addresses, InstanceState::Active).await?;
     let cluster = crate::cluster::ClusterClients::new(config, &membership, metrics);
-    let query = cluster.querier_service(store, Arc::clone(&limits));
+    let (query, stages) = cluster.querier_service(store, Arc::clone(&limits));
     let workers = hearth_flight::worker::start(
         Arc::clone(&membership),
         Arc::clone(&query),
@@ -37,7 +37,7 @@ pub(super) async fn build(
         ingest: cluster.ingest_service(Arc::clone(&limits)),
         flight: Some(FlightService::Sql(
             HearthFlightSql::new(Arc::clone(&query), auth),
-            Some(Box::new(cluster.stage_worker(&query))),
+            Some(Box::new(stages)),
         )),
         query,
         scheduler: None,
