@@ -195,11 +195,7 @@ struct DistributorShare(Arc<Membership>);
 
 impl RateShare for DistributorShare {
     fn sharers(&self) -> usize {
-        self.0
-            .nodes()
-            .iter()
-            .filter(|n| n.has_role(Role::Distributor) && n.state == InstanceState::Active)
-            .count()
+        self.0.active(Role::Distributor).len()
     }
 }
 

@@ -269,7 +269,7 @@ impl RemoteDirectory for IngesterDirectory {
             .into_iter()
             .filter(|n| n.has_role(Role::Ingester));
         let probed = join_all(suspects.map(|node| async move {
-            let answers = accepts_connections(&node.info.flight_addr).await;
+            let answers = accepts_connections(&node.info.flight_addr, PROBE_TIMEOUT).await;
             (node, answers)
         }))
         .await;
@@ -304,10 +304,10 @@ impl RemoteDirectory for IngesterDirectory {
 /// How long a suspected ingester has to accept a connection.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Whether something accepts a TCP connection at `addr` within [`PROBE_TIMEOUT`].
-async fn accepts_connections(addr: &str) -> bool {
+/// Whether something accepts a TCP connection at `addr` within `within`.
+pub(crate) async fn accepts_connections(addr: &str, within: Duration) -> bool {
     matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
+        tokio::time::timeout(within, tokio::net::TcpStream::connect(addr)).await,
         Ok(Ok(_))
     )
 }

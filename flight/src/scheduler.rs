@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use hearth_engine::model::TenantId;
 use hearth_proto::hearth::cluster::v1 as wire;
-use hearth_ring::{InstanceState, Membership, Role, rendezvous_owner};
+use hearth_ring::{Membership, Role, rendezvous_owner};
 use hearth_sql::job::{answer_from_wire, answer_to_wire, job_from_wire, job_to_wire};
 use hearth_sql::queue::{JobQueue, Lease};
 use hearth_sql::{Job, JobAnswer, JobRunner};
@@ -188,9 +188,8 @@ impl Schedulers {
     fn scheduler_of(&self, tenant: &TenantId) -> Option<(String, String)> {
         let schedulers: Vec<(String, String)> = self
             .membership
-            .nodes()
+            .active(Role::QueryScheduler)
             .into_iter()
-            .filter(|n| n.has_role(Role::QueryScheduler) && n.state == InstanceState::Active)
             .filter(|n| !n.info.flight_addr.is_empty())
             .map(|n| (n.id, n.info.flight_addr))
             .collect();

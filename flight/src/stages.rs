@@ -49,14 +49,14 @@ use hearth_engine::remote::{RemoteScan, RemoteScanExec};
 use hearth_engine::schema::TableKind;
 use hearth_engine::table::{BLOCKS_URL, ProfileScanExec, RowFilter, ScanSummary};
 use hearth_proto::hearth::cluster::v1 as wire;
-use hearth_ring::{InstanceState, Membership, Role, rendezvous_owner};
+use hearth_ring::{Membership, Role, rendezvous_owner};
 use hearth_sql::{QueryService, StageSpreading};
 use parking_lot::RwLock;
 use prost::Message;
 use url::Url;
 use wire::plan_node::Node;
 
-use crate::client::IngesterDirectory;
+use crate::client::{IngesterDirectory, accepts_connections};
 
 /// The gRPC service a querier runs other queriers' stages in.
 pub use datafusion_distributed::Worker as StageWorker;
@@ -85,46 +85,39 @@ struct Queriers {
 /// How often the Flight ports of the other queriers are probed.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 
+/// The active queriers' ids and Flight addresses.
+fn querier_addresses(membership: &Membership) -> Vec<(String, String)> {
+    membership
+        .active(Role::Querier)
+        .into_iter()
+        .filter(|n| !n.info.flight_addr.is_empty())
+        .map(|n| (n.id, n.info.flight_addr))
+        .collect()
+}
+
 impl Queriers {
     fn addresses(&self) -> Vec<(String, String)> {
-        self.membership
-            .nodes()
-            .into_iter()
-            .filter(|n| n.has_role(Role::Querier) && n.state == InstanceState::Active)
-            .filter(|n| !n.info.flight_addr.is_empty())
-            .map(|n| (n.id, n.info.flight_addr))
-            .collect()
+        querier_addresses(&self.membership)
     }
 
     /// Probes the queriers' Flight ports until the last copy of `self` is dropped.
     fn probe(&self) {
         let membership = Arc::clone(&self.membership);
         let unreachable = Arc::downgrade(&self.unreachable);
-        let queriers = Queriers {
-            membership,
-            unreachable: Arc::default(),
-        };
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(PROBE_EVERY).await;
-                let probes = queriers
-                    .addresses()
-                    .into_iter()
-                    .map(|(_, addr)| async move {
-                        let refused = !matches!(
-                            tokio::time::timeout(
-                                PROBE_EVERY,
-                                tokio::net::TcpStream::connect(&addr)
-                            )
-                            .await,
-                            Ok(Ok(_))
-                        );
-                        (addr, refused)
-                    });
+                let probes =
+                    querier_addresses(&membership)
+                        .into_iter()
+                        .map(|(_, addr)| async move {
+                            let answers = accepts_connections(&addr, PROBE_EVERY).await;
+                            (addr, answers)
+                        });
                 let down: HashSet<String> = futures::future::join_all(probes)
                     .await
                     .into_iter()
-                    .filter_map(|(addr, refused)| refused.then_some(addr))
+                    .filter_map(|(addr, answers)| (!answers).then_some(addr))
                     .collect();
                 let Some(unreachable) = unreachable.upgrade() else {
                     return;
@@ -215,18 +208,7 @@ impl Spreading {
             bytes_per_task: bytes_per_task.max(1),
         }
     }
-}
 
-impl std::fmt::Debug for Spreading {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Spreading")
-            .field("queriers", &self.queriers)
-            .field("bytes_per_task", &self.bytes_per_task)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Spreading {
     /// Stages routed to this querier (single-task ones always are) run on `worker` in-process.
     pub fn set_local_worker(&self, worker: Worker) {
         let _ = self.local.set(worker);
@@ -242,6 +224,15 @@ impl Spreading {
             .find(|n| n.id == membership.node_id())?;
         let url = querier_url(&me.id, &me.info.flight_addr).ok()?;
         Some(worker.to_local_worker_context(url))
+    }
+}
+
+impl std::fmt::Debug for Spreading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spreading")
+            .field("queriers", &self.queriers)
+            .field("bytes_per_task", &self.bytes_per_task)
+            .finish_non_exhaustive()
     }
 }
 

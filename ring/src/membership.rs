@@ -203,6 +203,16 @@ impl Membership {
         self.changes.borrow().clone()
     }
 
+    /// The live nodes running `role` that gossip `active`, sorted by id.
+    pub fn active(&self, role: Role) -> Vec<Node> {
+        self.changes
+            .borrow()
+            .iter()
+            .filter(|n| n.has_role(role) && n.state == InstanceState::Active)
+            .cloned()
+            .collect()
+    }
+
     /// Nodes the failure detector declared dead while active: they went away without
     /// leaving (killed, partitioned, or this node was paused), so what they hold may be out of
     /// reach. A node that left (state `leaving` before it stopped), or came back under the same

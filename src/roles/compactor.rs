@@ -72,11 +72,8 @@ impl Owner {
         let Owner::Ring(membership) = self else {
             return true;
         };
-        let nodes = membership.nodes();
-        let compactors = nodes
-            .iter()
-            .filter(|n| n.has_role(Role::Compactor) && n.state == InstanceState::Active)
-            .map(|n| n.id.as_str());
+        let nodes = membership.active(Role::Compactor);
+        let compactors = nodes.iter().map(|n| n.id.as_str());
         rendezvous_owner(tenant.as_str(), compactors) == Some(membership.node_id())
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::support::{Hearth, S3Server, fixture, urlencode};
+use super::support::{Hearth, S3Server, at_time, fixture, urlencode};
 
 const PROFILE_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
@@ -96,9 +96,14 @@ pub(crate) fn wait_ring(node: &Hearth, what: &str, ok: impl Fn(&[Value]) -> bool
 }
 
 pub(crate) fn active_ingesters(nodes: &[Value]) -> Vec<String> {
+    active(nodes, "ingester")
+}
+
+/// The ids of the `/ring` nodes running `role` that are active.
+pub(crate) fn active(nodes: &[Value], role: &str) -> Vec<String> {
     nodes
         .iter()
-        .filter(|n| n["roles"][0] == "ingester" && n["state"] == "active")
+        .filter(|n| n["roles"][0] == role && n["state"] == "active")
         .map(|n| n["id"].as_str().unwrap().to_string())
         .collect()
 }
@@ -131,6 +136,21 @@ pub(crate) fn push(node: &Hearth, labels: &[(String, String)], pprof: &[u8]) -> 
         .collect();
     let response = node.push(None, &labels, pprof);
     (response.status().as_u16(), response.text().unwrap())
+}
+
+/// Round `round`'s profiles (see [`pushes`]), stamped at `time_ms` when given, pushed to each of
+/// `nodes`; every push must be accepted.
+pub(crate) fn push_round(nodes: &[&Hearth], round: usize, time_ms: Option<i64>) {
+    for (labels, pprof) in pushes(round) {
+        let pprof = match time_ms {
+            Some(ms) => at_time(&pprof, ms * 1_000_000),
+            None => pprof,
+        };
+        for node in nodes {
+            let (status, body) = push(node, &labels, &pprof);
+            assert_eq!(status, 200, "{body}");
+        }
+    }
 }
 
 /// Every Connect query method's answer and the legacy render's, for comparing two deployments.

@@ -9,20 +9,16 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use prost::Message;
 use serde_json::json;
 
-use super::cluster::{Cluster, active_ingesters, answers_over, pushes, wait_ring};
-use super::support::{Hearth, S3Server, gunzip_if_gzip};
+use super::cluster::{Cluster, active, active_ingesters, answers_over, push_round, wait_ring};
+use super::support::{Hearth, S3Server, now_nanos};
 
 const HOUR_MS: i64 = 3_600_000;
 
-/// `pprof` stamped at `time_ms`.
-fn at(pprof: &[u8], time_ms: i64) -> Vec<u8> {
-    let mut profile = hearth_proto::pprof::Profile::decode(gunzip_if_gzip(pprof).as_slice())
-        .expect("fixture decodes");
-    profile.time_nanos = time_ms * 1_000_000;
-    profile.encode_to_vec()
+/// Now, Unix milliseconds.
+fn now_ms() -> i64 {
+    now_nanos() / 1_000_000
 }
 
 /// The sum of a counter (all its label sets) in a node's `/metrics`.
@@ -68,23 +64,11 @@ fn a_query_frontend_splits_queues_and_answers_like_one_process() {
     });
 
     // Profiles 40 minutes apart over five hours: every hourly job holds some.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = now_ms();
     let first = (now / HOUR_MS - 6) * HOUR_MS + 17_000;
     for round in 0..8 {
-        for (labels, pprof) in pushes(round) {
-            let pprof = at(&pprof, first + round as i64 * 40 * 60_000);
-            let labels: Vec<(&str, &str)> = labels
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str()))
-                .collect();
-            for node in [&reference, &distributor] {
-                let response = node.push(None, &labels, &pprof);
-                assert_eq!(response.status(), 200);
-            }
-        }
+        let time = first + round as i64 * 40 * 60_000;
+        push_round(&[&reference, &distributor], round, Some(time));
     }
     let (start, end) = (first - 5 * 60_000, now);
 
@@ -223,26 +207,14 @@ fn query_frontends_share_a_separate_query_scheduler() {
     }
     for frontend in &frontends {
         wait_ring(frontend, "the scheduler in gossip", |n| {
-            n.iter()
-                .any(|n| n["roles"][0] == "query-scheduler" && n["state"] == "active")
+            !active(n, "query-scheduler").is_empty()
         });
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = now_ms();
     let first = (now / HOUR_MS - 3) * HOUR_MS + 17_000;
     for round in 0..4 {
-        for (labels, pprof) in pushes(round) {
-            let pprof = at(&pprof, first + round as i64 * 40 * 60_000);
-            let labels: Vec<(&str, &str)> = labels
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str()))
-                .collect();
-            for node in [&reference, &distributor] {
-                assert_eq!(node.push(None, &labels, &pprof).status(), 200);
-            }
-        }
+        let time = first + round as i64 * 40 * 60_000;
+        push_round(&[&reference, &distributor], round, Some(time));
     }
     let (start, end) = (first - 5 * 60_000, now);
     let expected = answers_over(&reference, start, end);

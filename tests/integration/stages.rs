@@ -5,24 +5,13 @@
 //! the other's queries, EXPLAIN shows the stages, and when one querier is killed the other
 //! answers alone.
 
-use super::cluster::{Cluster, active_ingesters, assert_same, pushes, sql_text, wait_ring};
+use super::cluster::{
+    Cluster, active, active_ingesters, assert_same, push_round, sql_text, wait_ring,
+};
 use super::frontend::{counter, wait_for};
 use super::support::{Hearth, S3Server};
 
 const STAGE_TASKS: &str = "hearth_query_stage_tasks_total";
-
-fn active_queriers(node: &Hearth) -> usize {
-    let ring: serde_json::Value = serde_json::from_str(&node.get("/ring").text().unwrap()).unwrap();
-    ring["nodes"]
-        .as_array()
-        .map(|nodes| {
-            nodes
-                .iter()
-                .filter(|n| n["roles"][0] == "querier" && n["state"] == "active")
-                .count()
-        })
-        .unwrap_or(0)
-}
 
 #[test]
 fn queriers_spread_query_stages_and_answer_like_one_process() {
@@ -43,20 +32,13 @@ fn queriers_spread_query_stages_and_answer_like_one_process() {
         });
     }
     for querier in &queriers {
-        wait_for("both queriers in gossip", || active_queriers(querier) == 2);
+        wait_ring(querier, "both queriers in gossip", |n| {
+            active(n, "querier").len() == 2
+        });
     }
     let push_rounds = |rounds: std::ops::Range<usize>| {
         for round in rounds {
-            for (labels, pprof) in pushes(round) {
-                let labels: Vec<(&str, &str)> = labels
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), v.as_str()))
-                    .collect();
-                for node in [&reference, &distributor] {
-                    let response = node.push(None, &labels, &pprof);
-                    assert_eq!(response.status(), 200);
-                }
-            }
+            push_round(&[&reference, &distributor], round, None);
         }
     };
     // Blocks first (a graceful stop flushes the heads, three replicas of each profile), then
@@ -126,8 +108,8 @@ fn queriers_spread_query_stages_and_answer_like_one_process() {
         status == 200
     });
     assert_same(&reference, &queriers[0], "one querier left");
-    wait_for("the killed querier to leave gossip", || {
-        active_queriers(&queriers[0]) == 1
+    wait_ring(&queriers[0], "the killed querier to leave gossip", |n| {
+        active(n, "querier").len() == 1
     });
     assert_same(&reference, &queriers[0], "one querier left, in gossip too");
 }
