@@ -29,7 +29,7 @@ use prost::Message;
 use serde_json::{Value, json};
 
 use client::{connect_call_as, percentile};
-use support::{rss_mb, start_configured, stop};
+use support::{counter, rss_mb, start_configured, stop};
 use workload::{Rng, Service};
 
 const HOUR_NANOS: i64 = 3_600_000_000_000;
@@ -51,6 +51,8 @@ struct Flags {
     raw_queries: usize,
     clients: usize,
     out: PathBuf,
+    /// Time the queries over the blocks a previous run left in `out` instead of ingesting.
+    reuse: bool,
 }
 
 impl Flags {
@@ -64,6 +66,7 @@ impl Flags {
             raw_queries: 3,
             clients: 2,
             out: PathBuf::from("target/bench-long-range"),
+            reuse: false,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -81,6 +84,7 @@ impl Flags {
                 "--raw-queries" => flags.raw_queries = number(),
                 "--clients" => flags.clients = number(),
                 "--out" => flags.out = PathBuf::from(it.next().expect("--out takes a folder")),
+                "--reuse" => flags.reuse = true,
                 "--bench" => {}
                 other => panic!("unknown flag {other}"),
             }
@@ -336,15 +340,11 @@ fn time_flame_graph(
     })
 }
 
-fn main() {
-    let flags = Flags::parse();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let kinds = workload::kinds(root);
-    let services = Arc::new(workload::services(&kinds, flags.services));
-    let data = flags.out.join("data");
-    let _ = std::fs::remove_dir_all(&data);
-    std::fs::create_dir_all(&data).unwrap();
-
+/// Starts a fresh process on `data`, pushes the whole workload, flushes it by a graceful
+/// stop; returns what was ingested over which range, and how fast.
+fn ingest_workload(flags: &Flags, services: &Arc<Vec<Service>>, data: &Path) -> Value {
+    let _ = std::fs::remove_dir_all(data);
+    std::fs::create_dir_all(data).unwrap();
     // Whole hours ending at the last hour boundary.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -353,14 +353,81 @@ fn main() {
     let end = now / HOUR_NANOS * HOUR_NANOS;
     let start = end - (flags.days * 24) as i64 * HOUR_NANOS;
 
-    let (child, addr) = start_configured(&data, "");
+    let (child, addr) = start_configured(data, "");
     let began = Instant::now();
-    let profiles = ingest(&flags, &addr, &services, start);
+    let profiles = ingest(flags, &addr, services, start);
     let ingest_s = began.elapsed().as_secs_f64();
     let flushed = Instant::now();
     stop(child);
     let flush_s = flushed.elapsed().as_secs_f64();
-    let blocks_bytes = dir_bytes(&data.join("blocks"));
+    let compaction_s = settle_compaction(data);
+    json!({
+        "days": flags.days,
+        "services": flags.services,
+        "pods": flags.pods,
+        "max_samples": flags.max_samples,
+        "start_nanos": start,
+        "end_nanos": end,
+        "profiles": profiles,
+        "seconds": ingest_s,
+        "profiles_per_second": profiles as f64 / ingest_s,
+        "shutdown_flush_seconds": flush_s,
+        "compaction_settled_seconds": compaction_s,
+    })
+}
+
+/// Runs a process on `data` until a compaction cycle finds nothing to merge (the blocks a
+/// real deployment would query), so no merge runs while queries are timed; returns the time
+/// it took.
+fn settle_compaction(data: &Path) -> f64 {
+    let began = Instant::now();
+    let (child, addr) = start_configured(data, "compactor:\n  compaction_interval: 5s\n");
+    let mut seen = (counter(&addr, "hearth_compactor_cycles"), -1.0);
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let cycles = counter(&addr, "hearth_compactor_cycles");
+        if cycles > seen.0 {
+            let merges = counter(&addr, "hearth_compactor_merges");
+            if merges == seen.1 {
+                break;
+            }
+            seen = (cycles, merges);
+        }
+    }
+    stop(child);
+    began.elapsed().as_secs_f64()
+}
+
+/// Starts a process on `data` that compacts nothing (everything was merged before) and waits
+/// for its first compaction cycle, which runs at start.
+fn start_for_queries(data: &Path, yaml: &str) -> (std::process::Child, String) {
+    let (child, addr) = start_configured(data, yaml);
+    while counter(&addr, "hearth_compactor_cycles") < 1.0 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    (child, addr)
+}
+
+fn main() {
+    let flags = Flags::parse();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let kinds = workload::kinds(root);
+    let services = Arc::new(workload::services(&kinds, flags.services));
+    let data = flags.out.join("data");
+    let ingested = flags.out.join("ingest.json");
+    let ingest = if flags.reuse {
+        let text = std::fs::read_to_string(&ingested)
+            .unwrap_or_else(|e| panic!("--reuse needs a previous run's {ingested:?}: {e}"));
+        serde_json::from_str(&text).expect("ingest.json parses")
+    } else {
+        let ingest = ingest_workload(&flags, &services, &data);
+        std::fs::write(&ingested, ingest.to_string()).unwrap();
+        ingest
+    };
+    let (start, end) = (
+        ingest["start_nanos"].as_i64().unwrap(),
+        ingest["end_nanos"].as_i64().unwrap(),
+    );
 
     // A CPU service (the first kind is Python CPU).
     let request = SelectMergeStacktracesRequest {
@@ -371,10 +438,10 @@ fn main() {
         max_nodes: Some(8192),
         ..Default::default()
     };
-    let (child, addr) = start_configured(&data, "");
+    let (child, addr) = start_for_queries(&data, "");
     let rollups = time_flame_graph(&addr, child.id(), &request, flags.queries);
     stop(child);
-    let (child, addr) = start_configured(&data, "query:\n  rollups: false\n");
+    let (child, addr) = start_for_queries(&data, "query:\n  rollups: false\n");
     let samples = time_flame_graph(&addr, child.id(), &request, flags.raw_queries);
     stop(child);
     assert_eq!(
@@ -383,15 +450,8 @@ fn main() {
     );
 
     let report = json!({
-        "days": flags.days,
-        "services": flags.services,
-        "pods": flags.pods,
-        "max_samples": flags.max_samples,
-        "profiles": profiles,
-        "ingest_seconds": ingest_s,
-        "ingest_profiles_per_second": profiles as f64 / ingest_s,
-        "shutdown_flush_seconds": flush_s,
-        "blocks_bytes": blocks_bytes,
+        "ingest": ingest,
+        "blocks_bytes": dir_bytes(&data.join("blocks")),
         "flame_graph_one_service_whole_range": {
             "rollups": rollups,
             "samples": samples,

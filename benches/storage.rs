@@ -27,7 +27,7 @@ use hearth_proto::querier::v1::SelectMergeStacktracesRequest;
 use serde_json::{Value, json};
 
 use client::{Args, connect_call, percentile, push_all};
-use support::{cpu_seconds, start_with, status_field, stop};
+use support::{counter, cpu_seconds, start_with, status_field, stop};
 
 fn free_udp() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
@@ -43,17 +43,6 @@ fn free_tcp() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A counter's value in a process's `/metrics`.
-fn counter(addr: &str, name: &str) -> f64 {
-    let text = reqwest::blocking::get(format!("http://{addr}/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}_total ")))
-        .map_or(0.0, |v| v.parse().unwrap())
 }
 
 fn flush(addr: &str) {

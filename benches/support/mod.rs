@@ -129,3 +129,14 @@ pub(crate) fn start_configured(data: &Path, yaml: &str) -> (std::process::Child,
         ],
     )
 }
+
+/// The value of the counter `name` (without `_total`) in the process's `/metrics`; 0 when absent.
+pub(crate) fn counter(addr: &str, name: &str) -> f64 {
+    let text = reqwest::blocking::get(format!("http://{addr}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}_total ")))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
