@@ -1,10 +1,12 @@
 //! A week-long flame graph (issue 15's figure): `--days` of 10 s profiles for `--services`
 //! services x `--pods` pods, pushed to one `all` process as time-shifted copies of the real
 //! fixtures (the e2e workload's services, each profile a random subset of its fixture's
-//! samples, at most `--max-samples`, scaled), flushed to blocks by a graceful restart. The flame
-//! graph of one service over the whole range is then timed reading the blocks' hourly rollups,
-//! and again after a restart with `query.rollups: false` (every sample read), in one run, so the
-//! ratio holds whatever this machine's speed that day. See `benches/README.md`.
+//! samples, at most `--max-samples`, scaled), flushed to blocks by a graceful restart and
+//! compacted. The flame graph of one service over the whole range, and its CPU per pod by the
+//! hour (`SelectSeries`), are then timed reading the blocks' hourly rollups, and again after a
+//! restart with `query.rollups: false` (every sample and profile read), in one run, so the
+//! ratios hold whatever this machine's speed that day. `--reuse` times them again over the
+//! blocks a previous run left. See `benches/README.md`.
 
 #[path = "e2e/client.rs"]
 #[allow(dead_code)]
@@ -23,9 +25,13 @@ use std::time::Instant;
 use hearth_engine::compression::gzip;
 use hearth_proto::pprof::Profile;
 use hearth_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
-use hearth_proto::querier::v1::{SelectMergeStacktracesRequest, SelectMergeStacktracesResponse};
+use hearth_proto::querier::v1::{
+    SelectMergeStacktracesRequest, SelectMergeStacktracesResponse, SelectSeriesRequest,
+    SelectSeriesResponse,
+};
 use hearth_proto::types::v1::LabelPair;
 use prost::Message;
+use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
 use client::{connect_call_as, percentile};
@@ -304,40 +310,71 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// The flame graph's p50 and p99 over `runs` calls after one warm-up, its total, and the
-/// server's peak RSS.
-fn time_flame_graph(
-    addr: &str,
+/// `call`'s p50 and p99 over `runs` calls after one warm-up, and the server's peak RSS; and
+/// its answer, the same every time.
+fn time_calls<T: PartialEq + std::fmt::Debug>(
     pid: u32,
-    request: &SelectMergeStacktracesRequest,
     runs: usize,
-) -> Value {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(None)
-        .build()
-        .unwrap();
-    let call = || {
-        let bytes = connect_call_as(&client, addr, None, "SelectMergeStacktraces", request)
-            .unwrap_or_else(|(status, body)| panic!("flame graph: {status} {body}"));
-        let answer = SelectMergeStacktracesResponse::decode(bytes.as_slice()).unwrap();
-        answer.flamegraph.map_or(0, |f| f.total)
-    };
-    let total = call();
+    call: impl Fn() -> T,
+) -> (Value, T) {
+    let answer = call();
     let mut ms: Vec<f64> = (0..runs)
         .map(|_| {
             let started = Instant::now();
-            assert_eq!(call(), total, "the same answer every time");
+            assert_eq!(call(), answer, "the same answer every time");
             started.elapsed().as_secs_f64() * 1000.0
         })
         .collect();
     ms.sort_by(|a, b| a.total_cmp(b));
-    json!({
+    let figures = json!({
         "p50_ms": percentile(&ms, 0.5),
         "p99_ms": percentile(&ms, 0.99),
         "runs": ms.len(),
-        "total": total,
         "peak_rss_mb": rss_mb(pid),
-    })
+    });
+    (figures, answer)
+}
+
+/// What one process on the blocks answers: the flame graph's figures and total, then the
+/// series' figures and answer.
+struct Answers {
+    flame_graph: Value,
+    total: i64,
+    series: Value,
+    points: SelectSeriesResponse,
+}
+
+/// Starts a process on `data` with `yaml`, times the flame graph and then the series `runs`
+/// times each, and stops it.
+fn time_queries(
+    data: &Path,
+    yaml: &str,
+    runs: usize,
+    flame_graph: &SelectMergeStacktracesRequest,
+    series: &SelectSeriesRequest,
+) -> Answers {
+    let (child, addr) = start_for_queries(data, yaml);
+    let client = Client::builder().timeout(None).build().unwrap();
+    fn call<M: Message>(client: &Client, addr: &str, method: &str, request: &M) -> Vec<u8> {
+        connect_call_as(client, addr, None, method, request)
+            .unwrap_or_else(|(status, body)| panic!("{method}: {status} {body}"))
+    }
+    let (flame_figures, total) = time_calls(child.id(), runs, || {
+        let bytes = call(&client, &addr, "SelectMergeStacktraces", flame_graph);
+        let answer = SelectMergeStacktracesResponse::decode(bytes.as_slice()).unwrap();
+        answer.flamegraph.map_or(0, |f| f.total)
+    });
+    let (series_figures, points) = time_calls(child.id(), runs, || {
+        let bytes = call(&client, &addr, "SelectSeries", series);
+        SelectSeriesResponse::decode(bytes.as_slice()).unwrap()
+    });
+    stop(child);
+    Answers {
+        flame_graph: flame_figures,
+        total,
+        series: series_figures,
+        points,
+    }
 }
 
 /// Starts a fresh process on `data`, pushes the whole workload, flushes it by a graceful
@@ -429,34 +466,62 @@ fn main() {
         ingest["end_nanos"].as_i64().unwrap(),
     );
 
-    // A CPU service (the first kind is Python CPU).
-    let request = SelectMergeStacktracesRequest {
-        profile_type_id: "process_cpu:cpu:nanoseconds:cpu:nanoseconds".into(),
-        label_selector: format!("{{service_name=\"{}\"}}", services[0].name),
+    // A CPU service (the first kind is Python CPU): its flame graph, and its CPU per pod by
+    // the hour (whole hours on hour boundaries), over the whole range.
+    let selector = format!("{{service_name=\"{}\"}}", services[0].name);
+    let cpu = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+    let flame_graph = SelectMergeStacktracesRequest {
+        profile_type_id: cpu.into(),
+        label_selector: selector.clone(),
         start: start / 1_000_000,
         end: end / 1_000_000,
         max_nodes: Some(8192),
         ..Default::default()
     };
-    let (child, addr) = start_for_queries(&data, "");
-    let rollups = time_flame_graph(&addr, child.id(), &request, flags.queries);
-    stop(child);
-    let (child, addr) = start_for_queries(&data, "query:\n  rollups: false\n");
-    let samples = time_flame_graph(&addr, child.id(), &request, flags.raw_queries);
-    stop(child);
+    let series = SelectSeriesRequest {
+        profile_type_id: cpu.into(),
+        label_selector: selector,
+        start: start / 1_000_000,
+        end: end / 1_000_000,
+        group_by: vec!["pod".into()],
+        step: 3600.0,
+        ..Default::default()
+    };
+    let rollups = time_queries(&data, "", flags.queries, &flame_graph, &series);
+    let samples = time_queries(
+        &data,
+        "query:\n  rollups: false\n",
+        flags.raw_queries,
+        &flame_graph,
+        &series,
+    );
     assert_eq!(
-        rollups["total"], samples["total"],
+        rollups.total, samples.total,
         "rollups and samples answer the same"
     );
+    assert_eq!(
+        rollups.points, samples.points,
+        "rollups and profiles answer the same"
+    );
+    let ratio = |slow: &Value, fast: &Value| {
+        slow["p50_ms"].as_f64().unwrap() / fast["p50_ms"].as_f64().unwrap().max(1e-9)
+    };
 
     let report = json!({
         "ingest": ingest,
         "blocks_bytes": dir_bytes(&data.join("blocks")),
         "flame_graph_one_service_whole_range": {
-            "rollups": rollups,
-            "samples": samples,
-            "samples_over_rollups_p50": samples["p50_ms"].as_f64().unwrap()
-                / rollups["p50_ms"].as_f64().unwrap().max(1e-9),
+            "total": rollups.total,
+            "rollups": rollups.flame_graph,
+            "samples": samples.flame_graph,
+            "samples_over_rollups_p50": ratio(&samples.flame_graph, &rollups.flame_graph),
+        },
+        "series_one_service_by_pod_hourly_whole_range": {
+            "series": rollups.points.series.len(),
+            "points": rollups.points.series.iter().map(|s| s.points.len()).sum::<usize>(),
+            "rollups": rollups.series,
+            "profiles": samples.series,
+            "profiles_over_rollups_p50": ratio(&samples.series, &rollups.series),
         },
     });
     let text = serde_json::to_string_pretty(&report).unwrap();

@@ -25,6 +25,10 @@ use crate::schema::TableKind;
 /// The rollup's file in a block's folder (see [`crate::rollup`]).
 pub const ROLLUP_FILE: &str = "rollup.parquet";
 
+/// The series rollup's file in a block's folder: per series and hour, the profiles' totals
+/// (see [`crate::rollup`]).
+pub const SERIES_ROLLUP_FILE: &str = "rollup_series.parquet";
+
 /// A block known to the engine.
 #[derive(Debug)]
 pub struct Block {
@@ -48,6 +52,15 @@ impl Block {
     /// The rollup's file, when the block has one.
     pub fn rollup(&self) -> Option<&BlockFile> {
         self.meta.files.iter().find(|f| f.path == ROLLUP_FILE)
+    }
+
+    /// The series rollup's file, when the block has one (blocks written before series
+    /// rollups existed have none).
+    pub fn series_rollup(&self) -> Option<&BlockFile> {
+        self.meta
+            .files
+            .iter()
+            .find(|f| f.path == SERIES_ROLLUP_FILE)
     }
 
     pub fn file(&self, table: TableKind) -> Option<&BlockFile> {

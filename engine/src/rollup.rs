@@ -1,7 +1,10 @@
 //! Rollups: per (profile type, service, hour) the merged function tree and the total of a
 //! block's samples, written beside the block as `rollup.parquet` when it is flushed or
 //! compacted. A flame graph over whole hours then merges one tree per hour and service
-//! instead of reading every sample: a week is 168 trees per service.
+//! instead of reading every sample: a week is 168 trees per service. Beside it,
+//! `rollup_series.parquet` holds per (series, hour) the sum of the profiles' totals and their
+//! number: what `SelectSeries` adds up per bucket, so a series over whole hours reads one row
+//! per series and hour instead of one per profile.
 //!
 //! A rollup holds exactly the block's samples of its hour, so the trees of every block of a
 //! tenant add up to the flame graph of those hours, provided each profile is in one block
@@ -10,7 +13,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Int64Array, RecordBatch, StringArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, Int64Array, RecordBatch, StringArray, UInt64Array,
+};
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, UInt32Type, UInt64Type};
 use bytes::Bytes;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -22,12 +27,16 @@ use crate::error::{Error, Result};
 use crate::flamegraph::{FunctionTree, add_partition};
 use crate::head::Head;
 use crate::model::{TenantId, TimeRange};
+use crate::schema::TableKind;
 use crate::symbols::SymbolPartition;
 
-pub use crate::block::ROLLUP_FILE;
+pub use crate::block::{ROLLUP_FILE, SERIES_ROLLUP_FILE};
 
 /// The width of a rollup bucket: one hour, aligned to the Unix epoch.
 pub const BUCKET_NANOS: i64 = 3_600 * 1_000_000_000;
+/// One hour in milliseconds, the unit of the series rollup's hours.
+const HOUR_MILLIS: i64 = BUCKET_NANOS / NANOS_PER_MILLI;
+const NANOS_PER_MILLI: i64 = 1_000_000;
 
 /// One row per (profile type, service, hour) with samples, sorted that way.
 pub static ROLLUP_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -41,6 +50,48 @@ pub static ROLLUP_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("tree", DataType::Binary, false),
     ]))
 });
+
+/// One row per (series, hour) with profiles, sorted that way. Its hours are those of
+/// `SelectSeries` buckets, closed on the right in milliseconds: `bucket_end` (Unix
+/// milliseconds, on an hour boundary) holds the profiles whose time in whole milliseconds is
+/// in `(bucket_end - 1 h, bucket_end]`.
+pub static SERIES_ROLLUP_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("series_id", DataType::UInt64, false),
+        Field::new("bucket_end", DataType::Int64, false),
+        // The sum of the profiles' `total_value`, and how many profiles.
+        Field::new("total_value", DataType::Int64, false),
+        Field::new("profiles", DataType::Int64, false),
+    ]))
+});
+
+/// The `bucket_end` of the series rollup hour holding `time` (Unix nanoseconds).
+pub fn series_bucket_end(time: i64) -> i64 {
+    let millis = time.div_euclid(NANOS_PER_MILLI);
+    (millis + HOUR_MILLIS - 1).div_euclid(HOUR_MILLIS) * HOUR_MILLIS
+}
+
+/// The nanoseconds the series rollup hour ending at `bucket_end` (ms) holds.
+pub fn series_hour(bucket_end: i64) -> TimeRange {
+    let end = (bucket_end + 1) * NANOS_PER_MILLI;
+    TimeRange::new(end - BUCKET_NANOS, end)
+}
+
+/// The whole series rollup hours inside `range`, as the nanoseconds they hold; `None` when no
+/// hour fits. They are the hours of [`whole_hours`] one millisecond later.
+pub fn whole_series_hours(range: TimeRange) -> Option<TimeRange> {
+    let shift = |t: i64, by: i64| t.saturating_add(by);
+    whole_hours(TimeRange::new(
+        shift(range.start, -NANOS_PER_MILLI),
+        shift(range.end, -NANOS_PER_MILLI),
+    ))
+    .map(|hours| {
+        TimeRange::new(
+            shift(hours.start, NANOS_PER_MILLI),
+            shift(hours.end, NANOS_PER_MILLI),
+        )
+    })
+}
 
 /// The start of the hour holding `time` (Unix nanoseconds).
 pub fn bucket_of(time: i64) -> i64 {
@@ -76,6 +127,33 @@ pub struct RollupBuilder {
     index: HashMap<(Arc<str>, Arc<str>, i64), usize>,
     /// The slot of the last row: (series, bucket, service, slot).
     last: Option<(u64, i64, Arc<str>, usize)>,
+    /// Per (series, series rollup hour): the sum of profile totals and the profile count.
+    points: HashMap<(u64, i64), (i64, i64)>,
+}
+
+/// A block's rollups: the trees (`None` without samples) and the series totals (`None`
+/// without profiles).
+#[derive(Debug)]
+pub struct Rollups {
+    pub trees: Option<RecordBatch>,
+    pub series: Option<RecordBatch>,
+}
+
+impl Rollups {
+    /// The files to write beside the block: each file's name, bytes and rows.
+    pub fn files(&self) -> Result<Vec<(&'static str, Bytes, u64)>> {
+        let mut files = Vec::new();
+        for (name, batch) in [
+            (ROLLUP_FILE, &self.trees),
+            (SERIES_ROLLUP_FILE, &self.series),
+        ] {
+            if let Some(batch) = batch {
+                let rows = batch.num_rows() as u64;
+                files.push((name, encode(batch)?, rows));
+            }
+        }
+        Ok(files)
+    }
 }
 
 impl RollupBuilder {
@@ -124,6 +202,27 @@ impl RollupBuilder {
         Ok(())
     }
 
+    /// Adds a `profiles` table batch (series, time, ..., total value).
+    pub fn add_profiles(&mut self, batch: &RecordBatch) -> Result<()> {
+        let series = batch.column(0).as_primitive::<UInt64Type>();
+        let times = arrow::compute::cast(batch.column(1), &DataType::Int64)?;
+        let times = times.as_primitive::<arrow::datatypes::Int64Type>();
+        let Some(totals) = batch.column_by_name("total_value") else {
+            return Err(Error::corrupt(
+                "rollup",
+                "a profiles batch without total_value",
+            ));
+        };
+        let totals = totals.as_primitive::<arrow::datatypes::Int64Type>();
+        for row in 0..batch.num_rows() {
+            let key = (series.value(row), series_bucket_end(times.value(row)));
+            let point = self.points.entry(key).or_default();
+            point.0 += totals.value(row);
+            point.1 += 1;
+        }
+        Ok(())
+    }
+
     fn service(&mut self, name: &str) -> Arc<str> {
         if let Some(service) = self.services.get(name) {
             return Arc::clone(service);
@@ -167,12 +266,37 @@ impl RollupBuilder {
         Ok(slot)
     }
 
-    /// The rollup rows, each slot's stacks resolved against its service's symbols; `None`
-    /// when no sample was added.
-    pub fn finish(
-        mut self,
-        symbols: &HashMap<&str, &SymbolPartition>,
-    ) -> Result<Option<RecordBatch>> {
+    /// The rollups: the trees, each slot's stacks resolved against its service's symbols,
+    /// and the series totals.
+    pub fn finish(mut self, symbols: &HashMap<&str, &SymbolPartition>) -> Result<Rollups> {
+        let series = self.series_points()?;
+        Ok(Rollups {
+            trees: self.trees(symbols)?,
+            series,
+        })
+    }
+
+    /// The series rollup rows, sorted by series and hour; `None` when no profile was added.
+    fn series_points(&mut self) -> Result<Option<RecordBatch>> {
+        if self.points.is_empty() {
+            return Ok(None);
+        }
+        let mut points: Vec<((u64, i64), (i64, i64))> = self.points.drain().collect();
+        points.sort_unstable_by_key(|(key, _)| *key);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from_iter_values(points.iter().map(|p| p.0.0))),
+            Arc::new(Int64Array::from_iter_values(points.iter().map(|p| p.0.1))),
+            Arc::new(Int64Array::from_iter_values(points.iter().map(|p| p.1.0))),
+            Arc::new(Int64Array::from_iter_values(points.iter().map(|p| p.1.1))),
+        ];
+        Ok(Some(RecordBatch::try_new(
+            SERIES_ROLLUP_SCHEMA.clone(),
+            columns,
+        )?))
+    }
+
+    /// The tree rows; `None` when no sample was added.
+    fn trees(mut self, symbols: &HashMap<&str, &SymbolPartition>) -> Result<Option<RecordBatch>> {
         if self.slots.is_empty() {
             return Ok(None);
         }
@@ -220,8 +344,11 @@ pub fn encode_head(head: &Head) -> Result<Option<EncodedBlock>> {
     for (fingerprint, series) in head.series() {
         rollup.series(fingerprint.0, &series.profile_type);
     }
-    let Some(mut encoded) =
-        EncodedBlock::encode_observing(head, |batch| rollup.add_samples(batch))?
+    let Some(mut encoded) = EncodedBlock::encode_observing(head, |table, batch| match table {
+        TableKind::Profiles => rollup.add_profiles(batch),
+        TableKind::Samples => rollup.add_samples(batch),
+        _ => Ok(()),
+    })?
     else {
         return Ok(None);
     };
@@ -233,17 +360,16 @@ pub fn encode_head(head: &Head) -> Result<Option<EncodedBlock>> {
         .iter()
         .map(|(name, partition)| (&***name, &**partition))
         .collect();
-    if let Some(batch) = rollup.finish(&symbols)? {
-        let rows = batch.num_rows() as u64;
-        encoded.add_file(ROLLUP_FILE, encode_rollup(&batch)?, rows);
+    for (name, bytes, rows) in rollup.finish(&symbols)?.files()? {
+        encoded.add_file(name, bytes, rows);
     }
     Ok(Some(encoded))
 }
 
-/// A rollup batch as the bytes of `rollup.parquet`.
-pub fn encode_rollup(batch: &RecordBatch) -> Result<Bytes> {
+/// A rollup batch as the bytes of its Parquet file.
+fn encode(batch: &RecordBatch) -> Result<Bytes> {
     let properties = file_properties().build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), ROLLUP_SCHEMA.clone(), Some(properties))?;
+    let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties))?;
     writer.write(batch)?;
     Ok(Bytes::from(writer.into_inner()?))
 }
@@ -296,6 +422,60 @@ pub async fn read_rollup_trees(
     Ok(Some(trees))
 }
 
+/// One row of a series rollup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesHour {
+    pub series_id: u64,
+    /// The hour's right edge, Unix milliseconds (see [`SERIES_ROLLUP_SCHEMA`]).
+    pub bucket_end: i64,
+    pub total: i64,
+    pub profiles: i64,
+}
+
+/// The rows of `block`'s series rollup for the series `wanted` keeps, in the whole series
+/// hours `hours` (as [`whole_series_hours`] gives them). `None` when the block has no series
+/// rollup (written before they existed).
+pub async fn read_series_rollup(
+    store: &Arc<dyn ObjectStore>,
+    tenant: &TenantId,
+    block: &Block,
+    hours: TimeRange,
+    wanted: impl Fn(u64) -> bool,
+) -> Result<Option<Vec<SeriesHour>>> {
+    let Some(file) = block.series_rollup() else {
+        return Ok(None);
+    };
+    let path = block_dir(tenant, block.id()).child_path(SERIES_ROLLUP_FILE);
+    let bytes = store.get_range(&path, 0..file.size_bytes).await?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch?;
+        let ids = batch.column(0).as_primitive::<UInt64Type>();
+        let ends = batch
+            .column(1)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        let totals = batch
+            .column(2)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        let counts = batch
+            .column(3)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        for row in 0..batch.num_rows() {
+            let hour = series_hour(ends.value(row));
+            if hours.start <= hour.start && hour.end <= hours.end && wanted(ids.value(row)) {
+                rows.push(SeriesHour {
+                    series_id: ids.value(row),
+                    bucket_end: ends.value(row),
+                    total: totals.value(row),
+                    profiles: counts.value(row),
+                });
+            }
+        }
+    }
+    Ok(Some(rows))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,5 +490,34 @@ mod tests {
         assert_eq!(whole_hours(aligned), Some(aligned));
         assert_eq!(whole_hours(TimeRange::new(HOUR + 1, 2 * HOUR + 1)), None);
         assert_eq!(bucket_of(-1), -HOUR);
+    }
+
+    #[test]
+    fn series_hours_are_closed_on_the_right_in_milliseconds() {
+        const MS: i64 = 1_000_000;
+        let hour_ms = HOUR / MS;
+        // A profile exactly on the hour belongs to the hour that ends there, as a
+        // SelectSeries bucket `(t - step, t]` takes it; one millisecond later, to the next.
+        assert_eq!(series_bucket_end(HOUR), hour_ms);
+        assert_eq!(series_bucket_end(HOUR + MS - 1), hour_ms);
+        assert_eq!(series_bucket_end(HOUR + MS), 2 * hour_ms);
+        assert_eq!(series_bucket_end(-1), 0);
+        assert_eq!(series_hour(hour_ms), TimeRange::new(MS, HOUR + MS));
+        for t in [MS, HOUR, HOUR + MS - 1] {
+            assert!(series_hour(series_bucket_end(t)).contains(t));
+        }
+        // Whole series hours of a SelectSeries read `(0, 3 h]` in ms, i.e. nanoseconds
+        // [1 ms, 3 h + 1 ms): three hours; one nanosecond less at either end: two.
+        let read = TimeRange::new(MS, 3 * HOUR + MS);
+        assert_eq!(whole_series_hours(read), Some(read));
+        assert_eq!(
+            whole_series_hours(TimeRange::new(MS + 1, 3 * HOUR + MS)),
+            Some(TimeRange::new(HOUR + MS, 3 * HOUR + MS))
+        );
+        assert_eq!(
+            whole_series_hours(TimeRange::new(MS, 3 * HOUR + MS - 1)),
+            Some(TimeRange::new(MS, 2 * HOUR + MS))
+        );
+        assert_eq!(whole_series_hours(TimeRange::new(0, HOUR)), None);
     }
 }

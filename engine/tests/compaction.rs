@@ -17,7 +17,8 @@ use hearth_engine::block::{Block, block_dir, read_block_symbols};
 use hearth_engine::compact::{MergeOptions, merge_blocks};
 use hearth_engine::flamegraph::{FunctionTree, NodeId, ROOT};
 use hearth_engine::model::TenantId;
-use hearth_engine::rollup::{BUCKET_NANOS, ROLLUP_FILE, bucket_of};
+use hearth_engine::model::TimeRange;
+use hearth_engine::rollup::{BUCKET_NANOS, ROLLUP_FILE, bucket_of, read_series_rollup};
 use hearth_engine::schema::TableKind;
 use hearth_engine::{Compactor, CompactorConfig, Engine, EngineArgs, HeadConfig, ProfileBatch};
 use object_store::local::LocalFileSystem;
@@ -156,6 +157,37 @@ async fn rollup(store: &Arc<dyn ObjectStore>, tenant: &TenantId, block: &Block) 
     out
 }
 
+/// A block's series rollup: (series, hour's end) → (total, profiles).
+type SeriesRollup = BTreeMap<(u64, i64), (i64, i64)>;
+
+async fn series_rollup(
+    store: &Arc<dyn ObjectStore>,
+    tenant: &TenantId,
+    block: &Block,
+) -> SeriesRollup {
+    let rows = read_series_rollup(store, tenant, block, TimeRange::ALL, |_| true)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("block {} has no series rollup", block.id()));
+    let mut out = SeriesRollup::new();
+    for row in rows {
+        let key = (row.series_id, row.bucket_end);
+        assert!(
+            out.insert(key, (row.total, row.profiles)).is_none(),
+            "one row per key"
+        );
+    }
+    out
+}
+
+fn add_series(into: &mut SeriesRollup, from: &SeriesRollup) {
+    for (key, (total, profiles)) in from {
+        let entry = into.entry(*key).or_default();
+        entry.0 += total;
+        entry.1 += profiles;
+    }
+}
+
 /// Per (service, hour), the samples' total: what the rollup totals must add up to.
 fn hourly_totals(samples: &Resolved) -> BTreeMap<(String, i64), i64> {
     let mut out = BTreeMap::new();
@@ -247,6 +279,14 @@ async fn merging_replicas_keeps_each_profile_once() {
     let rollup_a = rollup(&store, &tenant, &block_a).await;
     assert_eq!(rollup_totals(&rollup_a), hourly_totals(&expected));
     assert_eq!(rollup(&store, &tenant, &merged).await, rollup_a);
+    // The series rollup counts every profile once, its total the samples' total.
+    let series_a = series_rollup(&store, &tenant, &block_a).await;
+    let (total, profiles) = series_a
+        .values()
+        .fold((0, 0), |acc, v| (acc.0 + v.0, acc.1 + v.1));
+    assert_eq!(profiles, block_a.meta.stats.profiles as i64);
+    assert_eq!(total, expected.values().sum::<i64>());
+    assert_eq!(series_rollup(&store, &tenant, &merged).await, series_a);
     assert_eq!(merged.meta.stats, block_a.meta.stats);
     assert_eq!(stats.profiles_out, block_a.meta.stats.profiles);
     assert_eq!(
@@ -288,6 +328,12 @@ async fn merging_replicas_keeps_each_profile_once() {
         &rollup(&store, &tenant, &sources[1]).await,
     );
     assert_eq!(rollup(&store, &tenant, &doubled).await, both_rollups);
+    let mut both_series = series_a.clone();
+    add_series(
+        &mut both_series,
+        &series_rollup(&store, &tenant, &sources[1]).await,
+    );
+    assert_eq!(series_rollup(&store, &tenant, &doubled).await, both_series);
 }
 
 /// (profile type, total, sample rows) over the engine's snapshot.

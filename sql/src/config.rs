@@ -29,7 +29,9 @@ pub struct QueryConfig {
     #[serde(with = "humantime_serde")]
     pub split_interval: Duration,
     /// Flame graphs read the hourly rollups blocks carry for the whole hours of their range
-    /// when the selector names only `service_name` (`false`: always read samples).
+    /// when the selector names only `service_name`, and `SelectSeries` whose step is whole
+    /// hours on hour boundaries their per-series hourly totals (`false`: always read samples
+    /// and profiles).
     pub rollups: bool,
     /// LabelNames, LabelValues and Series read the label postings heads keep and blocks'
     /// series indexes (`false`: scan the series table, decoding every label set).

@@ -28,6 +28,7 @@ pub struct QueryMetrics {
     split_queries: Counter,
     split_pieces: Counter,
     rollup_trees: Counter,
+    rollup_series_rows: Counter,
     label_index_sources: Counter,
     stage_tasks: Counter,
 }
@@ -39,6 +40,7 @@ impl Default for QueryMetrics {
             split_queries: Counter::default(),
             split_pieces: Counter::default(),
             rollup_trees: Counter::default(),
+            rollup_series_rows: Counter::default(),
             label_index_sources: Counter::default(),
             stage_tasks: Counter::default(),
         }
@@ -68,6 +70,11 @@ impl QueryMetrics {
             self.rollup_trees.clone(),
         );
         registry.register(
+            "hearth_query_rollup_series_rows",
+            "Hourly per-series totals SelectSeries read instead of profiles",
+            self.rollup_series_rows.clone(),
+        );
+        registry.register(
             "hearth_query_label_index_sources",
             "Heads and blocks whose label index answered LabelNames, LabelValues or Series",
             self.label_index_sources.clone(),
@@ -92,6 +99,11 @@ impl QueryMetrics {
     /// Records `trees` rollup trees read by one flame graph.
     pub(crate) fn rollup(&self, trees: usize) {
         self.rollup_trees.inc_by(trees as u64);
+    }
+
+    /// Records `rows` series rollup rows read by one `SelectSeries`.
+    pub(crate) fn series_rollup(&self, rows: usize) {
+        self.rollup_series_rows.inc_by(rows as u64);
     }
 
     /// Records one partial aggregate split into `pieces` intervals.

@@ -14,7 +14,10 @@ use hearth_engine::block::Block;
 use hearth_engine::flamegraph::FunctionTree;
 use hearth_engine::model::{Labels, ProfileType, TenantId, TimeRange, label};
 use hearth_engine::pprof_merge::{PprofBuilder, set_profile_type};
-use hearth_engine::rollup::{BUCKET_NANOS, RollupSelection, read_rollup_trees, whole_hours};
+use hearth_engine::rollup::{
+    BUCKET_NANOS, RollupSelection, SeriesHour, read_rollup_trees, read_series_rollup, whole_hours,
+    whole_series_hours,
+};
 use hearth_engine::schema::{self, TableKind};
 use hearth_engine::stack_merge::StackMerge;
 use hearth_engine::table::{TableSources, matcher_expr, series_filter, time_filter};
@@ -109,11 +112,47 @@ struct MergedSamples {
     period: i64,
 }
 
-/// A flame graph's use of rollups: the whole hours they answer and the blocks whose rollups
-/// are read (their samples in those hours are not).
+/// A query's use of rollups: the whole hours they answer and the blocks whose rollups are
+/// read (their samples in those hours are not).
 struct RollupPlan {
     hours: TimeRange,
     blocks: Vec<Arc<Block>>,
+}
+
+impl RollupPlan {
+    /// What is read from samples over `range` beside the rollups of `plan`: without a plan,
+    /// all of it; with one, the ragged edges outside the whole hours and, inside, the heads
+    /// and the blocks without a rollup.
+    fn sample_reads(
+        plan: Option<&RollupPlan>,
+        sources: &TableSources,
+        range: TimeRange,
+    ) -> Vec<(TableSources, TimeRange)> {
+        let Some(plan) = plan else {
+            return vec![(sources.clone(), range)];
+        };
+        let hours = plan.hours;
+        let mut reads = vec![
+            (sources.clone(), TimeRange::new(range.start, hours.start)),
+            (sources.without_blocks(&plan.blocks), hours),
+            (sources.clone(), TimeRange::new(hours.end, range.end)),
+        ];
+        reads.retain(|(_, piece)| piece.start < piece.end);
+        reads
+    }
+
+    /// `rollups for <n> whole hours (blocks: <m>), samples for the rest`, or
+    /// `samples (<why>)`: what `EXPLAIN` shows of the choice.
+    fn describe(choice: std::result::Result<RollupPlan, String>) -> String {
+        match choice {
+            Ok(plan) => format!(
+                "rollups for {} whole hours (blocks: {}), samples for the rest",
+                (plan.hours.end - plan.hours.start) / BUCKET_NANOS,
+                plan.blocks.len()
+            ),
+            Err(why) => format!("samples ({why})"),
+        }
+    }
 }
 
 /// Rollup files read at once.
@@ -390,19 +429,7 @@ impl QueryService {
             (Partial::Flamegraph, None) => self.rollup_choice(&sources, selection).ok(),
             _ => None,
         };
-        // Without rollups, one aggregate over the range; with them, samples outside the whole
-        // hours and, inside, those of the heads and of blocks without a rollup.
-        let mut reads = vec![(sources.clone(), range)];
-        if let Some(plan) = &rollups {
-            let hours = plan.hours;
-            reads = vec![
-                (sources.clone(), TimeRange::new(range.start, hours.start)),
-                (sources.without_blocks(&plan.blocks), hours),
-                (sources.clone(), TimeRange::new(hours.end, range.end)),
-            ];
-            reads.retain(|(_, piece)| piece.start < piece.end);
-        }
-        for (sources, piece) in reads {
+        for (sources, piece) in RollupPlan::sample_reads(rollups.as_ref(), &sources, range) {
             let request = matched.request(tenant, partial, piece, span_ids);
             for batch in self.partial(&sources, request).await? {
                 merged.states.extend(
@@ -433,16 +460,9 @@ impl QueryService {
         Ok(merged)
     }
 
-    /// Where a flame graph of `selection` may read rollups instead of samples: the whole hours of `selection`'s range (within retention) and the blocks there that
-    /// have rollups; or why samples are read instead: rollups are off, the selector names a
-    /// label rollups do not keep (anything but `service_name` and the profile type), the
-    /// sources may hold replicas side by side (a rollup cannot leave a replica out), or no
-    /// whole hour or no such block exists.
-    fn rollup_choice(
-        &self,
-        sources: &TableSources,
-        selection: &ProfileSelection,
-    ) -> std::result::Result<RollupPlan, String> {
+    /// Why rollups cannot stand for samples on `sources` at all, if so: rollups are off, or
+    /// the sources may hold replicas side by side (a rollup cannot leave a replica out).
+    fn rollups_barred(&self, sources: &TableSources) -> std::result::Result<(), String> {
         let snapshot = &sources.snapshot;
         if !self.config().rollups {
             return Err("query.rollups is off".into());
@@ -450,6 +470,38 @@ impl QueryService {
         if snapshot.replicated || !snapshot.remotes.is_empty() {
             return Err("the sources may hold replicas side by side".into());
         }
+        Ok(())
+    }
+
+    /// The blocks of `hours` that `has` a rollup, or an error when none has.
+    fn rollup_blocks(
+        sources: &TableSources,
+        hours: TimeRange,
+        has: impl Fn(&Block) -> bool,
+    ) -> std::result::Result<RollupPlan, String> {
+        let blocks: Vec<Arc<Block>> = sources
+            .snapshot
+            .blocks_overlapping(&hours)
+            .filter(|b| has(b))
+            .cloned()
+            .collect();
+        if blocks.is_empty() {
+            return Err("no block of those hours has a rollup".into());
+        }
+        Ok(RollupPlan { hours, blocks })
+    }
+
+    /// Where a flame graph of `selection` may read rollups instead of samples: the whole
+    /// hours of `selection`'s range (within retention) and the blocks there that have
+    /// rollups; or why samples are read instead: [`Self::rollups_barred`], the selector names
+    /// a label rollups do not keep (anything but `service_name` and the profile type), or no
+    /// whole hour or no such block exists.
+    fn rollup_choice(
+        &self,
+        sources: &TableSources,
+        selection: &ProfileSelection,
+    ) -> std::result::Result<RollupPlan, String> {
+        self.rollups_barred(sources)?;
         let kept = [label::SERVICE_NAME, label::PROFILE_TYPE];
         if let Some(other) = selection
             .selector
@@ -461,33 +513,55 @@ impl QueryService {
         }
         let hours = whole_hours(selection.time_range().intersect(&sources.retained))
             .ok_or("the range holds no whole hour")?;
-        let blocks: Vec<Arc<Block>> = snapshot
-            .blocks_overlapping(&hours)
-            .filter(|b| b.has_rollup())
-            .cloned()
-            .collect();
-        if blocks.is_empty() {
-            return Err("no block of those hours has a rollup".into());
-        }
-        Ok(RollupPlan { hours, blocks })
+        Self::rollup_blocks(sources, hours, Block::has_rollup)
     }
 
-    /// Which path a flame graph of `selection` takes on the tenant's data now, for `EXPLAIN`:
-    /// `rollups for <n> whole hours (blocks: <m>), samples for the rest`, or `samples (<why>)`.
+    /// Where `SelectSeries` reading `selection` on `grid` may read the per-series hourly
+    /// totals instead of profiles: any selector (the rollup keeps every series), when every
+    /// bucket of the grid is made of whole hours (the step a whole number of hours, the grid
+    /// on hour boundaries); otherwise, or for the reasons of [`Self::rollups_barred`], why not.
+    fn series_rollup_choice(
+        &self,
+        sources: &TableSources,
+        selection: &ProfileSelection,
+        grid: BucketGrid,
+    ) -> std::result::Result<RollupPlan, String> {
+        self.rollups_barred(sources)?;
+        let hour_ms = BUCKET_NANOS / 1_000_000;
+        if grid.step_ms % hour_ms != 0 || grid.start_ms.rem_euclid(hour_ms) != 0 {
+            return Err("the step is not whole hours on hour boundaries".into());
+        }
+        let hours = whole_series_hours(selection.time_range().intersect(&sources.retained))
+            .ok_or("the range holds no whole hour")?;
+        Self::rollup_blocks(sources, hours, |b| b.series_rollup().is_some())
+    }
+
+    /// Which path a flame graph of `selection` takes on the tenant's data now, for `EXPLAIN`
+    /// (see [`RollupPlan::describe`]).
     pub async fn flamegraph_path(
         &self,
         tenant: &TenantId,
         selection: &ProfileSelection,
     ) -> Result<String> {
         let sources = self.sources(tenant).await?;
-        Ok(match self.rollup_choice(&sources, selection) {
-            Ok(plan) => format!(
-                "rollups for {} whole hours (blocks: {}), samples for the rest",
-                (plan.hours.end - plan.hours.start) / BUCKET_NANOS,
-                plan.blocks.len()
-            ),
-            Err(why) => format!("samples ({why})"),
-        })
+        Ok(RollupPlan::describe(
+            self.rollup_choice(&sources, selection),
+        ))
+    }
+
+    /// Which path `SelectSeries` of `selection` shaped as `shape` takes on the tenant's data
+    /// now, for `EXPLAIN` (see [`RollupPlan::describe`]).
+    pub async fn series_path(
+        &self,
+        tenant: &TenantId,
+        selection: &ProfileSelection,
+        shape: &SeriesShape,
+    ) -> Result<String> {
+        let (read, grid) = series_read(selection, shape)?;
+        let sources = self.sources(tenant).await?;
+        Ok(RollupPlan::describe(
+            self.series_rollup_choice(&sources, &read, grid),
+        ))
     }
 
     /// The rollup trees of `plan`'s blocks for `profile_type` and `services`, read a few
@@ -628,22 +702,63 @@ impl QueryService {
             start_ms: grid.start_ms,
             step_ms: grid.step_ms,
         };
-        let request = matched.request(tenant, partial, selection.time_range(), None);
-        for batch in self.partial(&sources, request).await? {
-            let ids = batch.column(0).as_primitive::<UInt64Type>();
-            let buckets = batch.column(1).as_primitive::<Int64Type>();
-            let totals = batch.column(2).as_primitive::<Int64Type>();
-            let counts = batch.column(3).as_primitive::<Int64Type>();
-            for row in 0..batch.num_rows() {
-                let labels = &matched.labels[&ids.value(row)];
+        let rollups = self.series_rollup_choice(&sources, selection, grid).ok();
+        let range = selection.time_range();
+        for (sources, piece) in RollupPlan::sample_reads(rollups.as_ref(), &sources, range) {
+            let request = matched.request(tenant, partial, piece, None);
+            for batch in self.partial(&sources, request).await? {
+                let ids = batch.column(0).as_primitive::<UInt64Type>();
+                let buckets = batch.column(1).as_primitive::<Int64Type>();
+                let totals = batch.column(2).as_primitive::<Int64Type>();
+                let counts = batch.column(3).as_primitive::<Int64Type>();
+                for row in 0..batch.num_rows() {
+                    let labels = &matched.labels[&ids.value(row)];
+                    out.add(
+                        labels,
+                        buckets.value(row),
+                        (totals.value(row), counts.value(row)),
+                    );
+                }
+            }
+        }
+        if let Some(plan) = &rollups {
+            let rows = self.series_rollup_rows(&sources, plan, &matched).await?;
+            self.metrics().series_rollup(rows.len());
+            for row in rows {
+                // The bucket `(t - step, t]` of the grid holding the hour's right edge, and
+                // so the whole hour: the grid's edges are on hour boundaries.
+                let bucket =
+                    (row.bucket_end - grid.start_ms + grid.step_ms - 1).div_euclid(grid.step_ms);
                 out.add(
-                    labels,
-                    buckets.value(row),
-                    (totals.value(row), counts.value(row)),
+                    &matched.labels[&row.series_id],
+                    bucket,
+                    (row.total, row.profiles),
                 );
             }
         }
         Ok(out)
+    }
+
+    /// The series rollup rows of `plan`'s blocks for the `matched` series, read a few blocks
+    /// at a time.
+    async fn series_rollup_rows(
+        &self,
+        sources: &TableSources,
+        plan: &RollupPlan,
+        matched: &Matched,
+    ) -> Result<Vec<SeriesHour>> {
+        let tenant = &sources.snapshot.tenant;
+        let wanted = |id: u64| matched.labels.contains_key(&id);
+        let mut rows = Vec::new();
+        for blocks in plan.blocks.chunks(ROLLUP_READS) {
+            let reads = blocks
+                .iter()
+                .map(|block| read_series_rollup(&sources.store, tenant, block, plan.hours, wanted));
+            for block_rows in futures::future::try_join_all(reads).await? {
+                rows.extend(block_rows.into_iter().flatten());
+            }
+        }
+        Ok(rows)
     }
 
     /// Whether the tenant has data, and its oldest and newest profile times (ms).

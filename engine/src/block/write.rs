@@ -43,14 +43,15 @@ pub struct EncodedBlock {
 impl EncodedBlock {
     /// Sorts and encodes the head's tables. `None` for an empty head.
     pub fn encode(head: &Head) -> Result<Option<Self>> {
-        Self::encode_observing(head, |_| Ok(()))
+        Self::encode_observing(head, |_, _| Ok(()))
     }
 
-    /// [`EncodedBlock::encode`], showing `samples` every `samples` batch as it is written (in
-    /// block order), so a caller can derive more from them without a second pass.
+    /// [`EncodedBlock::encode`], showing `observe` every batch of the `profiles` and `samples`
+    /// tables as it is written (in block order), so a caller can derive more from them
+    /// without a second pass.
     pub fn encode_observing(
         head: &Head,
-        mut samples: impl FnMut(&RecordBatch) -> Result<()>,
+        mut observe: impl FnMut(TableKind, &RecordBatch) -> Result<()>,
     ) -> Result<Option<Self>> {
         let Some((min_time, max_time)) = head.time_bounds() else {
             return Ok(None);
@@ -78,14 +79,16 @@ impl EncodedBlock {
             };
             match table {
                 TableKind::Series => write(&series)?,
-                TableKind::Profiles => write(&sorted(
-                    &head.profiles_batch()?,
-                    &[schema::SERIES_ID, schema::TIME],
-                )?)?,
+                TableKind::Profiles => {
+                    let batch =
+                        sorted(&head.profiles_batch()?, &[schema::SERIES_ID, schema::TIME])?;
+                    observe(table, &batch)?;
+                    write(&batch)?;
+                }
                 TableKind::Samples => {
                     for batch in head.sorted_sample_batches(ROW_GROUP_ROWS)? {
                         let batch = batch?;
-                        samples(&batch)?;
+                        observe(table, &batch)?;
                         write(&batch)?;
                     }
                 }

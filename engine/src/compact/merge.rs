@@ -29,7 +29,7 @@ use crate::block::{
 };
 use crate::error::{Error, Result};
 use crate::model::TenantId;
-use crate::rollup::{ROLLUP_FILE, RollupBuilder, encode_rollup};
+use crate::rollup::RollupBuilder;
 use crate::schema::{self, TableKind};
 use crate::symbols::{Function, Line, Location, Mapping, SymbolPartition, symbol_batch};
 
@@ -169,7 +169,9 @@ pub async fn merge_blocks(
                 .push(series_id, time, partition, stack, value, span);
         }
         if merge.profiles.len() >= OUTPUT_ROWS {
-            profiles_out.write(&merge.profiles.take()?).await?;
+            let batch = merge.profiles.take()?;
+            rollup.add_profiles(&batch)?;
+            profiles_out.write(&batch).await?;
         }
         if merge.samples.len() >= OUTPUT_ROWS {
             let batch = merge.samples.take(&merge.partition_names())?;
@@ -185,7 +187,9 @@ pub async fn merge_blocks(
     stats.profiles_out = profiles_out.rows + merge.profiles.len() as u64;
     stats.samples_out = samples_out.rows + merge.samples.len() as u64;
     if !merge.profiles.is_empty() {
-        profiles_out.write(&merge.profiles.take()?).await?;
+        let batch = merge.profiles.take()?;
+        rollup.add_profiles(&batch)?;
+        profiles_out.write(&batch).await?;
     }
     if !merge.samples.is_empty() {
         let batch = merge.samples.take(&merge.partition_names())?;
@@ -209,10 +213,8 @@ pub async fn merge_blocks(
         .iter()
         .map(|(name, partition)| (&**name, partition))
         .collect();
-    if let Some(batch) = rollup.finish(&symbols)? {
-        let path = dir.child_path(ROLLUP_FILE);
-        let rows = batch.num_rows() as u64;
-        files.push(upload(store, path, ROLLUP_FILE, encode_rollup(&batch)?, rows).await?);
+    for (name, bytes, rows) in rollup.finish(&symbols)?.files()? {
+        files.push(upload(store, dir.child_path(name), name, bytes, rows).await?);
     }
     stats.output_bytes = files.iter().map(|f| f.size_bytes).sum();
     let meta = BlockMeta {

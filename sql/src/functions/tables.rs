@@ -141,6 +141,23 @@ impl PartitionStream for Deferred {
     }
 }
 
+/// `series_points`' shape: every series apart, summed, in buckets of its `step_seconds`.
+fn series_shape(exprs: &[Expr]) -> Result<SeriesShape> {
+    let Some(step) = number_arg(exprs, 3, "series_points: step_seconds")? else {
+        return plan_err!("series_points(selector, start, end, step_seconds) needs a step");
+    };
+    if !step.is_finite() || step < 0.001 {
+        return plan_err!("series_points: step_seconds must be at least 0.001, got {step}");
+    }
+    Ok(SeriesShape {
+        step_ms: (step * 1000.0).round() as i64,
+        group_by: Vec::new(),
+        by_series: true,
+        average: false,
+        limit: None,
+    })
+}
+
 fn deferred(schema: SchemaRef, compute: Compute) -> Result<Arc<dyn TableProvider>> {
     let partition = Arc::new(Deferred {
         schema: Arc::clone(&schema),
@@ -178,37 +195,36 @@ impl ProfileTableFunction {
     }
 
     /// What `EXPLAIN` shows of a call: the function, selector and range, and the path the
-    /// query service takes (for flame graphs, rollups or samples, decided when planned).
-    fn describe(&self, name: &'static str, selection: &Arc<ProfileSelection>) -> Describe {
+    /// query service takes (rollups or samples, decided when planned): that of `SelectSeries`
+    /// shaped as `series` when given, else that of a flame graph.
+    fn describe(
+        &self,
+        name: &'static str,
+        selection: &Arc<ProfileSelection>,
+        series: Option<Arc<SeriesShape>>,
+    ) -> Describe {
         let call = format!(
             "{name}, selector={}, range=[{}, {}] ms",
             selection.selector, selection.range.start, selection.range.end
         );
-        match self.kind {
-            TableFunctionKind::Flamegraph => {
-                let (service, tenant) = (Arc::clone(&self.service), self.tenant.clone());
-                let selection = Arc::clone(selection);
-                Arc::new(move || {
-                    let (service, tenant, selection, call) = (
-                        Arc::clone(&service),
-                        tenant.clone(),
-                        Arc::clone(&selection),
-                        call.clone(),
-                    );
-                    Box::pin(async move {
-                        let path = service
-                            .flamegraph_path(&tenant, &selection)
-                            .await
-                            .map_err(external)?;
-                        Ok(format!("{call}, path={path}"))
-                    })
-                })
-            }
-            _ => Arc::new(move || {
-                let call = format!("{call}, path=samples");
-                Box::pin(async move { Ok(call) })
-            }),
-        }
+        let (service, tenant) = (Arc::clone(&self.service), self.tenant.clone());
+        let selection = Arc::clone(selection);
+        Arc::new(move || {
+            let (service, tenant, selection, series, call) = (
+                Arc::clone(&service),
+                tenant.clone(),
+                Arc::clone(&selection),
+                series.clone(),
+                call.clone(),
+            );
+            Box::pin(async move {
+                let path = match series {
+                    Some(shape) => service.series_path(&tenant, &selection, &shape).await,
+                    None => service.flamegraph_path(&tenant, &selection).await,
+                };
+                Ok(format!("{call}, path={}", path.map_err(external)?))
+            })
+        })
     }
 
     pub fn name(kind: TableFunctionKind) -> &'static str {
@@ -226,9 +242,13 @@ impl TableFunctionImpl for ProfileTableFunction {
         let name = Self::name(self.kind);
         let selection = Arc::new(selection(exprs, name)?);
         let (service, tenant) = (Arc::clone(&self.service), self.tenant.clone());
-        let describe = self.describe(name, &selection);
-        let table = match self.kind {
-            TableFunctionKind::Flamegraph => {
+        let series = match self.kind {
+            TableFunctionKind::SeriesPoints => Some(Arc::new(series_shape(exprs)?)),
+            _ => None,
+        };
+        let describe = self.describe(name, &selection, series.clone());
+        let table = match (self.kind, series) {
+            (TableFunctionKind::Flamegraph, _) => {
                 let max_nodes =
                     number_arg(exprs, 3, "flamegraph_table: max_nodes")?.map(|n| n as i64);
                 let max_nodes = self
@@ -280,7 +300,7 @@ impl TableFunctionImpl for ProfileTableFunction {
                     }),
                 )
             }
-            TableFunctionKind::TopFunctions => {
+            (TableFunctionKind::TopFunctions, _) => {
                 let limit =
                     number_arg(exprs, 3, "top_functions: limit")?.map(|n| n.max(0.0) as usize);
                 let schema = Arc::new(Schema::new(vec![
@@ -319,24 +339,8 @@ impl TableFunctionImpl for ProfileTableFunction {
                     }),
                 )
             }
-            TableFunctionKind::SeriesPoints => {
-                let Some(step) = number_arg(exprs, 3, "series_points: step_seconds")? else {
-                    return plan_err!(
-                        "series_points(selector, start, end, step_seconds) needs a step"
-                    );
-                };
-                if !step.is_finite() || step < 0.001 {
-                    return plan_err!(
-                        "series_points: step_seconds must be at least 0.001, got {step}"
-                    );
-                }
-                let shape = Arc::new(SeriesShape {
-                    step_ms: (step * 1000.0).round() as i64,
-                    group_by: Vec::new(),
-                    by_series: true,
-                    average: false,
-                    limit: None,
-                });
+            (TableFunctionKind::SeriesPoints, shape) => {
+                let shape = shape.expect("series_points has its shape");
                 let schema = Arc::new(Schema::new(vec![
                     Field::new("labels", labels_type(), false),
                     Field::new("time", time_type(), false),
