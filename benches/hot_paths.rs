@@ -1,7 +1,8 @@
 //! Criterion micro-benchmarks of the hot paths, on google/pprof's `large.cpu` (20,430 samples,
 //! 23k locations): pprof decode + normalise, head append with the WAL, symbol dedup, flush to
 //! Parquet, flame-graph partial (dense ids to a function tree) and final (merge of encoded
-//! trees) phases, and tree truncation/rendering.
+//! trees) phases, tree truncation/rendering, and the `/ingest` stack formats (folded, trie,
+//! tree, speedscope) read into a pprof, on large.cpu's stacks written in each.
 //!
 //! `cargo bench --bench hot_paths` (criterion's own flags follow `--`).
 
@@ -18,7 +19,9 @@ use hearth_engine::model::{Labels, TenantId};
 use hearth_engine::rollup::encode_head;
 use hearth_engine::{HeadConfig, ProfileBatch};
 use hearth_ingest::Limits;
+use hearth_ingest::formats::{decode, legacy_type, to_pprof};
 use hearth_ingest::labels::validate_labels;
+use hearth_ingest::legacy::Format;
 use hearth_ingest::normalize::{NormalizeArgs, normalize};
 use hearth_sql::render::flame_graph;
 use object_store::ObjectStore;
@@ -182,8 +185,139 @@ fn flame_graphs(c: &mut Criterion) {
     group.finish();
 }
 
+/// large.cpu's samples as stacks of function names (root first) with their first value.
+fn large_cpu_stacks() -> Vec<(Vec<String>, u64)> {
+    let (_, p) = support::large_cpu();
+    let name = |location: u64| -> String {
+        let l = p.location.iter().find(|l| l.id == location).unwrap();
+        let f = l
+            .line
+            .first()
+            .and_then(|line| p.function.iter().find(|f| f.id == line.function_id));
+        f.map_or_else(
+            || format!("0x{:x}", l.address),
+            |f| p.string_table[f.name as usize].clone(),
+        )
+    };
+    let mut names = std::collections::HashMap::new();
+    p.sample
+        .iter()
+        .map(|s| {
+            let frames = s
+                .location_id
+                .iter()
+                .rev()
+                .map(|&l| names.entry(l).or_insert_with(|| name(l)).clone())
+                .collect();
+            (frames, s.value[0].max(0) as u64)
+        })
+        .collect()
+}
+
+/// The stacks as Pyroscope's `tree` (`trie: false`) or `trie` (each inner frame's name ends
+/// with `;`) body: nodes in pre-order.
+fn tree_body(stacks: &[(Vec<String>, u64)], trie: bool) -> Vec<u8> {
+    #[derive(Default)]
+    struct Node {
+        value: u64,
+        children: std::collections::BTreeMap<String, Node>,
+    }
+    let mut root = Node::default();
+    for (frames, value) in stacks {
+        let mut node = &mut root;
+        for frame in frames {
+            node = node.children.entry(frame.clone()).or_default();
+        }
+        node.value += value;
+    }
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    fn write(out: &mut Vec<u8>, name: &str, node: &Node, trie: bool) {
+        let name = if trie && !node.children.is_empty() && !name.is_empty() {
+            format!("{name};")
+        } else {
+            name.to_string()
+        };
+        varint(out, name.len() as u64);
+        out.extend_from_slice(name.as_bytes());
+        varint(out, node.value);
+        varint(out, node.children.len() as u64);
+        for (child, node) in &node.children {
+            write(out, child, node, trie);
+        }
+    }
+    let mut out = Vec::new();
+    write(&mut out, "", &root, trie);
+    out
+}
+
+/// The stacks as a speedscope file with one sampled profile.
+fn speedscope_body(stacks: &[(Vec<String>, u64)]) -> Vec<u8> {
+    let mut index = std::collections::HashMap::new();
+    let mut frames = Vec::new();
+    let samples: Vec<Vec<usize>> = stacks
+        .iter()
+        .map(|(names, _)| {
+            names
+                .iter()
+                .map(|n| {
+                    *index.entry(n.clone()).or_insert_with(|| {
+                        frames.push(serde_json::json!({ "name": n }));
+                        frames.len() - 1
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let weights: Vec<u64> = stacks.iter().map(|(_, v)| *v).collect();
+    serde_json::to_vec(&serde_json::json!({
+        "$schema": "https://www.speedscope.app/file-format-schema.json",
+        "shared": { "frames": frames },
+        "profiles": [{ "type": "sampled", "name": "bench", "unit": "none", "startValue": 0,
+                       "endValue": 1, "samples": samples, "weights": weights }],
+    }))
+    .unwrap()
+}
+
+fn stack_formats(c: &mut Criterion) {
+    let stacks = large_cpu_stacks();
+    let folded: String = stacks
+        .iter()
+        .map(|(frames, value)| format!("{} {value}\n", frames.join(";")))
+        .collect();
+    let bodies = [
+        (Format::Groups, folded.into_bytes()),
+        (Format::Trie, tree_body(&stacks, true)),
+        (Format::Tree, tree_body(&stacks, false)),
+        (Format::Speedscope, speedscope_body(&stacks)),
+    ];
+    let (_, cpu) = legacy_type("bench.cpu").unwrap();
+    let mut group = c.benchmark_group("ingest_formats");
+    for (format, body) in &bodies {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        let name = match format {
+            Format::Groups => "folded",
+            other => other.name(),
+        };
+        group.bench_function(format!("{name}_large_cpu_to_pprof"), |b| {
+            b.iter(|| {
+                for piece in decode(*format, body, "bench.cpu", 100).unwrap() {
+                    to_pprof(&piece, cpu, 100, 1).unwrap();
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    stack_formats,
     decode_and_normalise,
     head_append,
     flush,

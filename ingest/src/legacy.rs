@@ -91,9 +91,10 @@ impl IngestParams {
             from_nanos: time("from")?,
             until_nanos: time("until")?,
             format: get("format").map(str::to_string),
+            // Pyroscope's default, also for a rate that is not a whole number; 0 keeps
+            // stack formats' CPU values as counts.
             sample_rate: get("sampleRate")
                 .and_then(|v| v.parse::<u32>().ok())
-                .filter(|&r| r > 0)
                 .unwrap_or(100),
             spy_name: get("spyName")
                 .filter(|s| !s.is_empty())
@@ -142,10 +143,25 @@ pub fn parse_name(name: &str) -> Result<(String, Vec<(String, String)>)> {
     Ok((app.to_string(), labels))
 }
 
-/// `sample_type_config`: display names are the only part Pyroscope applies to pprof.
+/// The display names of sample types Pyroscope assumes when a pprof comes without a
+/// `sample_type_config` (its default sample type mapping): py-spy's and Go's CPU `samples`
+/// is `cpu`, Go's `goroutine` is `goroutines`, and Go's mutex and block profiles'
+/// `contentions` and `delay` are `mutex_count` and `mutex_duration`.
+const DEFAULT_DISPLAY_NAMES: [(&str, &str); 4] = [
+    ("samples", "cpu"),
+    ("goroutine", "goroutines"),
+    ("contentions", "mutex_count"),
+    ("delay", "mutex_duration"),
+];
+
+/// `sample_type_config`: display names are the only part Pyroscope applies to pprof. Without
+/// one, [`DEFAULT_DISPLAY_NAMES`]; a config replaces them all, as Pyroscope's does.
 pub fn display_names(sample_type_config: Option<&[u8]>) -> Result<HashMap<String, String>> {
     let Some(bytes) = sample_type_config else {
-        return Ok(HashMap::new());
+        return Ok(DEFAULT_DISPLAY_NAMES
+            .iter()
+            .map(|(t, name)| (t.to_string(), name.to_string()))
+            .collect());
     };
     #[derive(serde::Deserialize)]
     struct SampleTypeConfig {

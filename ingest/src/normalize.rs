@@ -442,6 +442,25 @@ mod tests {
             metric_name(&types(&["contentions", "delay"]), &none),
             "delay"
         );
+        // Without a sample_type_config, Pyroscope's default display names: py-spy's
+        // `samples` is CPU, Go's mutex and block profiles are `mutex`, goroutines keep
+        // their plural.
+        let defaults = crate::legacy::display_names(None).unwrap();
+        for (sample_types, name) in [
+            (&["samples"][..], "process_cpu"),
+            (&["contentions", "delay"], "mutex"),
+            (&["goroutine"], "goroutines"),
+            (&["alloc_objects", "alloc_space"], "memory"),
+            (&["cpu", "alloc_samples", "alloc_size"], "process_cpu"),
+        ] {
+            assert_eq!(metric_name(&types(sample_types), &defaults), name);
+        }
+        // A config replaces the defaults: `samples` keeps its own name.
+        let config = crate::legacy::display_names(Some(br#"{"x": {"display-name": "y"}}"#));
+        assert_eq!(
+            metric_name(&types(&["samples"]), &config.unwrap()),
+            "samples"
+        );
     }
 
     #[test]

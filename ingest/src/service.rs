@@ -8,8 +8,10 @@ use bytes::Bytes;
 use hearth_engine::model::{Labels, TenantId, label};
 use hearth_engine::{ErrorKind, ProfileBatch};
 use hearth_proto::push::v1::PushRequest;
+use prost::Message;
 
 use crate::error::{Error, Result, reason};
+use crate::formats::{self, legacy_type};
 use crate::labels::validate_labels;
 use crate::legacy::{Format, IngestParams, display_names};
 use crate::metrics::{EndpointLabel, IngestMetrics, ReasonLabel};
@@ -141,15 +143,22 @@ impl IngestService {
         let (profile, sample_type_config) = match format {
             Format::Pprof => (body, None),
             Format::PprofMultipart => pprof_form(content_type.unwrap_or_default(), body).await?,
-            other => {
+            Format::Jfr => {
                 return Err(Error::rejected(
                     ErrorKind::Unimplemented,
                     reason::UNSUPPORTED_FORMAT,
-                    format!(
-                        "ingest format {} is not supported yet: send pprof (format=pprof, or a multipart form with a 'profile' field)",
-                        other.name()
-                    ),
+                    "ingest format jfr is not supported yet: send pprof, folded stacks, trie, tree or speedscope",
                 ));
+            }
+            stacks => {
+                let batches = tokio::task::spawn_blocking(move || {
+                    prepare_legacy(&params, stacks, &body, &limits)
+                })
+                .await
+                .map_err(|e| {
+                    Error::rejected(ErrorKind::Internal, reason::INTERNAL, e.to_string())
+                })??;
+                return self.store(tenant, batches).await;
             }
         };
         let batch = tokio::task::spawn_blocking(move || {
@@ -257,6 +266,73 @@ fn prepare_ingest(
         default_time_nanos: params.from_nanos,
         limits,
     })
+}
+
+/// Reads a stack-format body (folded, lines, trie, tree, speedscope) into pprofs named as
+/// Pyroscope names these uploads, with the labels it gives them, and normalises each; nothing
+/// is returned unless every profile of the body is good.
+fn prepare_legacy(
+    params: &IngestParams,
+    format: Format,
+    body: &[u8],
+    limits: &Limits,
+) -> Result<Vec<ProfileBatch>> {
+    let malformed = |message: String| {
+        Error::rejected(
+            ErrorKind::MalformedProfile,
+            reason::MALFORMED_PROFILE,
+            format!("the {} body is invalid: {message}", format.name()),
+        )
+    };
+    // `__name__` in the name's braces stands for the application name.
+    let app = params
+        .labels
+        .iter()
+        .find(|(name, _)| name == label::NAME)
+        .map_or(params.app_name.as_str(), |(_, value)| value.as_str());
+    let decoded = formats::decode(format, body, app, params.sample_rate).map_err(malformed)?;
+    let mut batches = Vec::with_capacity(decoded.len());
+    for piece in decoded {
+        let app = piece.app_name.as_deref().unwrap_or(app);
+        let (service, t) =
+            legacy_type(app).map_err(|e| Error::invalid(reason::INVALID_LABELS, e))?;
+        let rate = piece.sample_rate.unwrap_or(params.sample_rate);
+        let pprof = formats::to_pprof(&piece, t, rate, params.from_nanos)
+            .map_err(|e| Error::invalid(reason::MALFORMED_PROFILE, e))?;
+        let mut pairs: Vec<(String, String)> = params
+            .labels
+            .iter()
+            .filter(|(name, _)| !name.starts_with("__") || name == label::SESSION_ID)
+            .cloned()
+            .chain(piece.labels.iter().cloned())
+            .collect();
+        pairs.push((label::NAME.into(), t.name.into()));
+        pairs.push((label::DELTA.into(), "false".into()));
+        pairs.push((label::SPY.into(), params.spy_name.clone()));
+        // A service_name label wins over the name's; the name is then kept as app_name.
+        let (key, value) = if pairs.iter().any(|(n, _)| n == label::SERVICE_NAME) {
+            ("app_name", service)
+        } else {
+            (label::SERVICE_NAME, service)
+        };
+        if !pairs.iter().any(|(n, _)| n == key) {
+            pairs.push((key.into(), value.into()));
+        }
+        let labels = validate_labels(pairs, limits)?;
+        let raw = Bytes::from(pprof.encode_to_vec());
+        let (pprof, index) = ProfileBatch::decode_pprof(&raw, limits.max_profile_bytes)
+            .map_err(|e| profile_error(e, &labels, ErrorKind::PayloadTooLarge))?;
+        batches.push(normalize(NormalizeArgs {
+            labels,
+            raw,
+            pprof,
+            index,
+            profile_id: String::new(),
+            default_time_nanos: params.from_nanos,
+            limits,
+        })?);
+    }
+    Ok(batches)
 }
 
 /// A decode failure with the series it was for; an over-size profile gets `too_large`.

@@ -15,6 +15,7 @@ mod flight_sql;
 mod flush;
 mod frontend;
 mod grafana;
+mod ingest_formats;
 mod label_index;
 mod object_storage;
 mod observability;

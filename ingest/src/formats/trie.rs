@@ -1,0 +1,237 @@
+//! Pyroscope's binary stack trees: `trie` (`binary/octet-stream+trie`, what older agents
+//! upload) and `tree` (`binary/octet-stream+tree`). Both list nodes in pre-order, each as an
+//! unsigned LEB128 name length, the name's bytes, an unsigned LEB128 value and an unsigned
+//! LEB128 child count. In a trie a node's name is a fragment: its key is its ancestors'
+//! fragments and its own, concatenated, and several top-level tries may follow one another. In
+//! a tree a node's name is one frame: its stack is the frames from below the root down to it,
+//! and the body holds one tree. Nodes with a value are stacks.
+//!
+//! Both are read with an explicit stack of open nodes, so a deep tree cannot exhaust the
+//! thread's stack, and nothing is allocated from a length before the bytes are there.
+
+use super::Stacks;
+
+/// Reads LEB128 numbers and length-prefixed names from a body.
+struct Reader<'a> {
+    body: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn at_end(&self) -> bool {
+        self.at == self.body.len()
+    }
+
+    fn uvarint(&mut self, what: &str) -> Result<u64, String> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let Some(&byte) = self.body.get(self.at) else {
+                return Err(format!("the body ends inside {what} at byte {}", self.at));
+            };
+            self.at += 1;
+            let bits = u64::from(byte & 0x7f);
+            if shift == 63 && bits > 1 {
+                break;
+            }
+            value |= bits << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(format!(
+            "{what} ending at byte {} overflows 64 bits",
+            self.at
+        ))
+    }
+
+    fn name(&mut self) -> Result<&'a [u8], String> {
+        let start = self.at;
+        let len = self.uvarint("a node's name length")?;
+        let left = (self.body.len() - self.at) as u64;
+        if len > left {
+            return Err(format!(
+                "the node at byte {start} names {len} bytes but only {left} follow"
+            ));
+        }
+        let name = &self.body[self.at..self.at + len as usize];
+        self.at += len as usize;
+        Ok(name)
+    }
+
+    /// One node: its name, value and child count.
+    fn node(&mut self) -> Result<(&'a [u8], u64, u64), String> {
+        let name = self.name()?;
+        let value = self.uvarint("a node's value")?;
+        let children = self.uvarint("a node's child count")?;
+        Ok((name, value, children))
+    }
+}
+
+/// A node whose children are being read: the key length to go back to when it is done, and
+/// how many children are left.
+struct Open {
+    restore: usize,
+    children: u64,
+}
+
+/// After a node without children (its key already cut back): counts it against its parent,
+/// closing every ancestor it completes; returns whether no node is left open.
+fn close(open: &mut Vec<Open>, key: &mut Vec<u8>) -> bool {
+    while let Some(parent) = open.last_mut() {
+        parent.children -= 1;
+        if parent.children > 0 {
+            return false;
+        }
+        key.truncate(parent.restore);
+        open.pop();
+    }
+    true
+}
+
+fn add(stacks: &mut Stacks, key: &[u8], value: u64) {
+    stacks.add(&String::from_utf8_lossy(key), value);
+}
+
+/// A `trie` body's stacks.
+pub(super) fn trie(body: &[u8]) -> Result<Stacks, String> {
+    let mut stacks = Stacks::new();
+    let mut reader = Reader { body, at: 0 };
+    let (mut key, mut open) = (Vec::new(), Vec::new());
+    while !reader.at_end() {
+        loop {
+            let restore = key.len();
+            let (name, value, children) = reader.node()?;
+            key.extend_from_slice(name);
+            if value > 0 {
+                add(&mut stacks, &key, value);
+            }
+            if children > 0 {
+                open.push(Open { restore, children });
+                continue;
+            }
+            key.truncate(restore);
+            if close(&mut open, &mut key) {
+                break;
+            }
+        }
+    }
+    Ok(stacks)
+}
+
+/// A `tree` body's stacks: one tree whose root (an empty name) holds no stack of its own.
+pub(super) fn tree(body: &[u8]) -> Result<Stacks, String> {
+    let mut stacks = Stacks::new();
+    let mut reader = Reader { body, at: 0 };
+    if reader.at_end() {
+        return Err("the body is empty: a tree has at least its root".into());
+    }
+    let (_, _, children) = reader.node()?;
+    if children == 0 {
+        return Ok(stacks);
+    }
+    let mut key = Vec::new();
+    let mut open = vec![Open {
+        restore: 0,
+        children,
+    }];
+    loop {
+        let restore = key.len();
+        let (name, value, children) = reader.node()?;
+        if open.len() > 1 {
+            key.push(b';');
+        }
+        key.extend_from_slice(name);
+        if value > 0 {
+            add(&mut stacks, &key, value);
+        }
+        if children > 0 {
+            open.push(Open { restore, children });
+            continue;
+        }
+        key.truncate(restore);
+        if close(&mut open, &mut key) {
+            return Ok(stacks);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Encodes nodes `(name, value, children)` in pre-order.
+    pub(crate) fn encode(nodes: &[(&str, u64, u64)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let varint = |out: &mut Vec<u8>, mut v: u64| loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        };
+        for (name, value, children) in nodes {
+            varint(&mut out, name.len() as u64);
+            out.extend_from_slice(name.as_bytes());
+            varint(&mut out, *value);
+            varint(&mut out, *children);
+        }
+        out
+    }
+
+    fn values(stacks: &Stacks) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = stacks.iter().map(|(s, v)| (s.to_string(), v)).collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn trie_keys_concatenate_fragments() {
+        // root -> "a;" -> {"b" = 1, "c" = 2}; then a second top-level trie.
+        let mut body = encode(&[("", 0, 1), ("a;", 0, 2), ("b", 1, 0), ("c", 2, 0)]);
+        body.extend(encode(&[("x;y", 300, 0)]));
+        assert_eq!(
+            values(&trie(&body).unwrap()),
+            vec![("a;b".into(), 1), ("a;c".into(), 2), ("x;y".into(), 300)]
+        );
+        assert!(trie(&[]).unwrap().is_empty(), "an empty body is no stack");
+        let error = trie(&body[..body.len() - 1]).unwrap_err();
+        assert!(error.contains("ends inside"), "{error}");
+        let error = trie(&[0x05, b'a']).unwrap_err();
+        assert!(error.contains("names 5 bytes but only 1"), "{error}");
+        let error = trie(&[0xff; 11]).unwrap_err();
+        assert!(error.contains("overflows"), "{error}");
+    }
+
+    #[test]
+    fn tree_stacks_join_frames_below_the_root() {
+        let body = encode(&[
+            ("", 0, 2),
+            ("main", 1, 2),
+            ("work", 5, 0),
+            ("idle", 2, 1),
+            ("sleep", 3, 0),
+            ("gc", 4, 0),
+        ]);
+        assert_eq!(
+            values(&tree(&body).unwrap()),
+            vec![
+                ("gc".into(), 4),
+                ("main".into(), 1),
+                ("main;idle".into(), 2),
+                ("main;idle;sleep".into(), 3),
+                ("main;work".into(), 5)
+            ]
+        );
+        assert!(tree(&[]).unwrap_err().contains("empty"));
+        assert!(tree(&body[..body.len() - 2]).is_err());
+        // A deep chain is read without recursion.
+        let deep: Vec<(&str, u64, u64)> = std::iter::once(("", 0, 1))
+            .chain((0..100_000).map(|_| ("f", 0, 1)))
+            .chain(std::iter::once(("leaf", 1, 0)))
+            .collect();
+        let stacks = tree(&encode(&deep)).unwrap();
+        assert_eq!(stacks.len(), 1);
+    }
+}
