@@ -19,7 +19,7 @@ use hearth_engine::model::{Labels, TenantId};
 use hearth_engine::rollup::encode_head;
 use hearth_engine::{HeadConfig, ProfileBatch};
 use hearth_ingest::Limits;
-use hearth_ingest::formats::{decode, legacy_type, to_pprof};
+use hearth_ingest::formats::{decode, encode_nodes, legacy_type, to_pprof};
 use hearth_ingest::labels::validate_labels;
 use hearth_ingest::legacy::Format;
 use hearth_ingest::normalize::{NormalizeArgs, normalize};
@@ -230,30 +230,21 @@ fn tree_body(stacks: &[(Vec<String>, u64)], trie: bool) -> Vec<u8> {
         }
         node.value += value;
     }
-    fn varint(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push((v as u8 & 0x7f) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-    fn write(out: &mut Vec<u8>, name: &str, node: &Node, trie: bool) {
+    fn walk(out: &mut Vec<(String, u64, u64)>, name: &str, node: &Node, trie: bool) {
         let name = if trie && !node.children.is_empty() && !name.is_empty() {
             format!("{name};")
         } else {
             name.to_string()
         };
-        varint(out, name.len() as u64);
-        out.extend_from_slice(name.as_bytes());
-        varint(out, node.value);
-        varint(out, node.children.len() as u64);
+        out.push((name, node.value, node.children.len() as u64));
         for (child, node) in &node.children {
-            write(out, child, node, trie);
+            walk(out, child, node, trie);
         }
     }
-    let mut out = Vec::new();
-    write(&mut out, "", &root, trie);
-    out
+    let mut nodes = Vec::new();
+    walk(&mut nodes, "", &root, trie);
+    let nodes: Vec<(&str, u64, u64)> = nodes.iter().map(|(n, v, c)| (n.as_str(), *v, *c)).collect();
+    encode_nodes(&nodes)
 }
 
 /// The stacks as a speedscope file with one sampled profile.
@@ -306,7 +297,7 @@ fn stack_formats(c: &mut Criterion) {
         };
         group.bench_function(format!("{name}_large_cpu_to_pprof"), |b| {
             b.iter(|| {
-                for piece in decode(*format, body, "bench.cpu", 100).unwrap() {
+                for piece in decode(*format, body, "bench.cpu", 100, usize::MAX).unwrap() {
                     to_pprof(&piece, cpu, 100, 1).unwrap();
                 }
             })

@@ -116,8 +116,8 @@ struct Slot {
     total: i64,
 }
 
-/// Builds a block's rollup from its samples as they stream out (sorted by series and time, so
-/// consecutive rows mostly share their slot).
+/// Builds a block's rollups from its profiles and samples as they stream out (sorted by series
+/// and time, so consecutive rows mostly share their slot).
 #[derive(Debug, Default)]
 pub struct RollupBuilder {
     /// The profile type of every series.
@@ -196,8 +196,10 @@ impl RollupBuilder {
             let service = &names[keys.value(row) as usize];
             let slot = self.slot(series.value(row), times.value(row), service)?;
             let slot = &mut self.slots[slot];
-            *slot.values.entry(stacks.value(row)).or_default() += values.value(row);
-            slot.total += values.value(row);
+            // Wrapping, as heads and SQL sums add values.
+            let value = slot.values.entry(stacks.value(row)).or_default();
+            *value = value.wrapping_add(values.value(row));
+            slot.total = slot.total.wrapping_add(values.value(row));
         }
         Ok(())
     }
@@ -217,7 +219,7 @@ impl RollupBuilder {
         for row in 0..batch.num_rows() {
             let key = (series.value(row), series_bucket_end(times.value(row)));
             let point = self.points.entry(key).or_default();
-            point.0 += totals.value(row);
+            point.0 = point.0.wrapping_add(totals.value(row));
             point.1 += 1;
         }
         Ok(())

@@ -244,19 +244,8 @@ fn prepare_ingest(
         .iter()
         .map(|t| hearth_engine::pprof::string(&pprof, t.r#type).to_string())
         .collect();
-    let mut pairs: Vec<(String, String)> = params
-        .labels
-        .iter()
-        .filter(|(name, _)| !name.starts_with("__") || name == label::SESSION_ID)
-        .cloned()
-        .collect();
-    pairs.push((label::NAME.into(), metric_name(&sample_types, &display)));
-    pairs.push((label::DELTA.into(), "false".into()));
-    pairs.push((label::SPY.into(), params.spy_name.clone()));
-    if !pairs.iter().any(|(n, _)| n == label::SERVICE_NAME) {
-        pairs.push((label::SERVICE_NAME.into(), params.app_name.clone()));
-    }
-    base = validate_labels(pairs, limits)?;
+    let name = metric_name(&sample_types, &display);
+    base = validate_labels(ingest_labels(params, &[], &name, None), limits)?;
     normalize(NormalizeArgs {
         labels: base,
         raw: profile,
@@ -268,9 +257,44 @@ fn prepare_ingest(
     })
 }
 
+/// The series labels Pyroscope gives an `/ingest` upload: the name's labels (private `__`
+/// ones dropped but `__session_id__`), `extra`, `__name__`, `__delta__="false"`, the spy, and
+/// `service_name`: the application name, or for the stack formats the name without its type
+/// suffix (`service`), unless a label gives one; the stack formats then keep `service` as
+/// `app_name`.
+fn ingest_labels(
+    params: &IngestParams,
+    extra: &[(String, String)],
+    name: &str,
+    service: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = params
+        .labels
+        .iter()
+        .filter(|(name, _)| !name.starts_with("__") || name == label::SESSION_ID)
+        .chain(extra)
+        .cloned()
+        .collect();
+    pairs.push((label::NAME.into(), name.into()));
+    pairs.push((label::DELTA.into(), "false".into()));
+    pairs.push((label::SPY.into(), params.spy_name.clone()));
+    let named = pairs.iter().any(|(n, _)| n == label::SERVICE_NAME);
+    match (named, service) {
+        (false, _) => {
+            let service = service.unwrap_or(&params.app_name);
+            pairs.push((label::SERVICE_NAME.into(), service.into()));
+        }
+        (true, Some(service)) if !pairs.iter().any(|(n, _)| n == "app_name") => {
+            pairs.push(("app_name".into(), service.into()));
+        }
+        (true, _) => {}
+    }
+    pairs
+}
+
 /// Reads a stack-format body (folded, lines, trie, tree, speedscope) into pprofs named as
 /// Pyroscope names these uploads, with the labels it gives them, and normalises each; nothing
-/// is returned unless every profile of the body is good.
+/// is returned unless every profile of the body decodes and passes validation.
 fn prepare_legacy(
     params: &IngestParams,
     format: Format,
@@ -290,7 +314,14 @@ fn prepare_legacy(
         .iter()
         .find(|(name, _)| name == label::NAME)
         .map_or(params.app_name.as_str(), |(_, value)| value.as_str());
-    let decoded = formats::decode(format, body, app, params.sample_rate).map_err(malformed)?;
+    // What the decoded stacks may take: that of the largest profile many times over (folded
+    // text repeats every frame of every stack).
+    let budget = match limits.max_profile_bytes {
+        0 => usize::MAX,
+        bytes => bytes.saturating_mul(16),
+    };
+    let decoded =
+        formats::decode(format, body, app, params.sample_rate, budget).map_err(malformed)?;
     let mut batches = Vec::with_capacity(decoded.len());
     for piece in decoded {
         let app = piece.app_name.as_deref().unwrap_or(app);
@@ -299,25 +330,7 @@ fn prepare_legacy(
         let rate = piece.sample_rate.unwrap_or(params.sample_rate);
         let pprof = formats::to_pprof(&piece, t, rate, params.from_nanos)
             .map_err(|e| Error::invalid(reason::MALFORMED_PROFILE, e))?;
-        let mut pairs: Vec<(String, String)> = params
-            .labels
-            .iter()
-            .filter(|(name, _)| !name.starts_with("__") || name == label::SESSION_ID)
-            .cloned()
-            .chain(piece.labels.iter().cloned())
-            .collect();
-        pairs.push((label::NAME.into(), t.name.into()));
-        pairs.push((label::DELTA.into(), "false".into()));
-        pairs.push((label::SPY.into(), params.spy_name.clone()));
-        // A service_name label wins over the name's; the name is then kept as app_name.
-        let (key, value) = if pairs.iter().any(|(n, _)| n == label::SERVICE_NAME) {
-            ("app_name", service)
-        } else {
-            (label::SERVICE_NAME, service)
-        };
-        if !pairs.iter().any(|(n, _)| n == key) {
-            pairs.push((key.into(), value.into()));
-        }
+        let pairs = ingest_labels(params, &piece.labels, t.name, Some(service));
         let labels = validate_labels(pairs, limits)?;
         let raw = Bytes::from(pprof.encode_to_vec());
         let (pprof, index) = ProfileBatch::decode_pprof(&raw, limits.max_profile_bytes)

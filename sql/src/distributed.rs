@@ -42,7 +42,24 @@ impl QueryService {
         request: RemoteAggregate,
     ) -> Result<Vec<RecordBatch>> {
         let interval = i64::try_from(self.config().split_interval.as_nanos()).unwrap_or(i64::MAX);
-        let pieces = split_range(request.time(), interval);
+        // Series buckets close on the right in milliseconds: cut one millisecond after each
+        // boundary, as the query-frontend does, so no piece holds a sliver of the next hour.
+        let after = match request.partial {
+            Partial::Series { .. } => 1_000_000,
+            _ => 0,
+        };
+        let shift = |t: i64, by: i64| match t {
+            i64::MIN | i64::MAX => t,
+            t => t.saturating_add(by),
+        };
+        let range = request.time();
+        let pieces: Vec<TimeRange> = split_range(
+            TimeRange::new(shift(range.start, -after), shift(range.end, -after)),
+            interval,
+        )
+        .into_iter()
+        .map(|p| TimeRange::new(shift(p.start, after), shift(p.end, after)))
+        .collect();
         if pieces.len() == 1 {
             return self.partial_whole(sources, request).await;
         }

@@ -28,7 +28,7 @@ use crate::select::{
     series_read,
 };
 use crate::service::{MillisRange, QueryService, check_range, max_nodes};
-use crate::split::split_millis;
+use crate::split::{split_millis, split_millis_right_closed};
 
 /// The `querier.v1` questions as the transports (Connect, render, the UI, the SQL table
 /// functions' callers) ask them.
@@ -211,7 +211,11 @@ impl Frontend {
 
     /// One job per piece of `range` (see [`split_millis`]).
     fn jobs(&self, range: MillisRange, job: impl Fn(MillisRange) -> Job) -> Vec<Job> {
-        let pieces = split_millis(range, self.config.split_interval);
+        self.jobs_over(split_millis(range, self.config.split_interval), job)
+    }
+
+    /// One job per piece.
+    fn jobs_over(&self, pieces: Vec<MillisRange>, job: impl Fn(MillisRange) -> Job) -> Vec<Job> {
         if pieces.len() > 1 {
             self.metrics.split(pieces.len());
         }
@@ -412,7 +416,15 @@ impl Queries for Frontend {
     ) -> Result<Vec<ValueSeries>> {
         let (read, grid) = series_read(selection, shape)?;
         check_range(self.limits.as_ref(), tenant, &selection.range)?;
-        let jobs = self.profile_jobs(&read, |selection| Job::SeriesBuckets { selection, grid });
+        // Cut as the buckets are closed, on the right, so the series rollups' hours stay whole.
+        let pieces = split_millis_right_closed(read.range, self.config.split_interval);
+        let jobs = self.jobs_over(pieces, |range| Job::SeriesBuckets {
+            selection: ProfileSelection {
+                range,
+                ..read.clone()
+            },
+            grid,
+        });
         let mut buckets = SeriesBuckets::default();
         self.run_all(tenant, jobs, |answer| match answer {
             JobAnswer::SeriesBuckets(piece) => {

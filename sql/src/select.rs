@@ -141,16 +141,17 @@ impl RollupPlan {
         reads
     }
 
-    /// `rollups for <n> whole hours (blocks: <m>), samples for the rest`, or
-    /// `samples (<why>)`: what `EXPLAIN` shows of the choice.
-    fn describe(choice: std::result::Result<RollupPlan, String>) -> String {
+    /// `rollups for <n> whole hours (blocks: <m>), <rows> for the rest`, or `<rows> (<why>)`:
+    /// what `EXPLAIN` shows of the choice, `rows` naming what is read otherwise (samples or
+    /// profiles).
+    fn describe(choice: std::result::Result<RollupPlan, String>, rows: &str) -> String {
         match choice {
             Ok(plan) => format!(
-                "rollups for {} whole hours (blocks: {}), samples for the rest",
+                "rollups for {} whole hours (blocks: {}), {rows} for the rest",
                 (plan.hours.end - plan.hours.start) / BUCKET_NANOS,
                 plan.blocks.len()
             ),
-            Err(why) => format!("samples ({why})"),
+            Err(why) => format!("{rows} ({why})"),
         }
     }
 }
@@ -546,6 +547,7 @@ impl QueryService {
         let sources = self.sources(tenant).await?;
         Ok(RollupPlan::describe(
             self.rollup_choice(&sources, selection),
+            "samples",
         ))
     }
 
@@ -561,6 +563,7 @@ impl QueryService {
         let sources = self.sources(tenant).await?;
         Ok(RollupPlan::describe(
             self.series_rollup_choice(&sources, &read, grid),
+            "profiles",
         ))
     }
 

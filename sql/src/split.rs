@@ -59,6 +59,26 @@ pub fn split_millis(range: MillisRange, interval: Duration) -> Vec<MillisRange> 
         .collect()
 }
 
+/// `range` cut as [`split_millis`] cuts it, one millisecond later: pieces `(cut, next cut]`,
+/// closed on the right as `SelectSeries` buckets and the series rollups' hours are, so an
+/// hour of the rollups is never cut in two.
+pub fn split_millis_right_closed(range: MillisRange, interval: Duration) -> Vec<MillisRange> {
+    if range.start <= 1 || range.end == 0 {
+        return vec![range];
+    }
+    let earlier = MillisRange {
+        start: range.start - 1,
+        end: range.end - 1,
+    };
+    split_millis(earlier, interval)
+        .into_iter()
+        .map(|piece| MillisRange {
+            start: piece.start + 1,
+            end: piece.end + 1,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +138,17 @@ mod tests {
         );
         let open = MillisRange { start: 0, end: 5 };
         assert_eq!(split_millis(open, Duration::from_secs(1)), vec![open]);
+        // Closed on the right: cuts one millisecond after the hour.
+        let series = split_millis_right_closed(range, Duration::from_secs(3600));
+        let bounds: Vec<(i64, i64)> = series.iter().map(|p| (p.start, p.end)).collect();
+        assert_eq!(
+            bounds,
+            vec![
+                (hour_ms / 2, hour_ms),
+                (hour_ms + 1, 2 * hour_ms),
+                (2 * hour_ms + 1, 2 * hour_ms + 7)
+            ]
+        );
         assert_eq!(split_millis(range, Duration::ZERO), vec![range]);
     }
 

@@ -13,6 +13,8 @@ use hearth_proto::pprof::{Function, Line, Location, Profile, Sample, ValueType};
 use prost::Message;
 use serde_json::json;
 
+use hearth_ingest::formats::encode_nodes as nodes;
+
 use super::support::{Hearth, urlencode, venv_bin};
 
 /// A Python program whose time goes to `hot_loop`, with a little in `cold`.
@@ -175,26 +177,6 @@ fn py_spy_folded_stacks_and_speedscope_go_in_as_pyroscope_takes_them() {
     );
 }
 
-/// Encodes Pyroscope's trie and tree node lists: per node, in pre-order, the LEB128 name
-/// length, the name, the LEB128 value and the LEB128 child count.
-fn nodes(list: &[(&str, u64, u64)]) -> Vec<u8> {
-    fn varint(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push((v as u8 & 0x7f) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-    let mut out = Vec::new();
-    for (name, value, children) in list {
-        varint(&mut out, name.len() as u64);
-        out.extend_from_slice(name.as_bytes());
-        varint(&mut out, *value);
-        varint(&mut out, *children);
-    }
-    out
-}
-
 fn expect(stacks: &[(&str, i64)]) -> BTreeMap<String, i64> {
     stacks.iter().map(|(s, v)| (s.to_string(), *v)).collect()
 }
@@ -315,6 +297,19 @@ main;idle five
             br#"{"$schema": "https://example.com/schema.json", "shared": {"frames": []}}"#.to_vec(),
             422,
             "not the speedscope schema",
+        ),
+        (
+            // The first profile is good, the second names a frame the file does not have.
+            "name=bad8&format=speedscope",
+            "application/json",
+            br#"{"$schema": "https://www.speedscope.app/file-format-schema.json",
+                 "shared": {"frames": [{"name": "main"}]},
+                 "profiles": [
+                   {"type": "sampled", "name": "a", "unit": "none", "samples": [[0]], "weights": [1]},
+                   {"type": "sampled", "name": "b", "unit": "none", "samples": [[0, 3]], "weights": [1]}]}"#
+                .to_vec(),
+            422,
+            "profile 1",
         ),
         (
             "name=bad5.app",

@@ -82,13 +82,16 @@ fn rollups_answer_what_samples_answer() {
 fn series_rollups_answer_what_profiles_answer() {
     let mut profiles = Hearth::start_with_config("query:\n  rollups: false\n");
     let mut rollups = Hearth::start();
-    let (start, end) = push_both(&[&profiles, &rollups]);
+    // Split into hours, as the query-frontend cuts SelectSeries: closed on the right, so each
+    // piece holds whole series hours.
+    let mut split = Hearth::start_with_config("query:\n  split_interval: 1h\n");
+    let (start, end) = push_both(&[&profiles, &rollups, &split]);
     // A series hour is `(end - 1 h, end]` in whole milliseconds, as a SelectSeries bucket:
     // profiles on an hour's edge, within its last millisecond, and one millisecond past it.
     let pprof = fixture("captures/extracted/py-005.s1.r0.pb");
     let edge = (start + 180 * MINUTE) * 1_000_000;
     for at in [edge, edge + 999_999, edge + 1_000_000] {
-        for server in [&profiles, &rollups] {
+        for server in [&profiles, &rollups, &split] {
             let labels = [
                 ("__name__", "process_cpu"),
                 ("service_name", "split.app"),
@@ -100,7 +103,7 @@ fn series_rollups_answer_what_profiles_answer() {
             );
         }
     }
-    for server in [&mut profiles, &mut rollups] {
+    for server in [&mut profiles, &mut rollups, &mut split] {
         server.stop();
         server.restart();
     }
@@ -150,24 +153,43 @@ fn series_rollups_answer_what_profiles_answer() {
         ),
         ((start, end), app, json!({"step": 1500.0}), false),
     ];
-    for (range, selector, shape, whole_hours) in &cases {
-        let expected = series(&profiles, *range, selector, shape);
-        assert!(
-            !expected["series"].as_array().unwrap().is_empty(),
-            "no series for {selector} {shape} over {range:?}"
-        );
-        let before = metric(&rollups, SERIES_ROWS);
+    let compare = |what: &str| {
+        for (range, selector, shape, whole_hours) in &cases {
+            let expected = series(&profiles, *range, selector, shape);
+            assert!(
+                !expected["series"].as_array().unwrap().is_empty(),
+                "{what}: no series for {selector} {shape} over {range:?}"
+            );
+            for server in [&rollups, &split] {
+                let before = metric(server, SERIES_ROWS);
+                assert_eq!(
+                    &series(server, *range, selector, shape),
+                    &expected,
+                    "{what}: {selector} {shape} over {range:?}"
+                );
+                assert_eq!(
+                    metric(server, SERIES_ROWS) > before,
+                    *whole_hours,
+                    "{what}: whether {selector} {shape} over {range:?} read the series rollups"
+                );
+            }
+        }
+    };
+    compare("blocks");
+    // A late profile inside a rolled-up hour lands in the head: it is read beside the rollups.
+    for server in [&profiles, &rollups, &split] {
+        let labels = [
+            ("__name__", "process_cpu"),
+            ("service_name", "split.app"),
+            ("env", "a"),
+        ];
+        let at = (start + 150 * MINUTE) * 1_000_000;
         assert_eq!(
-            &series(&rollups, *range, selector, shape),
-            &expected,
-            "{selector} {shape} over {range:?}"
-        );
-        assert_eq!(
-            metric(&rollups, SERIES_ROWS) > before,
-            *whole_hours,
-            "whether {selector} {shape} over {range:?} read the series rollups"
+            server.push(None, &labels, &at_time(&pprof, at)).status(),
+            200
         );
     }
+    compare("blocks and a head");
     // The three edge profiles: the first two end the bucket at the edge, the third the next.
     let env_c = series(
         &rollups,

@@ -13,6 +13,7 @@ mod stacks;
 mod trie;
 
 pub use stacks::Stacks;
+pub use trie::encode_nodes;
 
 use hearth_proto::pprof::Profile;
 
@@ -144,26 +145,42 @@ impl Decoded {
     }
 }
 
-/// The profiles of a `format` body, or what is wrong with it.
+/// The profiles of a `format` body, or what is wrong with it; their distinct stacks may take
+/// `budget` bytes in all.
 pub fn decode(
     format: Format,
     body: &[u8],
     app: &str,
     sample_rate: u32,
+    budget: usize,
 ) -> Result<Vec<Decoded>, String> {
-    let text = || std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8 text: {e}"));
+    let stacks = Stacks::with_budget(budget);
+    let text = || {
+        if body.starts_with(&[0x1f, 0x8b]) {
+            return Err(
+                "the body is gzip, not folded stacks text (a pprof? send format=pprof)".to_string(),
+            );
+        }
+        // Frames are names: a stray byte that is not UTF-8 (a Latin-1 symbol) is replaced.
+        Ok(String::from_utf8_lossy(body))
+    };
     Ok(match format {
-        Format::Groups => vec![Decoded::plain(folded::groups(text()?)?)],
-        Format::Lines => vec![Decoded::plain(folded::individual_lines(text()?))],
-        Format::Trie => vec![Decoded::plain(trie::trie(body)?)],
-        Format::Tree => vec![Decoded::plain(trie::tree(body)?)],
+        Format::Groups => vec![Decoded::plain(folded::groups(&text()?, stacks)?)],
+        Format::Lines => vec![Decoded::plain(folded::individual_lines(&text()?, stacks)?)],
+        Format::Trie => vec![Decoded::plain(trie::trie(body, stacks)?)],
+        Format::Tree => vec![Decoded::plain(trie::tree(body, stacks)?)],
         Format::Speedscope => {
-            let profiles = speedscope::parse(body)?;
+            let profiles = speedscope::parse(body, budget)?;
             let several = profiles.len() > 1;
             profiles
                 .into_iter()
                 .map(|p| Decoded {
-                    app_name: several.then(|| format!("{app}.{}", p.unit_name)),
+                    // Pyroscope names each of several profiles by its unit (time units are
+                    // wall, bytes memory); `none` (no unit Pyroscope knows as a type) is CPU.
+                    app_name: several.then(|| match p.unit_name.as_str() {
+                        "none" => format!("{app}.cpu"),
+                        unit => format!("{app}.{unit}"),
+                    }),
                     labels: if p.name.is_empty() {
                         Vec::new()
                     } else {
@@ -244,7 +261,7 @@ mod tests {
     #[test]
     fn cpu_counts_become_nanoseconds_at_the_sample_rate() {
         let mut stacks = Stacks::new();
-        stacks.add("main;work", 3);
+        stacks.add("main;work", 3).unwrap();
         let decoded = Decoded::plain(stacks);
         let (_, cpu) = legacy_type("app.cpu").unwrap();
         let p = to_pprof(&decoded, cpu, 100, 5).unwrap();

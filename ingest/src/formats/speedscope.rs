@@ -96,8 +96,9 @@ pub(super) struct Profile {
     pub(super) stacks: Stacks,
 }
 
-/// The profiles of a speedscope file, merged and in start order.
-pub(super) fn parse(body: &[u8]) -> Result<Vec<Profile>, String> {
+/// The profiles of a speedscope file, in start order; profiles with the same name, kind,
+/// unit and start add up. Decoded stacks may take `budget` bytes in all.
+pub(super) fn parse(body: &[u8], budget: usize) -> Result<Vec<Profile>, String> {
     let file: File =
         serde_json::from_slice(body).map_err(|e| format!("not a speedscope file: {e}"))?;
     if file.schema != SCHEMA {
@@ -107,44 +108,41 @@ pub(super) fn parse(body: &[u8]) -> Result<Vec<Profile>, String> {
         ));
     }
     let frames: Vec<String> = file.shared.frames.into_iter().map(|f| f.name).collect();
-    // Merge profiles with the same name, kind, unit and start.
-    let mut merged: Vec<RawProfile> = Vec::new();
-    for profile in file.profiles {
-        let same = merged.iter_mut().find(|m| {
-            (&m.name, &m.kind, &m.unit) == (&profile.name, &profile.kind, &profile.unit)
-                && m.start_value == profile.start_value
+    let mut profiles: Vec<(f64, String, Profile)> = Vec::new();
+    let mut used = 0;
+    for (number, profile) in file.profiles.into_iter().enumerate() {
+        let what = |e: String| format!("profile {number} ({:?}): {e}", profile.name);
+        let unit = unit(&profile.unit).map_err(what)?;
+        let mut stacks = Stacks::with_budget(budget.saturating_sub(used));
+        match profile.kind.as_str() {
+            "sampled" => sampled(&profile, &frames, unit.multiplier, &mut stacks),
+            "evented" => evented(&profile, &frames, unit.multiplier, &mut stacks),
+            other => Err(format!(
+                "its type is {other:?}; speedscope profiles are sampled or evented"
+            )),
+        }
+        .map_err(what)?;
+        used += stacks.bytes();
+        let same = profiles.iter_mut().find(|(start, kind, p)| {
+            (&p.name, &p.unit_name, kind) == (&profile.name, &profile.unit, &profile.kind)
+                && *start == profile.start_value
         });
         match same {
-            Some(m) => {
-                m.events.extend(profile.events);
-                m.samples.extend(profile.samples);
-                m.weights.extend(profile.weights);
-            }
-            None => merged.push(profile),
+            Some((_, _, p)) => p.stacks.merge(stacks).map_err(what)?,
+            None => profiles.push((
+                profile.start_value,
+                profile.kind,
+                Profile {
+                    name: profile.name,
+                    unit_name: profile.unit,
+                    unit,
+                    stacks,
+                },
+            )),
         }
     }
-    merged.sort_by(|a, b| a.start_value.total_cmp(&b.start_value));
-    merged
-        .into_iter()
-        .map(|profile| {
-            let unit =
-                unit(&profile.unit).map_err(|e| format!("profile {:?}: {e}", profile.name))?;
-            let stacks = match profile.kind.as_str() {
-                "sampled" => sampled(&profile, &frames, unit.multiplier),
-                "evented" => evented(&profile, &frames, unit.multiplier),
-                other => Err(format!(
-                    "its type is {other:?}; speedscope profiles are sampled or evented"
-                )),
-            }
-            .map_err(|e| format!("profile {:?}: {e}", profile.name))?;
-            Ok(Profile {
-                name: profile.name,
-                unit_name: profile.unit,
-                unit,
-                stacks,
-            })
-        })
-        .collect()
+    profiles.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(profiles.into_iter().map(|(_, _, p)| p).collect())
 }
 
 /// `value x multiplier` in whole units. Pyroscope truncates the value first, which makes the
@@ -168,7 +166,12 @@ fn frame(frames: &[String], index: i64) -> Result<&str, String> {
         })
 }
 
-fn sampled(profile: &RawProfile, frames: &[String], multiplier: u64) -> Result<Stacks, String> {
+fn sampled(
+    profile: &RawProfile,
+    frames: &[String],
+    multiplier: u64,
+    stacks: &mut Stacks,
+) -> Result<(), String> {
     if profile.samples.len() != profile.weights.len() {
         return Err(format!(
             "{} samples but {} weights",
@@ -176,80 +179,83 @@ fn sampled(profile: &RawProfile, frames: &[String], multiplier: u64) -> Result<S
             profile.weights.len()
         ));
     }
-    let mut stacks = Stacks::new();
     let mut stack = String::new();
-    for (sample, &weight) in profile.samples.iter().zip(&profile.weights) {
-        if weight.is_nan() || weight < 0.0 {
-            return Err(format!("a sample weighs {weight}; weights are at least 0"));
+    for (number, (sample, &weight)) in profile.samples.iter().zip(&profile.weights).enumerate() {
+        let what = |e: String| format!("sample {number}: {e}");
+        if weight < 0.0 {
+            return Err(what(format!("it weighs {weight}; weights are at least 0")));
         }
         stack.clear();
         for (i, &index) in sample.iter().enumerate() {
             if i > 0 {
                 stack.push(';');
             }
-            stack.push_str(frame(frames, index)?);
+            stack.push_str(frame(frames, index).map_err(what)?);
+            if stack.len() > stacks.room() {
+                return Err(what(stacks.over_budget()));
+            }
         }
-        stacks.add(&stack, scaled(weight, multiplier));
+        stacks.add(&stack, scaled(weight, multiplier))?;
     }
-    Ok(stacks)
+    Ok(())
 }
 
-fn evented(profile: &RawProfile, frames: &[String], multiplier: u64) -> Result<Stacks, String> {
-    let mut stacks = Stacks::new();
-    let mut open: Vec<i64> = Vec::new();
+/// Each stack weighs the time it is the innermost open one, from an event to the next.
+fn evented(
+    profile: &RawProfile,
+    frames: &[String],
+    multiplier: u64,
+    stacks: &mut Stacks,
+) -> Result<(), String> {
+    // The open frames, and where each one's name starts in `stack`.
+    let (mut open, mut starts): (Vec<i64>, Vec<usize>) = (Vec::new(), Vec::new());
+    let mut stack = String::new();
     let mut last = profile.start_value;
-    let mut add = |open: &[i64], at: f64, last: f64| -> Result<(), String> {
-        if open.is_empty() {
-            return Ok(());
+    for (number, event) in profile.events.iter().enumerate() {
+        let what = |e: String| format!("event {number} (at {}): {e}", event.at);
+        if event.at < last {
+            return Err(what(format!(
+                "it comes after one at {last}: events must be in time order"
+            )));
         }
-        let names: Vec<&str> = open
-            .iter()
-            .map(|&i| frame(frames, i))
-            .collect::<Result<_, _>>()?;
-        stacks.add(
-            &names.join(";"),
-            ((at - last) as u64).saturating_mul(multiplier),
-        );
-        Ok(())
-    };
-    for event in &profile.events {
-        if event.at.is_nan() || event.at < last {
-            return Err(format!(
-                "an event at {} comes after one at {last}: events must be in time order",
-                event.at
-            ));
+        let name = frame(frames, event.frame).map_err(what)?;
+        if !open.is_empty() {
+            stacks.add(&stack, scaled(event.at - last, multiplier))?;
         }
-        frame(frames, event.frame)?;
         match event.kind.as_str() {
             "O" => {
-                add(&open, event.at, last)?;
+                starts.push(stack.len());
+                if !stack.is_empty() {
+                    stack.push(';');
+                }
+                stack.push_str(name);
+                if stack.len() > stacks.room() {
+                    return Err(what(stacks.over_budget()));
+                }
                 open.push(event.frame);
             }
-            "C" => {
-                match open.last() {
-                    None => {
-                        return Err(format!("a close event at {} with no frame open", event.at));
-                    }
-                    Some(&top) if top != event.frame => {
-                        return Err(format!(
-                            "a close event at {} for frame {} while frame {top} is the innermost open",
-                            event.at, event.frame
-                        ));
-                    }
-                    Some(_) => {}
+            "C" => match open.last() {
+                None => return Err(what("a close with no frame open".into())),
+                Some(&top) if top != event.frame => {
+                    return Err(what(format!(
+                        "a close of frame {} while frame {top} is the innermost open",
+                        event.frame
+                    )));
                 }
-                add(&open, event.at, last)?;
-                open.pop();
-            }
+                Some(_) => {
+                    open.pop();
+                    stack.truncate(starts.pop().expect("one start per open frame"));
+                }
+            },
             other => {
-                return Err(format!(
-                    "an event of type {other:?}; events are O (open) or C (close)"
-                ));
+                return Err(what(format!(
+                    "its type is {other:?}; events are O (open) or C (close)"
+                )));
             }
         }
         last = event.at;
     }
-    Ok(stacks)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -277,7 +283,7 @@ mod tests {
                            {"type": "O", "frame": 3, "at": 10}, {"type": "C", "frame": 3, "at": 14},
                            {"type": "C", "frame": 1, "at": 14}, {"type": "C", "frame": 0, "at": 14}]}"#,
         );
-        let profiles = parse(body.as_bytes()).unwrap();
+        let profiles = parse(body.as_bytes(), usize::MAX).unwrap();
         assert_eq!(profiles.len(), 1);
         assert_eq!(profiles[0].unit.sample_rate, 10_000);
         assert_eq!(
@@ -291,13 +297,29 @@ mod tests {
     }
 
     #[test]
+    fn evented_profiles_of_one_name_add_up_and_stacks_have_a_budget() {
+        let one = r#"{"type": "evented", "name": "e", "unit": "none", "startValue": 0,
+                      "events": [{"type": "O", "frame": 0, "at": 0}, {"type": "O", "frame": 1, "at": 2},
+                                 {"type": "C", "frame": 1, "at": 3}, {"type": "C", "frame": 0, "at": 4}]}"#;
+        let body = file(&[one, one].join(","));
+        let profiles = parse(body.as_bytes(), usize::MAX).unwrap();
+        assert_eq!(profiles.len(), 1);
+        assert_eq!(
+            values(&profiles[0].stacks),
+            vec![("a".into(), 600), ("a;b".into(), 200)]
+        );
+        let error = parse(body.as_bytes(), 2).unwrap_err();
+        assert!(error.contains("more than 2 bytes"), "{error}");
+    }
+
+    #[test]
     fn sampled_profiles_of_one_name_merge() {
         let one = r#"{"type": "sampled", "name": "one", "unit": "seconds", "startValue": 0,
                       "samples": [[0, 1], [0, 1, 2]], "weights": [4.5, 5.25]}"#;
         let two = r#"{"type": "sampled", "name": "two", "unit": "bytes", "startValue": 1,
                       "samples": [[3]], "weights": [7]}"#;
         let body = file(&[one, one, two].join(","));
-        let profiles = parse(body.as_bytes()).unwrap();
+        let profiles = parse(body.as_bytes(), usize::MAX).unwrap();
         assert_eq!(profiles.len(), 2);
         assert_eq!(profiles[0].name, "one");
         assert_eq!(
@@ -346,7 +368,7 @@ mod tests {
             ),
         ];
         for (body, expected) in cases {
-            let error = parse(body.as_bytes()).unwrap_err();
+            let error = parse(body.as_bytes(), usize::MAX).unwrap_err();
             assert!(error.contains(expected), "{error} (expected {expected})");
         }
     }

@@ -6,10 +6,20 @@ use std::collections::HashMap;
 
 use hearth_proto::pprof::{Function, Line, Location, Mapping, Profile, Sample, ValueType};
 
-/// Stack (frames root first, separated by `;`) → value; equal stacks add up.
-#[derive(Debug, Default, Clone, PartialEq)]
+/// Stack (frames root first, separated by `;`) → value; equal stacks add up. The distinct
+/// stacks' bytes stay within a budget, so a small body cannot decode into a huge one (a trie
+/// whose every node extends a long key, a speedscope sample repeating a long frame).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stacks {
     values: HashMap<String, u64>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl Default for Stacks {
+    fn default() -> Self {
+        Self::with_budget(usize::MAX)
+    }
 }
 
 impl Stacks {
@@ -17,16 +27,57 @@ impl Stacks {
         Self::default()
     }
 
-    pub fn add(&mut self, stack: &str, value: u64) {
+    /// Stacks whose distinct keys may take `budget` bytes in all.
+    pub fn with_budget(budget: usize) -> Self {
+        Stacks {
+            values: HashMap::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    /// Adds `value` to `stack`; a new stack past the budget is refused.
+    pub fn add(&mut self, stack: &str, value: u64) -> Result<(), String> {
         if value == 0 {
-            return;
+            return Ok(());
         }
         match self.values.get_mut(stack) {
             Some(sum) => *sum = sum.saturating_add(value),
             None => {
+                if stack.len() > self.room() {
+                    return Err(self.over_budget());
+                }
+                self.bytes += stack.len();
                 self.values.insert(stack.to_string(), value);
             }
         }
+        Ok(())
+    }
+
+    /// Adds every stack of `other`.
+    pub fn merge(&mut self, other: Stacks) -> Result<(), String> {
+        for (stack, value) in other.values {
+            self.add(&stack, value)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes a new stack may still take.
+    pub fn room(&self) -> usize {
+        self.budget - self.bytes
+    }
+
+    /// The distinct stacks' bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Why a stack was refused.
+    pub fn over_budget(&self) -> String {
+        format!(
+            "the decoded stacks would take more than {} bytes",
+            self.budget
+        )
     }
 
     pub fn len(&self) -> usize {
@@ -155,10 +206,14 @@ mod tests {
     #[test]
     fn stacks_become_a_pprof_with_one_location_per_frame_name() {
         let mut stacks = Stacks::new();
-        stacks.add("main;work", 3);
-        stacks.add("main;work", 2);
-        stacks.add("main;idle;", 1);
-        stacks.add("other", 0);
+        for (stack, value) in [
+            ("main;work", 3),
+            ("main;work", 2),
+            ("main;idle;", 1),
+            ("other", 0),
+        ] {
+            stacks.add(stack, value).unwrap();
+        }
         let p = stacks.to_pprof(("samples", "count"), None, 7, |v| v as i64);
         assert_eq!(p.time_nanos, 7);
         assert_eq!(p.sample.len(), 2);

@@ -88,23 +88,27 @@ fn close(open: &mut Vec<Open>, key: &mut Vec<u8>) -> bool {
     true
 }
 
-fn add(stacks: &mut Stacks, key: &[u8], value: u64) {
-    stacks.add(&String::from_utf8_lossy(key), value);
+/// Adds the node at `at` (its key and value); a key past the budget refuses the body.
+fn add(stacks: &mut Stacks, key: &[u8], value: u64, at: usize) -> Result<(), String> {
+    if value == 0 {
+        return Ok(());
+    }
+    if key.len() > stacks.room() {
+        return Err(format!("the node at byte {at}: {}", stacks.over_budget()));
+    }
+    stacks.add(&String::from_utf8_lossy(key), value)
 }
 
-/// A `trie` body's stacks.
-pub(super) fn trie(body: &[u8]) -> Result<Stacks, String> {
-    let mut stacks = Stacks::new();
+/// A `trie` body's stacks, added to `stacks`.
+pub(super) fn trie(body: &[u8], mut stacks: Stacks) -> Result<Stacks, String> {
     let mut reader = Reader { body, at: 0 };
     let (mut key, mut open) = (Vec::new(), Vec::new());
     while !reader.at_end() {
         loop {
-            let restore = key.len();
+            let (restore, at) = (key.len(), reader.at);
             let (name, value, children) = reader.node()?;
             key.extend_from_slice(name);
-            if value > 0 {
-                add(&mut stacks, &key, value);
-            }
+            add(&mut stacks, &key, value, at)?;
             if children > 0 {
                 open.push(Open { restore, children });
                 continue;
@@ -118,16 +122,27 @@ pub(super) fn trie(body: &[u8]) -> Result<Stacks, String> {
     Ok(stacks)
 }
 
-/// A `tree` body's stacks: one tree whose root (an empty name) holds no stack of its own.
-pub(super) fn tree(body: &[u8]) -> Result<Stacks, String> {
-    let mut stacks = Stacks::new();
+/// A `tree` body's stacks, added to `stacks`: one tree whose root (an empty name) holds no
+/// stack of its own; bytes after it refuse the body.
+pub(super) fn tree(body: &[u8], mut stacks: Stacks) -> Result<Stacks, String> {
     let mut reader = Reader { body, at: 0 };
     if reader.at_end() {
         return Err("the body is empty: a tree has at least its root".into());
     }
+    let done = |reader: &Reader<'_>, stacks: Stacks| {
+        if reader.at_end() {
+            Ok(stacks)
+        } else {
+            Err(format!(
+                "{} bytes follow the tree, which ends at byte {}",
+                reader.body.len() - reader.at,
+                reader.at
+            ))
+        }
+    };
     let (_, _, children) = reader.node()?;
     if children == 0 {
-        return Ok(stacks);
+        return done(&reader, stacks);
     }
     let mut key = Vec::new();
     let mut open = vec![Open {
@@ -135,49 +150,50 @@ pub(super) fn tree(body: &[u8]) -> Result<Stacks, String> {
         children,
     }];
     loop {
-        let restore = key.len();
+        let (restore, at) = (key.len(), reader.at);
         let (name, value, children) = reader.node()?;
         if open.len() > 1 {
             key.push(b';');
         }
         key.extend_from_slice(name);
-        if value > 0 {
-            add(&mut stacks, &key, value);
-        }
+        add(&mut stacks, &key, value, at)?;
         if children > 0 {
             open.push(Open { restore, children });
             continue;
         }
         key.truncate(restore);
         if close(&mut open, &mut key) {
-            return Ok(stacks);
+            return done(&reader, stacks);
         }
     }
 }
 
+/// Nodes `(name, value, child count)` in pre-order as a trie or tree body: what [`trie`] and
+/// [`tree`] read, for tests and benchmarks that send such bodies.
+pub fn encode_nodes(nodes: &[(&str, u64, u64)]) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let mut out = Vec::new();
+    for (name, value, children) in nodes {
+        varint(&mut out, name.len() as u64);
+        out.extend_from_slice(name.as_bytes());
+        varint(&mut out, *value);
+        varint(&mut out, *children);
+    }
+    out
+}
+
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
-    /// Encodes nodes `(name, value, children)` in pre-order.
-    pub(crate) fn encode(nodes: &[(&str, u64, u64)]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let varint = |out: &mut Vec<u8>, mut v: u64| loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(byte);
-                break;
-            }
-            out.push(byte | 0x80);
-        };
-        for (name, value, children) in nodes {
-            varint(&mut out, name.len() as u64);
-            out.extend_from_slice(name.as_bytes());
-            varint(&mut out, *value);
-            varint(&mut out, *children);
-        }
-        out
+    fn encode(nodes: &[(&str, u64, u64)]) -> Vec<u8> {
+        encode_nodes(nodes)
     }
 
     fn values(stacks: &Stacks) -> Vec<(String, u64)> {
@@ -192,15 +208,18 @@ pub(crate) mod tests {
         let mut body = encode(&[("", 0, 1), ("a;", 0, 2), ("b", 1, 0), ("c", 2, 0)]);
         body.extend(encode(&[("x;y", 300, 0)]));
         assert_eq!(
-            values(&trie(&body).unwrap()),
+            values(&trie(&body, Stacks::new()).unwrap()),
             vec![("a;b".into(), 1), ("a;c".into(), 2), ("x;y".into(), 300)]
         );
-        assert!(trie(&[]).unwrap().is_empty(), "an empty body is no stack");
-        let error = trie(&body[..body.len() - 1]).unwrap_err();
+        assert!(
+            trie(&[], Stacks::new()).unwrap().is_empty(),
+            "an empty body is no stack"
+        );
+        let error = trie(&body[..body.len() - 1], Stacks::new()).unwrap_err();
         assert!(error.contains("ends inside"), "{error}");
-        let error = trie(&[0x05, b'a']).unwrap_err();
+        let error = trie(&[0x05, b'a'], Stacks::new()).unwrap_err();
         assert!(error.contains("names 5 bytes but only 1"), "{error}");
-        let error = trie(&[0xff; 11]).unwrap_err();
+        let error = trie(&[0xff; 11], Stacks::new()).unwrap_err();
         assert!(error.contains("overflows"), "{error}");
     }
 
@@ -215,7 +234,7 @@ pub(crate) mod tests {
             ("gc", 4, 0),
         ]);
         assert_eq!(
-            values(&tree(&body).unwrap()),
+            values(&tree(&body, Stacks::new()).unwrap()),
             vec![
                 ("gc".into(), 4),
                 ("main".into(), 1),
@@ -224,14 +243,25 @@ pub(crate) mod tests {
                 ("main;work".into(), 5)
             ]
         );
-        assert!(tree(&[]).unwrap_err().contains("empty"));
-        assert!(tree(&body[..body.len() - 2]).is_err());
+        assert!(tree(&[], Stacks::new()).unwrap_err().contains("empty"));
+        assert!(tree(&body[..body.len() - 2], Stacks::new()).is_err());
         // A deep chain is read without recursion.
         let deep: Vec<(&str, u64, u64)> = std::iter::once(("", 0, 1))
             .chain((0..100_000).map(|_| ("f", 0, 1)))
             .chain(std::iter::once(("leaf", 1, 0)))
             .collect();
-        let stacks = tree(&encode(&deep)).unwrap();
+        let stacks = tree(&encode(&deep), Stacks::new()).unwrap();
         assert_eq!(stacks.len(), 1);
+        let mut trailing = body.clone();
+        trailing.push(0);
+        let error = tree(&trailing, Stacks::new()).unwrap_err();
+        assert!(error.contains("1 bytes follow the tree"), "{error}");
+        // A chain whose every node extends the key is stopped by the budget.
+        let chain: Vec<(&str, u64, u64)> = std::iter::once(("", 0, 1))
+            .chain((0..1000).map(|_| ("frame", 1, 1)))
+            .chain(std::iter::once(("leaf", 1, 0)))
+            .collect();
+        let error = tree(&encode(&chain), Stacks::with_budget(100_000)).unwrap_err();
+        assert!(error.contains("more than 100000 bytes"), "{error}");
     }
 }

@@ -242,13 +242,11 @@ impl TableFunctionImpl for ProfileTableFunction {
         let name = Self::name(self.kind);
         let selection = Arc::new(selection(exprs, name)?);
         let (service, tenant) = (Arc::clone(&self.service), self.tenant.clone());
-        let series = match self.kind {
-            TableFunctionKind::SeriesPoints => Some(Arc::new(series_shape(exprs)?)),
-            _ => None,
-        };
-        let describe = self.describe(name, &selection, series.clone());
-        let table = match (self.kind, series) {
-            (TableFunctionKind::Flamegraph, _) => {
+        // The series' shape, for EXPLAIN's path of series_points.
+        let mut series = None;
+        let explained = Arc::clone(&selection);
+        let table = match self.kind {
+            TableFunctionKind::Flamegraph => {
                 let max_nodes =
                     number_arg(exprs, 3, "flamegraph_table: max_nodes")?.map(|n| n as i64);
                 let max_nodes = self
@@ -300,7 +298,7 @@ impl TableFunctionImpl for ProfileTableFunction {
                     }),
                 )
             }
-            (TableFunctionKind::TopFunctions, _) => {
+            TableFunctionKind::TopFunctions => {
                 let limit =
                     number_arg(exprs, 3, "top_functions: limit")?.map(|n| n.max(0.0) as usize);
                 let schema = Arc::new(Schema::new(vec![
@@ -339,8 +337,9 @@ impl TableFunctionImpl for ProfileTableFunction {
                     }),
                 )
             }
-            (TableFunctionKind::SeriesPoints, shape) => {
-                let shape = shape.expect("series_points has its shape");
+            TableFunctionKind::SeriesPoints => {
+                let shape = Arc::new(series_shape(exprs)?);
+                series = Some(Arc::clone(&shape));
                 let schema = Arc::new(Schema::new(vec![
                     Field::new("labels", labels_type(), false),
                     Field::new("time", time_type(), false),
@@ -390,6 +389,7 @@ impl TableFunctionImpl for ProfileTableFunction {
                 )
             }
         }?;
+        let describe = self.describe(name, &explained, series);
         Ok(Arc::new(ExplainedTable::new(table, describe)))
     }
 }
