@@ -65,6 +65,18 @@ impl ProfileBatch {
         Ok((profile, index))
     }
 
+    /// Validates `profile`, built here and encoded in `encoded_len` bytes, as
+    /// [`ProfileBatch::decode_pprof`] validates a received one, without decoding it again.
+    pub fn index_pprof(
+        profile: Profile,
+        encoded_len: usize,
+        max_bytes: usize,
+    ) -> Result<(Profile, PprofIndex)> {
+        pprof::check_size(encoded_len, max_bytes)?;
+        let index = PprofIndex::new(&profile)?;
+        Ok((profile, index))
+    }
+
     pub fn sample_count(&self) -> usize {
         self.profiles
             .iter()

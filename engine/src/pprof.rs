@@ -19,15 +19,7 @@ pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Profile> {
         inflated = gunzip_bounded(bytes, max_bytes, "profile")?;
         &inflated[..]
     } else {
-        if bytes.len() > max_bytes {
-            return Err(Error::invalid(
-                ErrorKind::PayloadTooLarge,
-                format!(
-                    "profile size {} bytes exceeds the limit of {max_bytes} bytes",
-                    bytes.len()
-                ),
-            ));
-        }
+        check_size(bytes.len(), max_bytes)?;
         bytes
     };
     Profile::decode(raw).map_err(|e| {
@@ -36,6 +28,17 @@ pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Profile> {
             format!("failed to decode pprof profile: {e}"),
         )
     })
+}
+
+/// Refuses an encoded profile of `len` bytes past `max_bytes`.
+pub fn check_size(len: usize, max_bytes: usize) -> Result<()> {
+    if len > max_bytes {
+        return Err(Error::invalid(
+            ErrorKind::PayloadTooLarge,
+            format!("profile size {len} bytes exceeds the limit of {max_bytes} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 /// Maps pprof ids (arbitrary u64s) to positions in their tables.

@@ -333,7 +333,7 @@ fn prepare_legacy(
         let pairs = ingest_labels(params, &piece.labels, t.name, Some(service));
         let labels = validate_labels(pairs, limits)?;
         let raw = Bytes::from(pprof.encode_to_vec());
-        let (pprof, index) = ProfileBatch::decode_pprof(&raw, limits.max_profile_bytes)
+        let (pprof, index) = ProfileBatch::index_pprof(pprof, raw.len(), limits.max_profile_bytes)
             .map_err(|e| profile_error(e, &labels, ErrorKind::PayloadTooLarge))?;
         batches.push(normalize(NormalizeArgs {
             labels,

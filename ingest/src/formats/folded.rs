@@ -43,12 +43,6 @@ pub(super) fn individual_lines(body: &str, mut stacks: Stacks) -> Result<Stacks,
 mod tests {
     use super::*;
 
-    fn values(stacks: &Stacks) -> Vec<(String, u64)> {
-        let mut out: Vec<(String, u64)> = stacks.iter().map(|(s, v)| (s.to_string(), v)).collect();
-        out.sort();
-        out
-    }
-
     #[test]
     fn groups_split_at_the_last_space_and_add_up() {
         let body = "foo;bar 1\r\nfoo;baz 2\n\nno-count\nfoo;bar +4\nspace in frame;x 3";
@@ -59,7 +53,7 @@ mod tests {
         );
         let stacks = groups(body, Stacks::new()).unwrap();
         assert_eq!(
-            values(&stacks),
+            stacks.sorted(),
             vec![
                 ("foo;bar".into(), 5),
                 ("foo;baz".into(), 2),
@@ -86,7 +80,7 @@ mod tests {
     fn lines_count_each_line_once() {
         let stacks = individual_lines("a;b\na;b\r\n\na;c 5\n", Stacks::new()).unwrap();
         assert_eq!(
-            values(&stacks),
+            stacks.sorted(),
             vec![("a;b".into(), 2), ("a;c 5".into(), 1)]
         );
     }

@@ -262,12 +262,6 @@ fn evented(
 mod tests {
     use super::*;
 
-    fn values(stacks: &Stacks) -> Vec<(String, u64)> {
-        let mut out: Vec<(String, u64)> = stacks.iter().map(|(s, v)| (s.to_string(), v)).collect();
-        out.sort();
-        out
-    }
-
     fn file(profiles: &str) -> String {
         format!(
             r#"{{"$schema": "{SCHEMA}", "shared": {{"frames": [{{"name": "a"}}, {{"name": "b"}}, {{"name": "c"}}, {{"name": "d"}}]}}, "profiles": [{profiles}]}}"#
@@ -287,7 +281,7 @@ mod tests {
         assert_eq!(profiles.len(), 1);
         assert_eq!(profiles[0].unit.sample_rate, 10_000);
         assert_eq!(
-            values(&profiles[0].stacks),
+            profiles[0].stacks.sorted(),
             vec![
                 ("a;b".into(), 500),
                 ("a;b;c".into(), 500),
@@ -305,7 +299,7 @@ mod tests {
         let profiles = parse(body.as_bytes(), usize::MAX).unwrap();
         assert_eq!(profiles.len(), 1);
         assert_eq!(
-            values(&profiles[0].stacks),
+            profiles[0].stacks.sorted(),
             vec![("a".into(), 600), ("a;b".into(), 200)]
         );
         let error = parse(body.as_bytes(), 2).unwrap_err();
@@ -323,10 +317,10 @@ mod tests {
         assert_eq!(profiles.len(), 2);
         assert_eq!(profiles[0].name, "one");
         assert_eq!(
-            values(&profiles[0].stacks),
+            profiles[0].stacks.sorted(),
             vec![("a;b".into(), 900), ("a;b;c".into(), 1050)]
         );
-        assert_eq!(values(&profiles[1].stacks), vec![("d".into(), 7)]);
+        assert_eq!(profiles[1].stacks.sorted(), vec![("d".into(), 7)]);
         assert_eq!(profiles[1].unit.multiplier, 1);
     }
 

@@ -88,6 +88,14 @@ impl Stacks {
         self.values.is_empty()
     }
 
+    /// Each stack and its value, sorted: what tests compare.
+    #[cfg(test)]
+    pub(super) fn sorted(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = self.iter().map(|(s, v)| (s.to_string(), v)).collect();
+        out.sort();
+        out
+    }
+
     /// Each stack and its value.
     pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
         self.values

@@ -99,25 +99,40 @@ fn add(stacks: &mut Stacks, key: &[u8], value: u64, at: usize) -> Result<(), Str
     stacks.add(&String::from_utf8_lossy(key), value)
 }
 
+/// Reads nodes until the subtree `open` holds is done (a whole top-level node when `open` is
+/// empty), adding each node with a value under its key. Tree keys join frames with `;` below
+/// the root (`open` then starts with the root); trie keys concatenate fragments.
+fn walk(
+    reader: &mut Reader<'_>,
+    stacks: &mut Stacks,
+    mut open: Vec<Open>,
+    tree: bool,
+) -> Result<(), String> {
+    let mut key = Vec::new();
+    loop {
+        let (restore, at) = (key.len(), reader.at);
+        let (name, value, children) = reader.node()?;
+        if tree && open.len() > 1 {
+            key.push(b';');
+        }
+        key.extend_from_slice(name);
+        add(stacks, &key, value, at)?;
+        if children > 0 {
+            open.push(Open { restore, children });
+            continue;
+        }
+        key.truncate(restore);
+        if close(&mut open, &mut key) {
+            return Ok(());
+        }
+    }
+}
+
 /// A `trie` body's stacks, added to `stacks`.
 pub(super) fn trie(body: &[u8], mut stacks: Stacks) -> Result<Stacks, String> {
     let mut reader = Reader { body, at: 0 };
-    let (mut key, mut open) = (Vec::new(), Vec::new());
     while !reader.at_end() {
-        loop {
-            let (restore, at) = (key.len(), reader.at);
-            let (name, value, children) = reader.node()?;
-            key.extend_from_slice(name);
-            add(&mut stacks, &key, value, at)?;
-            if children > 0 {
-                open.push(Open { restore, children });
-                continue;
-            }
-            key.truncate(restore);
-            if close(&mut open, &mut key) {
-                break;
-            }
-        }
+        walk(&mut reader, &mut stacks, Vec::new(), false)?;
     }
     Ok(stacks)
 }
@@ -129,43 +144,22 @@ pub(super) fn tree(body: &[u8], mut stacks: Stacks) -> Result<Stacks, String> {
     if reader.at_end() {
         return Err("the body is empty: a tree has at least its root".into());
     }
-    let done = |reader: &Reader<'_>, stacks: Stacks| {
-        if reader.at_end() {
-            Ok(stacks)
-        } else {
-            Err(format!(
-                "{} bytes follow the tree, which ends at byte {}",
-                reader.body.len() - reader.at,
-                reader.at
-            ))
-        }
-    };
     let (_, _, children) = reader.node()?;
-    if children == 0 {
-        return done(&reader, stacks);
+    if children > 0 {
+        let root = Open {
+            restore: 0,
+            children,
+        };
+        walk(&mut reader, &mut stacks, vec![root], true)?;
     }
-    let mut key = Vec::new();
-    let mut open = vec![Open {
-        restore: 0,
-        children,
-    }];
-    loop {
-        let (restore, at) = (key.len(), reader.at);
-        let (name, value, children) = reader.node()?;
-        if open.len() > 1 {
-            key.push(b';');
-        }
-        key.extend_from_slice(name);
-        add(&mut stacks, &key, value, at)?;
-        if children > 0 {
-            open.push(Open { restore, children });
-            continue;
-        }
-        key.truncate(restore);
-        if close(&mut open, &mut key) {
-            return done(&reader, stacks);
-        }
+    if !reader.at_end() {
+        return Err(format!(
+            "{} bytes follow the tree, which ends at byte {}",
+            body.len() - reader.at,
+            reader.at
+        ));
     }
+    Ok(stacks)
 }
 
 /// Nodes `(name, value, child count)` in pre-order as a trie or tree body: what [`trie`] and
@@ -196,19 +190,13 @@ mod tests {
         encode_nodes(nodes)
     }
 
-    fn values(stacks: &Stacks) -> Vec<(String, u64)> {
-        let mut out: Vec<(String, u64)> = stacks.iter().map(|(s, v)| (s.to_string(), v)).collect();
-        out.sort();
-        out
-    }
-
     #[test]
     fn trie_keys_concatenate_fragments() {
         // root -> "a;" -> {"b" = 1, "c" = 2}; then a second top-level trie.
         let mut body = encode(&[("", 0, 1), ("a;", 0, 2), ("b", 1, 0), ("c", 2, 0)]);
         body.extend(encode(&[("x;y", 300, 0)]));
         assert_eq!(
-            values(&trie(&body, Stacks::new()).unwrap()),
+            trie(&body, Stacks::new()).unwrap().sorted(),
             vec![("a;b".into(), 1), ("a;c".into(), 2), ("x;y".into(), 300)]
         );
         assert!(
@@ -234,7 +222,7 @@ mod tests {
             ("gc", 4, 0),
         ]);
         assert_eq!(
-            values(&tree(&body, Stacks::new()).unwrap()),
+            tree(&body, Stacks::new()).unwrap().sorted(),
             vec![
                 ("gc".into(), 4),
                 ("main".into(), 1),
