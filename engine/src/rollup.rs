@@ -20,7 +20,7 @@ use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, UInt32Type
 use bytes::Bytes;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
 use crate::block::{Block, ChildPath, EncodedBlock, block_dir, file_properties};
 use crate::error::{Error, Result};
@@ -385,6 +385,24 @@ pub struct RollupSelection<'a> {
     pub hours: TimeRange,
 }
 
+/// The batches of `block`'s rollup file `name`, or `None` when the block has none (written
+/// before it existed). One range request for the whole file: the bucket's range cache keeps it.
+async fn read_file(
+    store: &Arc<dyn ObjectStore>,
+    tenant: &TenantId,
+    block: &Block,
+    name: &str,
+) -> Result<Option<ParquetRecordBatchReader>> {
+    let Some(file) = block.meta.files.iter().find(|f| f.path == name) else {
+        return Ok(None);
+    };
+    let path = block_dir(tenant, block.id()).child_path(name);
+    let bytes = store.get_range(&path, 0..file.size_bytes).await?;
+    Ok(Some(
+        ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?,
+    ))
+}
+
 /// The encoded trees of `block`'s rollup that `selection` takes, and the hours they cover.
 /// `None` when the block has no rollup (written before rollups existed).
 pub async fn read_rollup_trees(
@@ -393,13 +411,9 @@ pub async fn read_rollup_trees(
     block: &Block,
     selection: &RollupSelection<'_>,
 ) -> Result<Option<Vec<Vec<u8>>>> {
-    let Some(file) = block.rollup() else {
+    let Some(reader) = read_file(store, tenant, block, ROLLUP_FILE).await? else {
         return Ok(None);
     };
-    // One range request for the whole file: the bucket's range cache keeps it.
-    let path = block_dir(tenant, block.id()).child_path(ROLLUP_FILE);
-    let bytes = store.get_range(&path, 0..file.size_bytes).await?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
     let mut trees = Vec::new();
     for batch in reader {
         let batch = batch?;
@@ -444,12 +458,9 @@ pub async fn read_series_rollup(
     hours: TimeRange,
     wanted: impl Fn(u64) -> bool,
 ) -> Result<Option<Vec<SeriesHour>>> {
-    let Some(file) = block.series_rollup() else {
+    let Some(reader) = read_file(store, tenant, block, SERIES_ROLLUP_FILE).await? else {
         return Ok(None);
     };
-    let path = block_dir(tenant, block.id()).child_path(SERIES_ROLLUP_FILE);
-    let bytes = store.get_range(&path, 0..file.size_bytes).await?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch?;

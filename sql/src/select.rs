@@ -159,6 +159,22 @@ impl RollupPlan {
 /// Rollup files read at once.
 const ROLLUP_READS: usize = 8;
 
+/// What `read` gives for each block of `plan` (`None`: the block has no such rollup), a few
+/// blocks at a time.
+async fn per_block<'a, T, F>(plan: &'a RollupPlan, read: impl Fn(&'a Block) -> F) -> Result<Vec<T>>
+where
+    F: std::future::Future<Output = hearth_engine::Result<Option<Vec<T>>>>,
+{
+    let mut out = Vec::new();
+    for blocks in plan.blocks.chunks(ROLLUP_READS) {
+        let reads = blocks.iter().map(|block| read(block));
+        for rows in futures::future::try_join_all(reads).await? {
+            out.extend(rows.into_iter().flatten());
+        }
+    }
+    Ok(out)
+}
+
 /// Per bucket index: (sum of profile totals, number of profiles).
 pub type Buckets = BTreeMap<i64, (i64, i64)>;
 
@@ -582,17 +598,10 @@ impl QueryService {
             hours: plan.hours,
         };
         let tenant = &sources.snapshot.tenant;
-        let mut trees = Vec::new();
-        for blocks in plan.blocks.chunks(ROLLUP_READS) {
-            let mut reads = Vec::with_capacity(blocks.len());
-            for block in blocks {
-                reads.push(read_rollup_trees(&sources.store, tenant, block, &selection));
-            }
-            for block_trees in futures::future::try_join_all(reads).await? {
-                trees.extend(block_trees.into_iter().flatten());
-            }
-        }
-        Ok(trees)
+        per_block(plan, |block| {
+            read_rollup_trees(&sources.store, tenant, block, &selection)
+        })
+        .await
     }
 
     /// The selected samples merged into one function tree; `span_ids` keeps only those spans.
@@ -752,16 +761,10 @@ impl QueryService {
     ) -> Result<Vec<SeriesHour>> {
         let tenant = &sources.snapshot.tenant;
         let wanted = |id: u64| matched.labels.contains_key(&id);
-        let mut rows = Vec::new();
-        for blocks in plan.blocks.chunks(ROLLUP_READS) {
-            let reads = blocks
-                .iter()
-                .map(|block| read_series_rollup(&sources.store, tenant, block, plan.hours, wanted));
-            for block_rows in futures::future::try_join_all(reads).await? {
-                rows.extend(block_rows.into_iter().flatten());
-            }
-        }
-        Ok(rows)
+        per_block(plan, |block| {
+            read_series_rollup(&sources.store, tenant, block, plan.hours, wanted)
+        })
+        .await
     }
 
     /// Whether the tenant has data, and its oldest and newest profile times (ms).
