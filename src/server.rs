@@ -185,7 +185,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(membership) = membership {
         // Gone from the ring only once its data is in the bucket.
-        membership.shutdown();
+        membership.leave().await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -96,6 +96,7 @@ pub struct Membership {
     changes: watch::Receiver<Vec<Node>>,
     unreachable: watch::Receiver<Vec<Node>>,
     forwarder: tokio::task::JoinHandle<()>,
+    gossip_interval: Duration,
 }
 
 impl std::fmt::Debug for Membership {
@@ -191,6 +192,7 @@ impl Membership {
             changes,
             unreachable,
             forwarder,
+            gossip_interval: config.gossip_interval,
         })
     }
 
@@ -240,7 +242,32 @@ impl Membership {
             .await;
     }
 
-    /// Stops gossiping; peers declare the node dead after failure detection.
+    /// Leaves the cluster: hands this node's newest state (`leaving`, set just before) to every
+    /// live peer directly, [`LEAVE_ROUNDS`] handshakes each a gossip interval apart, then stops
+    /// gossiping. Random gossip alone may not reach a peer before the node goes, and a peer
+    /// that last saw it active counts it as gone without leaving (see [`Self::unreachable`]).
+    pub async fn leave(&self) {
+        let peers: Vec<_> = {
+            let chitchat = self.handle.chitchat();
+            let chitchat = chitchat.lock().await;
+            let me = chitchat.self_chitchat_id();
+            chitchat
+                .live_nodes()
+                .filter(|id| *id != me)
+                .map(|id| id.gossip_advertise_addr)
+                .collect()
+        };
+        for _ in 0..LEAVE_ROUNDS {
+            for addr in &peers {
+                // Fails only once the gossip task has stopped, when there is nothing to tell.
+                let _ = self.handle.gossip(*addr);
+            }
+            tokio::time::sleep(self.gossip_interval).await;
+        }
+        self.shutdown();
+    }
+
+    /// Stops gossiping at once; peers declare the node dead after failure detection.
     pub fn shutdown(&self) {
         self.forwarder.abort();
         if let Err(e) = self.handle.initiate_shutdown() {
@@ -248,6 +275,9 @@ impl Membership {
         }
     }
 }
+
+/// How many direct handshakes with each peer [`Membership::leave`] makes.
+const LEAVE_ROUNDS: usize = 3;
 
 /// The dead nodes of `chitchat` whose newest generation was active, by id, that are not in
 /// `live` under a newer generation.
@@ -419,13 +449,9 @@ mod tests {
         .await
         .unwrap();
         wait_for(&a, "c to join", |n| n.len() == 2).await;
+        // It does not wait for `a` to see it leaving: `leave` hands the state over.
         c.set_state(InstanceState::Leaving).await;
-        wait_for(&a, "c to be leaving", |n| {
-            n.iter()
-                .any(|n| n.id == "c" && n.state == InstanceState::Leaving)
-        })
-        .await;
-        c.shutdown();
+        c.leave().await;
         wait_for(&a, "c to be declared dead", |n| n.len() == 1).await;
         assert_eq!(ids(a.unreachable()), ["b"]);
         a.shutdown();
