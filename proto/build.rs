@@ -10,6 +10,8 @@ const PROTOS: &[&str] = &[
     "querier/v1/querier.proto",
     "hearth/wal/v1/wal.proto",
     "hearth/cluster/v1/cluster.proto",
+    "opentelemetry/proto/collector/profiles/v1development/profiles_service.proto",
+    "google/rpc/status.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -35,6 +37,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptor_bytes = std::fs::read(&descriptor_path)?;
     pbjson_build::Builder::new()
         .register_descriptors(&descriptor_bytes)?
-        .build(&[".google.v1", ".types.v1", ".push.v1", ".querier.v1"])?;
+        .build(&[
+            ".google.v1",
+            ".google.rpc",
+            ".types.v1",
+            ".push.v1",
+            ".querier.v1",
+            ".opentelemetry",
+        ])?;
     Ok(())
 }

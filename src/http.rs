@@ -3,6 +3,7 @@
 
 mod admin;
 mod ingest;
+mod otlp;
 mod querier;
 mod render;
 mod ui;
@@ -60,6 +61,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/ingest", post(ingest::ingest))
         .route("/pyroscope/ingest", post(ingest::ingest))
         .route("/push.v1.PusherService/Push", post(ingest::push))
+        .route("/v1development/profiles", post(otlp::export_http))
+        .route(otlp::GRPC_EXPORT, post(otlp::export_any))
         .route("/querier.v1.QuerierService/{method}", post(querier::call))
         .route("/pyroscope/render", get(render::render))
         .route("/pyroscope/render-diff", get(render::render_diff))

@@ -1,6 +1,7 @@
 //! The HTTP edge: the one place an error kind becomes a wire status, for Connect (code and HTTP
-//! status, as connect-go maps them) and for Pyroscope's legacy `/ingest` (its HTTP statuses and
-//! the Connect code it derives from them).
+//! status, as connect-go maps them), for Pyroscope's legacy `/ingest` (its HTTP statuses and
+//! the Connect code it derives from them), and for OTLP/HTTP (its statuses; gRPC codes are
+//! `hearth_flight::status`'s).
 
 use axum::http::StatusCode;
 use hearth_engine::ErrorKind;
@@ -42,6 +43,16 @@ pub(crate) fn legacy_http_status(kind: ErrorKind) -> StatusCode {
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The HTTP status of a refused OTLP/HTTP export (as Pyroscope's: 400 for what does not parse
+/// or validate, 413 for size, 429 for limits).
+pub(crate) fn otlp_http_status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidArgument | ErrorKind::MalformedProfile => StatusCode::BAD_REQUEST,
+        ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        kind => http_status(kind),
     }
 }
 

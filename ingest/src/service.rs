@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hearth_engine::model::{Labels, TenantId, label};
 use hearth_engine::{ErrorKind, ProfileBatch};
+use hearth_proto::otlp_collector::ExportProfilesServiceRequest;
 use hearth_proto::push::v1::PushRequest;
 use prost::Message;
 
@@ -16,6 +17,7 @@ use crate::labels::validate_labels;
 use crate::legacy::{Format, IngestParams, display_names};
 use crate::metrics::{EndpointLabel, IngestMetrics, ReasonLabel};
 use crate::normalize::{NormalizeArgs, metric_name, normalize};
+use crate::otlp;
 use crate::rate::{RateLimiter, RateShare};
 use crate::sink::{ProfileSink, PushOutcome};
 use hearth_engine::limits::{Limits, LimitsSource};
@@ -111,6 +113,38 @@ impl IngestService {
         let batches = tokio::task::spawn_blocking(move || prepare_push(request, &limits))
             .await
             .map_err(|e| Error::rejected(ErrorKind::Internal, reason::INTERNAL, e.to_string()))??;
+        self.store(tenant, batches).await
+    }
+
+    /// An OTLP profiles export (gRPC or HTTP). `body_bytes` is the request's size on the wire.
+    pub async fn export_otlp(
+        &self,
+        tenant: &TenantId,
+        request: ExportProfilesServiceRequest,
+        body_bytes: usize,
+    ) -> Result<PushOutcome> {
+        let result = self.export_otlp_inner(tenant, request, body_bytes).await;
+        self.finish("otlp", body_bytes, &result);
+        result
+    }
+
+    async fn export_otlp_inner(
+        &self,
+        tenant: &TenantId,
+        request: ExportProfilesServiceRequest,
+        body_bytes: usize,
+    ) -> Result<PushOutcome> {
+        let limits = self.limits(tenant);
+        self.admit(tenant, &limits, body_bytes)?;
+        let batches =
+            tokio::task::spawn_blocking(move || otlp::prepare_otlp(request, &limits, now_nanos()))
+                .await
+                .map_err(|e| {
+                    Error::rejected(ErrorKind::Internal, reason::INTERNAL, e.to_string())
+                })??;
+        if batches.is_empty() {
+            return Ok(PushOutcome::default());
+        }
         self.store(tenant, batches).await
     }
 

@@ -5,6 +5,8 @@
 //! - [`types::v1`], [`push::v1`], [`querier::v1`]: Pyroscope's Connect API messages.
 //! - [`hearth::wal::v1`]: Hearth's own write-ahead-log record.
 //! - [`hearth::cluster::v1`]: what Hearth's cluster components send each other over Flight.
+//! - [`opentelemetry`]: the OTLP profiles signal (`v1development`), and [`google::rpc`]'s
+//!   `Status`, the error body of OTLP/HTTP.
 //!
 //! This crate holds data types only: no transport, no behaviour.
 
@@ -14,6 +16,11 @@ pub mod google {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/google.v1.rs"));
         include!(concat!(env!("OUT_DIR"), "/google.v1.serde.rs"));
+    }
+
+    pub mod rpc {
+        include!(concat!(env!("OUT_DIR"), "/google.rpc.rs"));
+        include!(concat!(env!("OUT_DIR"), "/google.rpc.serde.rs"));
     }
 }
 
@@ -52,4 +59,64 @@ pub mod hearth {
     }
 }
 
+pub mod opentelemetry {
+    pub mod proto {
+        pub mod common {
+            pub mod v1 {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.common.v1.rs"
+                ));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.common.v1.serde.rs"
+                ));
+            }
+        }
+
+        pub mod resource {
+            pub mod v1 {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.resource.v1.rs"
+                ));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.resource.v1.serde.rs"
+                ));
+            }
+        }
+
+        pub mod profiles {
+            pub mod v1development {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.profiles.v1development.rs"
+                ));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.profiles.v1development.serde.rs"
+                ));
+            }
+        }
+
+        pub mod collector {
+            pub mod profiles {
+                pub mod v1development {
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/opentelemetry.proto.collector.profiles.v1development.rs"
+                    ));
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/opentelemetry.proto.collector.profiles.v1development.serde.rs"
+                    ));
+                }
+            }
+        }
+    }
+}
+
 pub use google::v1 as pprof;
+pub use opentelemetry::proto::collector::profiles::v1development as otlp_collector;
+pub use opentelemetry::proto::profiles::v1development as otlp;

@@ -75,7 +75,7 @@ fn ingest(hearth: &Hearth, query: &str, content_type: &str, body: Vec<u8>) -> (u
 
 /// The stacks stored for `query` (a profile type and selector) in the last hour, as
 /// Pyroscope's collapsed render gives them: stack → value.
-fn collapsed(hearth: &Hearth, query: &str) -> BTreeMap<String, i64> {
+pub(crate) fn collapsed(hearth: &Hearth, query: &str) -> BTreeMap<String, i64> {
     let now = super::support::now_nanos() / 1_000_000;
     let text = hearth
         .get(&format!(
@@ -95,7 +95,7 @@ fn collapsed(hearth: &Hearth, query: &str) -> BTreeMap<String, i64> {
 }
 
 /// The profile type ids stored for a service.
-fn profile_types(hearth: &Hearth, service: &str) -> Vec<String> {
+pub(crate) fn profile_types(hearth: &Hearth, service: &str) -> Vec<String> {
     let mut types: Vec<String> = hearth
         .series(None, &[&format!("{{service_name=\"{service}\"}}")])
         .into_iter()

@@ -19,6 +19,7 @@ mod ingest_formats;
 mod label_index;
 mod object_storage;
 mod observability;
+mod otlp;
 mod query;
 mod query_errors;
 mod readme;
