@@ -64,7 +64,6 @@ pub mod reason {
     pub const PROFILE_SIZE_LIMIT: &str = "profile_size_limit";
     pub const BODY_SIZE_LIMIT: &str = "body_size_limit_exceeded";
     pub const MALFORMED_PROFILE: &str = "malformed_profile";
-    pub const UNSUPPORTED_FORMAT: &str = "unsupported_format";
     pub const UNSUPPORTED_CLIENT: &str = "unsupported_client";
     pub const UNAUTHENTICATED: &str = "unauthenticated";
     pub const UNAVAILABLE: &str = "unavailable";

@@ -3,7 +3,8 @@
 //! It owns pprof decoding with Pyroscope's normalisation (series per sample type, profile-type
 //! labels, sample labels that become series labels, span ids split out, time fixes), the
 //! semantics of Pyroscope's two push endpoints (`POST /ingest` and `push.v1.PusherService/Push`)
-//! with the stack formats `/ingest` takes beside pprof (folded, trie, tree, speedscope), the
+//! with the stack formats `/ingest` takes beside pprof (folded, trie, tree, speedscope) and JFR
+//! recordings (the Java agent's), the
 //! OpenTelemetry profiles signal (OTLP) mapped to series as Pyroscope maps it, label validation, and the per-tenant limits (sizes, label rules, rate). The transport (HTTP,
 //! Connect framing, `Content-Encoding`) stays in the binary; this crate starts from decoded
 //! requests and ends at a [`ProfileSink`]: the engine itself in one process, or the cluster's
@@ -15,6 +16,7 @@
 pub mod distributor;
 pub mod error;
 pub mod formats;
+pub mod jfr;
 pub mod labels;
 pub mod legacy;
 pub mod metrics;

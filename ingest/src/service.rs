@@ -8,11 +8,13 @@ use bytes::Bytes;
 use hearth_engine::model::{Labels, TenantId, label};
 use hearth_engine::{ErrorKind, ProfileBatch};
 use hearth_proto::otlp_collector::ExportProfilesServiceRequest;
+use hearth_proto::pprof::Profile;
 use hearth_proto::push::v1::PushRequest;
 use prost::Message;
 
 use crate::error::{Error, Result, reason};
 use crate::formats::{self, legacy_type};
+use crate::jfr;
 use crate::labels::validate_labels;
 use crate::legacy::{Format, IngestParams, display_names};
 use crate::metrics::{EndpointLabel, IngestMetrics, ReasonLabel};
@@ -178,11 +180,15 @@ impl IngestService {
             Format::Pprof => (body, None),
             Format::PprofMultipart => pprof_form(content_type.unwrap_or_default(), body).await?,
             Format::Jfr => {
-                return Err(Error::rejected(
-                    ErrorKind::Unimplemented,
-                    reason::UNSUPPORTED_FORMAT,
-                    "ingest format jfr is not supported yet: send pprof, folded stacks, trie, tree or speedscope",
-                ));
+                let (jfr, labels) = jfr_form(content_type.unwrap_or_default(), body).await?;
+                let batches = tokio::task::spawn_blocking(move || {
+                    prepare_jfr(&params, &jfr, labels.as_deref(), &limits)
+                })
+                .await
+                .map_err(|e| {
+                    Error::rejected(ErrorKind::Internal, reason::INTERNAL, e.to_string())
+                })??;
+                return self.store(tenant, batches).await;
             }
             stacks => {
                 let batches = tokio::task::spawn_blocking(move || {
@@ -365,21 +371,84 @@ fn prepare_legacy(
         let pprof = formats::to_pprof(&piece, t, rate, params.from_nanos)
             .map_err(|e| Error::invalid(reason::MALFORMED_PROFILE, e))?;
         let pairs = ingest_labels(params, &piece.labels, t.name, Some(service));
-        let labels = validate_labels(pairs, limits)?;
-        let raw = Bytes::from(pprof.encode_to_vec());
-        let (pprof, index) = ProfileBatch::index_pprof(pprof, raw.len(), limits.max_profile_bytes)
-            .map_err(|e| profile_error(e, &labels, ErrorKind::PayloadTooLarge))?;
-        batches.push(normalize(NormalizeArgs {
-            labels,
-            raw,
-            pprof,
-            index,
-            profile_id: String::new(),
-            default_time_nanos: params.from_nanos,
-            limits,
-        })?);
+        batches.push(built(pprof, pairs, params.from_nanos, limits)?);
     }
     Ok(batches)
+}
+
+/// Validates and normalises a pprof built here from another format, with its series labels.
+fn built(
+    pprof: Profile,
+    pairs: Vec<(String, String)>,
+    default_time_nanos: i64,
+    limits: &Limits,
+) -> Result<ProfileBatch> {
+    let labels = validate_labels(pairs, limits)?;
+    let raw = Bytes::from(pprof.encode_to_vec());
+    let (pprof, index) = ProfileBatch::index_pprof(pprof, raw.len(), limits.max_profile_bytes)
+        .map_err(|e| profile_error(e, &labels, ErrorKind::PayloadTooLarge))?;
+    normalize(NormalizeArgs {
+        labels,
+        raw,
+        pprof,
+        index,
+        profile_id: String::new(),
+        default_time_nanos,
+        limits,
+    })
+}
+
+/// Reads a JFR recording (and the Java agent's dynamic labels) into pprofs named as Pyroscope
+/// names them, with the upload's labels, and normalises each.
+fn prepare_jfr(
+    params: &IngestParams,
+    jfr: &[u8],
+    labels: Option<&[u8]>,
+    limits: &Limits,
+) -> Result<Vec<ProfileBatch>> {
+    let malformed = |message: String| {
+        Error::rejected(
+            ErrorKind::MalformedProfile,
+            reason::MALFORMED_PROFILE,
+            format!("the jfr body is invalid: {message}"),
+        )
+    };
+    let inflate = |bytes: &[u8], what: &str| -> Result<Vec<u8>> {
+        if !bytes.starts_with(&[0x1f, 0x8b]) {
+            return Ok(bytes.to_vec());
+        }
+        hearth_engine::compression::gunzip_bounded(bytes, limits.max_decompressed_body_bytes, what)
+            .map_err(|e| Error::rejected(e.kind(), reason::BODY_SIZE_LIMIT, e.to_string()))
+    };
+    let recording = inflate(jfr, "the jfr field")?;
+    let snapshot =
+        match labels {
+            Some(bytes) if !bytes.is_empty() => {
+                let bytes = inflate(bytes, "the labels field")?;
+                Some(jfr::LabelsSnapshot::decode(&bytes[..]).map_err(|e| {
+                    malformed(format!("the labels field is not a LabelsSnapshot: {e}"))
+                })?)
+            }
+            _ => None,
+        };
+    let jfr_params = jfr::JfrParams {
+        sample_rate: params.sample_rate,
+        from_nanos: params.from_nanos,
+        until_nanos: params.until_nanos,
+    };
+    let profiles = jfr::decode(&recording, snapshot.as_ref(), jfr_params).map_err(malformed)?;
+    if profiles.is_empty() {
+        return Err(malformed(
+            "it holds no events Hearth reads (execution, allocation, lock or park samples)".into(),
+        ));
+    }
+    profiles
+        .into_iter()
+        .map(|profile| {
+            let pairs = ingest_labels(params, &[], profile.name, None);
+            built(profile.pprof, pairs, params.from_nanos, limits)
+        })
+        .collect()
 }
 
 /// A decode failure with the series it was for; an over-size profile gets `too_large`.
@@ -405,40 +474,66 @@ fn profile_error(error: hearth_engine::Error, labels: &Labels, too_large: ErrorK
 
 /// Reads the pprof form of a multipart `/ingest` body: `profile`, optional `sample_type_config`.
 async fn pprof_form(content_type: &str, body: Bytes) -> Result<(Bytes, Option<Bytes>)> {
-    let form_error = |message: String| {
-        Error::rejected(
-            ErrorKind::MalformedProfile,
-            reason::MALFORMED_PROFILE,
-            format!("failed to parse pprof /ingest multipart form: {message}"),
-        )
-    };
-    let boundary = multer::parse_boundary(content_type).map_err(|e| form_error(e.to_string()))?;
+    let mut fields = form_fields(content_type, body, "pprof").await?;
+    let profile = fields
+        .remove("profile")
+        .ok_or_else(|| form_error("pprof", "the form has no 'profile' field".into()))?;
+    Ok((profile, fields.remove("sample_type_config")))
+}
+
+/// A JFR upload: the recording and the agent's labels, from a multipart form (`jfr`,
+/// `labels`) or the whole body.
+async fn jfr_form(content_type: &str, body: Bytes) -> Result<(Bytes, Option<Bytes>)> {
+    if !content_type.starts_with("multipart/") {
+        return Ok((body, None));
+    }
+    let mut fields = form_fields(content_type, body, "jfr").await?;
+    let jfr = fields
+        .remove("jfr")
+        .ok_or_else(|| form_error("jfr", "the form has no 'jfr' field".into()))?;
+    Ok((jfr, fields.remove("labels")))
+}
+
+fn form_error(format: &str, message: String) -> Error {
+    Error::rejected(
+        ErrorKind::MalformedProfile,
+        reason::MALFORMED_PROFILE,
+        format!("failed to parse {format} /ingest multipart form: {message}"),
+    )
+}
+
+/// The fields of a multipart `/ingest` body, by name.
+async fn form_fields(
+    content_type: &str,
+    body: Bytes,
+    format: &str,
+) -> Result<std::collections::HashMap<String, Bytes>> {
+    let boundary =
+        multer::parse_boundary(content_type).map_err(|e| form_error(format, e.to_string()))?;
     let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(body) });
     let mut form = multer::Multipart::new(stream, boundary);
-    let (mut profile, mut config) = (None, None);
+    let mut fields = std::collections::HashMap::new();
     while let Some(field) = form
         .next_field()
         .await
-        .map_err(|e| form_error(e.to_string()))?
+        .map_err(|e| form_error(format, e.to_string()))?
     {
         let name = field.name().unwrap_or_default().to_string();
-        let bytes = field.bytes().await.map_err(|e| form_error(e.to_string()))?;
-        match name.as_str() {
-            "profile" => profile = Some(bytes),
-            "sample_type_config" => config = Some(bytes),
-            "prev_profile" => {
-                return Err(Error::rejected(
-                    ErrorKind::MalformedProfile,
-                    reason::UNSUPPORTED_CLIENT,
-                    "failed to parse pprof /ingest multipart form: unsupported client version. \
-                     Please update github.com/grafana/pyroscope-go to the latest version",
-                ));
-            }
-            _ => {}
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| form_error(format, e.to_string()))?;
+        if name == "prev_profile" {
+            return Err(Error::rejected(
+                ErrorKind::MalformedProfile,
+                reason::UNSUPPORTED_CLIENT,
+                "failed to parse pprof /ingest multipart form: unsupported client version. \
+                 Please update github.com/grafana/pyroscope-go to the latest version",
+            ));
         }
+        fields.insert(name, bytes);
     }
-    let profile = profile.ok_or_else(|| form_error("the form has no 'profile' field".into()))?;
-    Ok((profile, config))
+    Ok(fields)
 }
 
 #[cfg(test)]

@@ -305,7 +305,7 @@ fn bad_input_is_refused_with_pyroscope_statuses_and_named_problems() {
         "unsupported client version",
     );
     assert_refused(
-        "unsupported format",
+        "a JFR body that is not a recording",
         ingest(
             &hearth,
             T,
@@ -315,7 +315,7 @@ fn bad_input_is_refused_with_pyroscope_statuses_and_named_problems() {
         ),
         422,
         "unknown",
-        "ingest format jfr is not supported yet",
+        "the jfr body is invalid: chunk 0: 1 bytes is too short for a chunk header",
     );
     let response = hearth
         .client

@@ -16,6 +16,7 @@ mod flush;
 mod frontend;
 mod grafana;
 mod ingest_formats;
+mod jfr;
 mod label_index;
 mod object_storage;
 mod observability;
