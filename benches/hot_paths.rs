@@ -1,8 +1,10 @@
 //! Criterion micro-benchmarks of the hot paths, on google/pprof's `large.cpu` (20,430 samples,
 //! 23k locations): pprof decode + normalise, head append with the WAL, symbol dedup, flush to
 //! Parquet, flame-graph partial (dense ids to a function tree) and final (merge of encoded
-//! trees) phases, tree truncation/rendering, and the `/ingest` stack formats (folded, trie,
-//! tree, speedscope) read into a pprof, on large.cpu's stacks written in each.
+//! trees) phases, tree truncation/rendering, the `/ingest` stack formats (folded, trie,
+//! tree, speedscope) read into a pprof, on large.cpu's stacks written in each, OTLP
+//! exports of large.cpu (protobuf and JSON) read into normalised batches, and a real JVM's
+//! JFR recording (made with the machine's JDK when there is one) read into pprofs.
 //!
 //! `cargo bench --bench hot_paths` (criterion's own flags follow `--`).
 
@@ -20,12 +22,16 @@ use hearth_engine::rollup::encode_head;
 use hearth_engine::{HeadConfig, ProfileBatch};
 use hearth_ingest::Limits;
 use hearth_ingest::formats::{decode, encode_nodes, legacy_type, to_pprof};
+use hearth_ingest::jfr::{self, JfrParams};
 use hearth_ingest::labels::validate_labels;
 use hearth_ingest::legacy::Format;
 use hearth_ingest::normalize::{NormalizeArgs, normalize};
+use hearth_ingest::otlp::{decode_json, prepare_otlp};
+use hearth_proto::otlp_collector::ExportProfilesServiceRequest;
 use hearth_sql::render::flame_graph;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
+use prost::Message;
 
 fn labels() -> Labels {
     let pairs = [("__name__", "process_cpu"), ("service_name", "bench")];
@@ -275,6 +281,171 @@ fn speedscope_body(stacks: &[(Vec<String>, u64)]) -> Vec<u8> {
     .unwrap()
 }
 
+/// large.cpu as an OTLP export: its tables in the dictionary (row 0 empty), a stack per
+/// sample, sample counts on its CPU period (the shape the eBPF profiler sends).
+fn otlp_request(p: &hearth_proto::pprof::Profile) -> ExportProfilesServiceRequest {
+    use hearth_proto::otlp::{
+        Function, Line, Location, Mapping, Profile, ProfilesDictionary, ResourceProfiles, Sample,
+        ScopeProfiles, Stack, ValueType,
+    };
+    let index = |ids: Vec<u64>| -> std::collections::HashMap<u64, i32> {
+        ids.into_iter().zip(1..).collect()
+    };
+    let functions = index(p.function.iter().map(|f| f.id).collect());
+    let mappings = index(p.mapping.iter().map(|m| m.id).collect());
+    let locations = index(p.location.iter().map(|l| l.id).collect());
+    let mut dictionary = ProfilesDictionary {
+        string_table: p.string_table.clone(),
+        mapping_table: vec![Mapping::default()],
+        location_table: vec![Location::default()],
+        function_table: vec![Function::default()],
+        stack_table: vec![Stack::default()],
+        ..Default::default()
+    };
+    dictionary
+        .function_table
+        .extend(p.function.iter().map(|f| Function {
+            name_strindex: f.name as i32,
+            system_name_strindex: f.system_name as i32,
+            filename_strindex: f.filename as i32,
+            start_line: f.start_line,
+        }));
+    dictionary
+        .mapping_table
+        .extend(p.mapping.iter().map(|m| Mapping {
+            memory_start: m.memory_start,
+            memory_limit: m.memory_limit,
+            file_offset: m.file_offset,
+            filename_strindex: m.filename as i32,
+            ..Default::default()
+        }));
+    dictionary.location_table.extend(p.location.iter().map(|l| {
+        Location {
+            mapping_index: mappings.get(&l.mapping_id).copied().unwrap_or(0),
+            address: l.address,
+            lines: l
+                .line
+                .iter()
+                .map(|line| Line {
+                    function_index: functions[&line.function_id],
+                    line: line.line,
+                    column: 0,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }));
+    let mut samples = Vec::new();
+    for sample in &p.sample {
+        dictionary.stack_table.push(Stack {
+            location_indices: sample.location_id.iter().map(|l| locations[l]).collect(),
+        });
+        samples.push(Sample {
+            stack_index: dictionary.stack_table.len() as i32 - 1,
+            values: vec![sample.value[0]],
+            ..Default::default()
+        });
+    }
+    let mut string = |s: &str| match dictionary.string_table.iter().position(|t| t == s) {
+        Some(i) => i as i32,
+        None => {
+            dictionary.string_table.push(s.to_string());
+            dictionary.string_table.len() as i32 - 1
+        }
+    };
+    let profile = Profile {
+        sample_type: Some(ValueType {
+            type_strindex: string("samples"),
+            unit_strindex: string("count"),
+        }),
+        period_type: Some(ValueType {
+            type_strindex: string("cpu"),
+            unit_strindex: string("nanoseconds"),
+        }),
+        period: p.period,
+        samples,
+        ..Default::default()
+    };
+    ExportProfilesServiceRequest {
+        resource_profiles: vec![ResourceProfiles {
+            scope_profiles: vec![ScopeProfiles {
+                profiles: vec![profile],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        dictionary: Some(dictionary),
+    }
+}
+
+/// OTLP exports of large.cpu read into normalised batches, from protobuf and from JSON.
+fn otlp(c: &mut Criterion) {
+    let (_, p) = support::large_cpu();
+    let request = otlp_request(&p);
+    let proto = request.encode_to_vec();
+    let json = serde_json::to_vec(&request).unwrap();
+    let limits = Limits::default();
+    let mut group = c.benchmark_group("ingest_formats");
+    group.throughput(Throughput::Bytes(proto.len() as u64));
+    group.bench_function("otlp_proto_large_cpu_to_batches", |b| {
+        b.iter(|| {
+            let request = ExportProfilesServiceRequest::decode(&proto[..]).unwrap();
+            prepare_otlp(request, &limits, 1).unwrap()
+        })
+    });
+    group.throughput(Throughput::Bytes(json.len() as u64));
+    group.bench_function("otlp_json_large_cpu_to_batches", |b| {
+        b.iter(|| prepare_otlp(decode_json(&json).unwrap(), &limits, 1).unwrap())
+    });
+    group.finish();
+}
+
+/// A real JVM's recording: `tests/integration/jfr.rs`'s program run for three seconds under
+/// JFR's `profile` settings with TLAB events; `None` without a JDK.
+fn jvm_recording() -> Option<Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let test = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/jfr.rs"),
+    )
+    .unwrap();
+    let program = test.split("r#\"").nth(1)?.split("\"#;").next()?;
+    std::fs::write(dir.path().join("Hot.java"), program).unwrap();
+    let run = |cmd: &mut std::process::Command| cmd.status().is_ok_and(|s| s.success());
+    let recording = dir.path().join("hot.jfr");
+    let recorded = run(std::process::Command::new("javac").arg(dir.path().join("Hot.java")))
+        && run(std::process::Command::new("java")
+            .arg(format!(
+                "-XX:StartFlightRecording=filename={},settings=profile,dumponexit=true,\
+                 +jdk.ObjectAllocationInNewTLAB#enabled=true",
+                recording.display()
+            ))
+            .arg("-cp")
+            .arg(dir.path())
+            .args(["Hot", "3000"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()));
+    recorded.then(|| std::fs::read(recording).unwrap())
+}
+
+/// A JVM recording read into Pyroscope's profiles (pprofs, before normalisation).
+fn jfr(c: &mut Criterion) {
+    let Some(recording) = jvm_recording() else {
+        eprintln!("ingest_formats/jfr: skipped (no JDK: javac and java are needed)");
+        return;
+    };
+    let params = JfrParams {
+        sample_rate: 100,
+        from_nanos: 1,
+        until_nanos: 2,
+    };
+    let mut group = c.benchmark_group("ingest_formats");
+    group.throughput(Throughput::Bytes(recording.len() as u64));
+    group.bench_function("jfr_jvm_recording_to_pprofs", |b| {
+        b.iter(|| jfr::decode(&recording, None, params).unwrap())
+    });
+    group.finish();
+}
+
 fn stack_formats(c: &mut Criterion) {
     let stacks = large_cpu_stacks();
     let folded: String = stacks
@@ -309,6 +480,8 @@ fn stack_formats(c: &mut Criterion) {
 criterion_group!(
     benches,
     stack_formats,
+    otlp,
+    jfr,
     decode_and_normalise,
     head_append,
     flush,
