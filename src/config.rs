@@ -11,6 +11,7 @@ use hearth_ingest::Limits;
 use hearth_ring::Role;
 
 use crate::overrides::RuntimeConfig;
+use crate::scrape::{ScrapeConfig, Scrapes};
 use crate::storage::StorageConfig;
 use hearth_sql::QueryConfig;
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,8 @@ pub(crate) struct Config {
     pub compactor: CompactorConfig,
     /// The runtime overrides file: per-tenant limits, reloaded without restart.
     pub runtime_config: RuntimeConfig,
+    /// Targets whose pprof endpoints this process scrapes (`all` and distributors).
+    pub scrape_configs: Vec<ScrapeConfig>,
 }
 
 impl Default for Config {
@@ -57,6 +60,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             compactor: CompactorConfig::default(),
             runtime_config: RuntimeConfig::default(),
+            scrape_configs: Vec::new(),
         }
     }
 }
@@ -231,6 +235,13 @@ impl Config {
         self.storage.validate()?;
         if self.head.flush_check_interval.is_zero() {
             bail!("head.flush_check_interval must be positive");
+        }
+        let scrapes = Scrapes::new(&self.scrape_configs)?;
+        if !scrapes.is_empty() && !matches!(self.target, Role::All | Role::Distributor) {
+            bail!(
+                "scrape_configs are scraped by --target all or distributor, not {}",
+                self.target
+            );
         }
         Ok(())
     }

@@ -45,6 +45,8 @@ pub(crate) struct AppState {
     pub membership: Option<Arc<hearth_ring::Membership>>,
     /// The local engine (`all` and ingesters), for `/ingester/flush`.
     pub engine: Option<Arc<hearth_engine::Engine>>,
+    /// The scrape targets (`scrape_configs`), for `/targets`.
+    pub scrapes: Arc<crate::scrape::Scrapes>,
 }
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
@@ -70,6 +72,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/ready", get(admin::ready))
         .route("/metrics", get(admin::metrics))
         .route("/ring", get(admin::ring))
+        .route("/targets", get(admin::targets))
         .route("/ingester/flush", get(admin::flush).post(admin::flush))
         .fallback(admin::not_found)
         .with_state(Arc::clone(&state))

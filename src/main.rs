@@ -15,6 +15,7 @@ mod http;
 mod metrics;
 mod overrides;
 mod roles;
+mod scrape;
 mod server;
 mod status;
 mod storage;

@@ -81,7 +81,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let membership = services.membership.clone();
-    let tasks = services.tasks;
+    let scrapes = Arc::new(crate::scrape::Scrapes::new(&config.scrape_configs)?);
+    let mut tasks = services.tasks;
+    tasks.extend(scrapes.spawn(Arc::clone(&services.ingest)));
     let ring_member = membership.clone().filter(|_| services.ring_member);
     metrics.add_services(
         services.ingest.metrics(),
@@ -101,6 +103,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         ready: AtomicBool::new(true),
         membership: membership.clone(),
         engine: engine.clone(),
+        scrapes,
     });
     let flusher = engine.clone().map(|e| tokio::spawn(e.run_flusher()));
     *router.write() = http::router(Arc::clone(&state));

@@ -13,6 +13,7 @@
 //! Invariant: a request is checked whole before any of it is stored, and every refusal carries
 //! a status kind, a Pyroscope discard reason and a message naming what is wrong.
 
+pub mod delta;
 pub mod distributor;
 pub mod error;
 pub mod formats;

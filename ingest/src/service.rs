@@ -413,12 +413,31 @@ fn prepare_jfr(
             format!("the jfr body is invalid: {message}"),
         )
     };
+    // Decoded values take several times the bytes they come from: a recording is read up to
+    // 16 profiles' worth, as the stack formats are.
+    let budget = match limits.max_profile_bytes {
+        0 => limits.max_decompressed_body_bytes,
+        bytes => bytes.saturating_mul(16),
+    };
     let inflate = |bytes: &[u8], what: &str| -> Result<Vec<u8>> {
-        if !bytes.starts_with(&[0x1f, 0x8b]) {
-            return Ok(bytes.to_vec());
+        let inflated =
+            match bytes.starts_with(&[0x1f, 0x8b]) {
+                true => hearth_engine::compression::gunzip_bounded(bytes, budget, what).map_err(
+                    |e| Error::rejected(e.kind(), reason::PROFILE_SIZE_LIMIT, e.to_string()),
+                )?,
+                false => bytes.to_vec(),
+            };
+        if inflated.len() > budget {
+            return Err(Error::rejected(
+                ErrorKind::PayloadTooLarge,
+                reason::PROFILE_SIZE_LIMIT,
+                format!(
+                    "{what} is {} bytes; at most {budget} are read (16 x max_profile_bytes)",
+                    inflated.len()
+                ),
+            ));
         }
-        hearth_engine::compression::gunzip_bounded(bytes, limits.max_decompressed_body_bytes, what)
-            .map_err(|e| Error::rejected(e.kind(), reason::BODY_SIZE_LIMIT, e.to_string()))
+        Ok(inflated)
     };
     let recording = inflate(jfr, "the jfr field")?;
     let snapshot =

@@ -96,3 +96,8 @@ pub(super) async fn not_found(uri: Uri) -> Response {
         format!("no route for {}", uri.path()),
     )
 }
+
+/// `GET /targets`: each scrape target's health, last scrape and last error (JSON).
+pub(super) async fn targets(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(state.scrapes.report()).into_response()
+}

@@ -27,6 +27,7 @@ mod readme;
 mod reference;
 mod retention;
 mod rollups;
+mod scrape;
 mod split;
 mod stages;
 mod support;

@@ -19,6 +19,16 @@ const METADATA: i64 = 0;
 const CHECKPOINT: i64 = 1;
 /// How deep values and metadata elements may nest.
 const MAX_DEPTH: usize = 32;
+/// The constant pools kept: those stack traces, frame names and thread states are read from.
+/// Others (threads, modules, packages, class loaders...) are read past and dropped.
+const KEPT_POOLS: &[&str] = &[
+    "jdk.types.StackTrace",
+    "jdk.types.Method",
+    "java.lang.Class",
+    "jdk.types.Symbol",
+    "jdk.types.ThreadState",
+    "java.lang.String",
+];
 
 pub(super) type Result<T> = std::result::Result<T, String>;
 
@@ -80,6 +90,8 @@ pub(super) struct Chunk<'a> {
     pub ticks_per_second: i64,
     pub classes: HashMap<u64, Class>,
     pools: HashMap<u64, HashMap<i64, Value>>,
+    /// The classes whose constants are kept (see [`KEPT_POOLS`]).
+    kept: Vec<u64>,
     string_class: Option<u64>,
 }
 
@@ -148,9 +160,14 @@ impl<'a> Chunk<'a> {
             ticks_per_second,
             classes: HashMap::new(),
             pools: HashMap::new(),
+            kept: Vec::new(),
             string_class: None,
         };
         chunk.read_metadata(metadata)?;
+        chunk.kept = KEPT_POOLS
+            .iter()
+            .filter_map(|name| chunk.class_named(name))
+            .collect();
         // Every checkpoint (not only the chain from the header's): recorders that flush write
         // several.
         let mut checkpoints = Vec::new();
@@ -262,10 +279,13 @@ impl<'a> Chunk<'a> {
         for _ in 0..pools {
             let class = c.long().map_err(at_byte)? as u64;
             let constants = c.count().map_err(at_byte)?;
+            let kept = self.kept.contains(&class);
             for _ in 0..constants {
                 let key = c.long().map_err(at_byte)?;
                 let value = self.read_class(&mut c, class, 0).map_err(at_byte)?;
-                self.pools.entry(class).or_default().insert(key, value);
+                if kept {
+                    self.pools.entry(class).or_default().insert(key, value);
+                }
             }
         }
         Ok(())

@@ -1,0 +1,342 @@
+//! Pull mode: a real Go program (built here with Debian's `golang-go`) serves `net/http/pprof`
+//! under CPU load; Hearth scrapes it and its flame graph shows the program's hot function,
+//! its allocations arrive as deltas, and `/targets` says it is up. Targets that refuse
+//! connections, hang past the timeout or serve garbage show as down with the reason, and do
+//! not disturb the others.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::ingest_formats::{collapsed, profile_types};
+use super::support::Hearth;
+
+/// A program whose CPU goes to `main.hotLoop`, which allocates in `main.allocate` and
+/// contends for a mutex, serving its profiles on the address in its first argument.
+const PROGRAM: &str = r#"
+package main
+
+import (
+	"net/http"
+	_ "net/http/pprof"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+)
+
+var sink []byte
+var mu sync.Mutex
+
+func hotLoop(n int) int {
+	s := 0
+	for i := 0; i < n; i++ {
+		s += i * i % 7
+	}
+	return s
+}
+
+func allocate() {
+	for i := 0; i < 64; i++ {
+		sink = make([]byte, 16*1024)
+	}
+}
+
+func contend() {
+	mu.Lock()
+	time.Sleep(time.Millisecond)
+	mu.Unlock()
+}
+
+func main() {
+	runtime.SetMutexProfileFraction(1)
+	runtime.SetBlockProfileRate(1)
+	go func() {
+		for {
+			hotLoop(5_000_000)
+			allocate()
+			contend()
+		}
+	}()
+	go func() {
+		for {
+			contend()
+		}
+	}()
+	if err := http.ListenAndServe(os.Args[1], nil); err != nil {
+		panic(err)
+	}
+}
+"#;
+
+/// Builds [`PROGRAM`] with the machine's Go, its build cache inside the target directory.
+fn build_program(dir: &Path) -> PathBuf {
+    std::fs::write(dir.join("main.go"), PROGRAM).unwrap();
+    let binary = dir.join("hot");
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/go-build-cache");
+    let out = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg("main.go")
+        .current_dir(dir)
+        .env("GOCACHE", &cache)
+        .env("GOPATH", dir.join("gopath"))
+        .env("GO111MODULE", "off")
+        .output()
+        .expect("go runs (Debian's golang-go; .ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    binary
+}
+
+/// A child process killed when the test ends.
+struct Program(Child);
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A port that accepts connections and never answers.
+fn hanging_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+/// A port that answers every request with 200 and a body that is not a profile.
+fn garbage_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let body = "this is not a profile";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+fn targets(hearth: &Hearth) -> Vec<Value> {
+    let report: Value = serde_json::from_str(&hearth.get("/targets").text().unwrap()).unwrap();
+    report["activeTargets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn target<'a>(all: &'a [Value], job: &str, profile: &str) -> &'a Value {
+    all.iter()
+        .find(|t| t["job"] == job && t["profile"] == profile)
+        .unwrap_or_else(|| panic!("no target {job} {profile} in {all:?}"))
+}
+
+/// Waits up to a minute for `ok` to hold of the targets.
+fn wait_targets(hearth: &Hearth, what: &str, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = targets(hearth);
+        if ok(&all) {
+            return all;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {all:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn a_go_program_is_scraped_and_broken_targets_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = build_program(dir.path());
+    let port = free_port();
+    let _program = Program(
+        Command::new(&binary)
+            .arg(format!("127.0.0.1:{port}"))
+            .spawn()
+            .unwrap(),
+    );
+    let dead = free_port();
+    let (hang, garbage) = (hanging_server(), garbage_server());
+    let only_goroutines = "profiling_config:\n      pprof_config:\n        process_cpu: {enabled: false}\n        memory: {enabled: false}\n        mutex: {enabled: false}\n        block: {enabled: false}";
+    let config = format!(
+        "scrape_configs:
+  - job_name: go-app
+    scrape_interval: 3s
+    static_configs:
+      - targets: ['127.0.0.1:{port}']
+        labels: {{env: test}}
+  - job_name: dead
+    scrape_interval: 2s
+    static_configs: [{{targets: ['127.0.0.1:{dead}']}}]
+    {only_goroutines}
+  - job_name: hang
+    scrape_interval: 2s
+    scrape_timeout: 1s
+    static_configs: [{{targets: ['127.0.0.1:{hang}']}}]
+    {only_goroutines}
+  - job_name: garbage
+    scrape_interval: 2s
+    static_configs: [{{targets: ['127.0.0.1:{garbage}']}}]
+    {only_goroutines}
+"
+    );
+    let hearth = Hearth::start_with_config(&config);
+
+    // Every profile type of the Go program scraped at least twice (deltas need a baseline).
+    let all = wait_targets(&hearth, "the Go program's scrapes", |all| {
+        ["process_cpu", "memory", "goroutine", "mutex", "block"]
+            .iter()
+            .all(|p| {
+                let t = target(all, "go-app", p);
+                t["health"] == "up" && t["scrapes"].as_u64().unwrap_or(0) >= 2
+            })
+    });
+    let cpu_target = target(&all, "go-app", "process_cpu");
+    assert_eq!(
+        cpu_target["scrapeUrl"],
+        format!("http://127.0.0.1:{port}/debug/pprof/profile?seconds=2")
+    );
+    assert_eq!(cpu_target["labels"]["service_name"], "go-app");
+    assert_eq!(cpu_target["lastError"], "");
+
+    // The flame graph shows the hot function; allocations and goroutines are there too.
+    let types = profile_types(&hearth, "go-app");
+    for expected in [
+        "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+        "memory:alloc_space:bytes:space:bytes",
+        "memory:inuse_space:bytes:space:bytes",
+        "goroutines:goroutine:count:goroutine:count",
+        "mutex:delay:nanoseconds:contentions:count",
+    ] {
+        assert!(
+            types.iter().any(|t| t == expected),
+            "{expected} not in {types:?}"
+        );
+    }
+    let cpu = collapsed(
+        &hearth,
+        "process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"go-app\",env=\"test\"}",
+    );
+    let hottest = cpu
+        .iter()
+        .max_by_key(|(_, v)| **v)
+        .map(|(stack, _)| stack.rsplit(';').next().unwrap().to_string())
+        .unwrap();
+    assert_eq!(hottest, "main.hotLoop", "{cpu:?}");
+    let alloc = collapsed(
+        &hearth,
+        "memory:alloc_space:bytes:space:bytes{service_name=\"go-app\"}",
+    );
+    assert!(
+        alloc.keys().any(|s| s.contains("main.allocate")),
+        "{alloc:?}"
+    );
+    let series = hearth.series(None, &["{service_name=\"go-app\"}"]);
+    assert!(series.iter().all(|set| {
+        set.contains(&("job".into(), "go-app".into()))
+            && set.contains(&("instance".into(), format!("127.0.0.1:{port}")))
+    }));
+
+    // The broken targets are down, each with its reason; nothing of theirs is stored.
+    let all = wait_targets(&hearth, "the broken targets to be scraped", |all| {
+        ["dead", "hang", "garbage"].iter().all(|job| {
+            target(all, job, "goroutine")["scrapes"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 1
+        })
+    });
+    let error = |job: &str| {
+        let t = target(&all, job, "goroutine");
+        assert_eq!(t["health"], "down", "{t}");
+        t["lastError"].as_str().unwrap().to_string()
+    };
+    let refused = error("dead");
+    assert!(
+        refused.contains("Connection refused") || refused.contains("connect"),
+        "{refused}"
+    );
+    let hung = error("hang");
+    assert!(hung.contains("timed out"), "{hung}");
+    let junk = error("garbage");
+    assert!(
+        junk.contains("storing the profile") && junk.contains("pprof"),
+        "{junk}"
+    );
+    for job in ["dead", "hang", "garbage"] {
+        assert!(profile_types(&hearth, job).is_empty(), "{job}");
+    }
+    // And the Go program's scrapes went on meanwhile.
+    assert_eq!(
+        target(&targets(&hearth), "go-app", "process_cpu")["health"],
+        "up"
+    );
+}
+
+#[test]
+fn bad_scrape_configs_are_refused_at_start_up_with_the_reason() {
+    for (config, reason) in [
+        (
+            "scrape_configs:\n  - job_name: a\n    scheme: ftp\n    static_configs: [{targets: ['x:1']}]\n",
+            "scheme \"ftp\" is not http or https",
+        ),
+        (
+            "scrape_configs:\n  - job_name: a\n    profiling_config: {pprof_config: {cpu: {enabled: true}}}\n",
+            "pprof_config.cpu is not a profile type",
+        ),
+        (
+            "scrape_configs:\n  - job_name: a\n    scrape_interval: 1s\n",
+            "scrape_interval 1s is under 2s",
+        ),
+        (
+            "target: ingester\nscrape_configs:\n  - job_name: a\n    static_configs: [{targets: ['x:1']}]\n",
+            "scrape_configs are scraped by --target all or distributor",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hearth.yaml");
+        std::fs::write(&path, config).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .arg("--config")
+            .arg(&path)
+            .args(["--data-dir"])
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{config}: started");
+        assert!(stderr.contains(reason), "{config}: {stderr}");
+    }
+}
