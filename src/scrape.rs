@@ -1,14 +1,22 @@
 //! Pull mode: `scrape_configs` name targets whose Go `net/http/pprof` endpoints Hearth scrapes
-//! on an interval, as Phlare did and Alloy's `pyroscope.scrape` does. Each scraped profile
-//! takes the path a pushed one takes (`IngestService::push`: validation, limits, the
-//! distributor and its ring), labelled `service_name` (the target's, else the job's name),
-//! `job`, `instance` and the target's labels. Cumulative endpoints (`allocs`, `mutex`,
-//! `block`) are made into deltas between scrapes (the first scrape is the baseline); the CPU
-//! profile is taken over the interval less a second (`?seconds=`). `GET /targets` shows every
-//! target's health, last scrape and last error.
+//! on an interval, as Phlare did and Alloy's `pyroscope.scrape` does. Targets are static
+//! (`static_configs`) or Kubernetes pods (`kubernetes_sd_configs`, watched), relabelled
+//! Prometheus-style (`relabel_configs`). Each scraped profile takes the path a pushed one takes
+//! (`IngestService::push`: validation, limits, the distributor and its ring), labelled
+//! `service_name` (the target's, else the job's name, or `<namespace>/<container>` for a pod),
+//! `job`, `instance` and the target's labels. Cumulative endpoints (`allocs`, `mutex`, `block`)
+//! are made into deltas between scrapes (the first scrape is the baseline); the CPU profile is
+//! taken over the interval less a second (`?seconds=`). `GET /targets` shows every target's
+//! health, last scrape and last error.
 //!
-//! Targets are static today (`static_configs`); each process configured with them scrapes all
-//! of them.
+//! A pod is scraped for the profile types its annotations ask for, as Pyroscope's Helm chart
+//! and Alloy read them: `profiles.grafana.com/<type>.scrape: "true"` with `.port` (or
+//! `.port_name`), `.path` and `.scheme` (`<type>`: cpu, memory, goroutine, mutex, block), or the
+//! seeds' `phlare.grafana.com/scrape: "true"` with `phlare.grafana.com/port` for every type the
+//! job enables.
+
+mod kubernetes;
+mod relabel;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,8 +29,10 @@ use hearth_ingest::IngestService;
 use hearth_ingest::delta::Deltas;
 use hearth_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
 use hearth_proto::types::v1::LabelPair;
+use kubernetes::KubernetesSdConfig;
 use parking_lot::Mutex;
 use prost::Message;
+use relabel::{LabelSet, RelabelConfig};
 use serde::{Deserialize, Serialize};
 
 /// One scrape job.
@@ -45,6 +55,10 @@ pub(crate) struct ScrapeConfig {
     pub tenant_id: Option<String>,
     #[serde(default)]
     pub static_configs: Vec<StaticConfig>,
+    #[serde(default)]
+    pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
+    #[serde(default)]
+    pub relabel_configs: Vec<RelabelConfig>,
     #[serde(default)]
     pub profiling_config: ProfilingConfig,
 }
@@ -83,10 +97,11 @@ pub(crate) struct EndpointConfig {
     pub delta: Option<bool>,
 }
 
-/// A profile type a Go program serves: its key in `pprof_config`, `__name__`, default path,
-/// whether it is cumulative, and whether it is scraped by default.
+/// A profile type a Go program serves: its key in `pprof_config`, its name in pod annotations,
+/// `__name__`, default path, whether it is cumulative, and whether it is scraped by default.
 struct Profile {
     key: &'static str,
+    annotation: Option<&'static str>,
     name: &'static str,
     path: &'static str,
     delta: bool,
@@ -96,6 +111,7 @@ struct Profile {
 const PROFILES: &[Profile] = &[
     Profile {
         key: "process_cpu",
+        annotation: Some("cpu"),
         name: "process_cpu",
         path: "/debug/pprof/profile",
         delta: false,
@@ -103,6 +119,7 @@ const PROFILES: &[Profile] = &[
     },
     Profile {
         key: "memory",
+        annotation: Some("memory"),
         name: "memory",
         path: "/debug/pprof/allocs",
         delta: true,
@@ -110,6 +127,7 @@ const PROFILES: &[Profile] = &[
     },
     Profile {
         key: "goroutine",
+        annotation: Some("goroutine"),
         name: "goroutines",
         path: "/debug/pprof/goroutine",
         delta: false,
@@ -117,6 +135,7 @@ const PROFILES: &[Profile] = &[
     },
     Profile {
         key: "mutex",
+        annotation: Some("mutex"),
         name: "mutex",
         path: "/debug/pprof/mutex",
         delta: true,
@@ -124,6 +143,7 @@ const PROFILES: &[Profile] = &[
     },
     Profile {
         key: "block",
+        annotation: Some("block"),
         name: "block",
         path: "/debug/pprof/block",
         delta: true,
@@ -132,6 +152,7 @@ const PROFILES: &[Profile] = &[
     // godeltaprof's endpoints serve deltas already.
     Profile {
         key: "godeltaprof_memory",
+        annotation: None,
         name: "memory",
         path: "/debug/pprof/delta_heap",
         delta: false,
@@ -139,6 +160,7 @@ const PROFILES: &[Profile] = &[
     },
     Profile {
         key: "godeltaprof_mutex",
+        annotation: None,
         name: "mutex",
         path: "/debug/pprof/delta_mutex",
         delta: false,
@@ -146,6 +168,7 @@ const PROFILES: &[Profile] = &[
     },
     Profile {
         key: "godeltaprof_block",
+        annotation: None,
         name: "block",
         path: "/debug/pprof/delta_block",
         delta: false,
@@ -179,20 +202,52 @@ struct Health {
     scrapes: u64,
 }
 
-/// The configured targets and their scrape loops.
-#[derive(Debug)]
+/// One job, checked: how its targets are found, relabelled and scraped.
+struct Job {
+    name: String,
+    scheme: String,
+    tenant: TenantId,
+    interval: Duration,
+    timeout: Duration,
+    rules: Vec<relabel::Rule>,
+    /// Per profile type: enabled, path, delta.
+    endpoints: Vec<(&'static Profile, bool, String, bool)>,
+    statics: Vec<LabelSet>,
+    kubernetes: Vec<KubernetesSdConfig>,
+}
+
+/// A target's identity: instance, profile type and URL.
+type TargetKey = (String, &'static str, String);
+
+/// A running target's loop.
+struct Running {
+    target: Arc<Target>,
+    abort: tokio::task::AbortHandle,
+}
+
+/// The scrape jobs, their current targets and the targets' loops.
 pub(crate) struct Scrapes {
-    targets: Vec<Arc<Target>>,
+    jobs: Vec<Job>,
+    /// By job, then by (instance, profile type, URL).
+    running: Mutex<Vec<BTreeMap<TargetKey, Running>>>,
+    started: std::sync::OnceLock<(Arc<IngestService>, reqwest::Client)>,
+}
+
+impl std::fmt::Debug for Scrapes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrapes")
+            .field("jobs", &self.jobs.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Scrapes {
-    /// Checks `configs` and builds one target per address and enabled profile type.
+    /// Checks `configs`.
     pub(crate) fn new(configs: &[ScrapeConfig]) -> anyhow::Result<Self> {
-        let mut targets = Vec::new();
-        let mut jobs = std::collections::HashSet::new();
+        let mut jobs: Vec<Job> = Vec::new();
         for config in configs {
             let job = &config.job_name;
-            if job.is_empty() || !jobs.insert(job.clone()) {
+            if job.is_empty() || jobs.iter().any(|j| j.name == *job) {
                 bail!("scrape_configs: job_name {job:?} is empty or used twice");
             }
             if !matches!(config.scheme.as_str(), "http" | "https") {
@@ -226,82 +281,158 @@ impl Scrapes {
                     .map_err(|e| anyhow::anyhow!("scrape_configs {job}: tenant_id: {e}"))?,
                 None => TenantId::anonymous(),
             };
+            let rules = config
+                .relabel_configs
+                .iter()
+                .map(relabel::Rule::compile)
+                .collect::<anyhow::Result<Vec<_>>>()
+                .map_err(|e| anyhow::anyhow!("scrape_configs {job}: {e:#}"))?;
+            for sd in &config.kubernetes_sd_configs {
+                sd.check()
+                    .map_err(|e| anyhow::anyhow!("scrape_configs {job}: {e:#}"))?;
+            }
+            let mut statics = Vec::new();
             for group in &config.static_configs {
                 for address in &group.targets {
                     if address.is_empty() || address.contains('/') {
                         bail!("scrape_configs {job}: target {address:?} is not host:port");
                     }
-                    for profile in PROFILES {
-                        let set = config.profiling_config.pprof_config.get(profile.key);
-                        let set = set.cloned().unwrap_or_default();
-                        if !set.enabled.unwrap_or(profile.enabled) {
-                            continue;
-                        }
-                        let path = set.path.unwrap_or_else(|| profile.path.to_string());
-                        let mut labels: Vec<(String, String)> = vec![
-                            ("__name__".into(), profile.name.into()),
-                            ("job".into(), job.clone()),
-                            ("instance".into(), address.clone()),
-                        ];
-                        labels.extend(group.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-                        if !labels.iter().any(|(k, _)| k == "service_name") {
-                            labels.push(("service_name".into(), job.clone()));
-                        }
-                        targets.push(Arc::new(Target {
-                            job: job.clone(),
-                            instance: address.clone(),
-                            profile: profile.key,
-                            url: format!("{}://{address}{path}", config.scheme),
-                            cpu_seconds: (profile.key == "process_cpu")
-                                .then(|| interval.as_secs().saturating_sub(1).max(1)),
-                            delta: set.delta.unwrap_or(profile.delta),
-                            labels,
-                            tenant: tenant.clone(),
-                            interval,
-                            timeout,
-                            health: Mutex::default(),
-                        }));
-                    }
+                    let mut set: LabelSet = group.labels.clone();
+                    set.insert("__address__".into(), address.clone());
+                    statics.push(set);
                 }
             }
+            let endpoints = PROFILES
+                .iter()
+                .map(|profile| {
+                    let set = config.profiling_config.pprof_config.get(profile.key);
+                    let set = set.cloned().unwrap_or_default();
+                    (
+                        profile,
+                        set.enabled.unwrap_or(profile.enabled),
+                        set.path.unwrap_or_else(|| profile.path.to_string()),
+                        set.delta.unwrap_or(profile.delta),
+                    )
+                })
+                .collect();
+            jobs.push(Job {
+                name: job.clone(),
+                scheme: config.scheme.clone(),
+                tenant,
+                interval,
+                timeout,
+                rules,
+                endpoints,
+                statics,
+                kubernetes: config.kubernetes_sd_configs.clone(),
+            });
         }
-        Ok(Scrapes { targets })
+        let running = Mutex::new(jobs.iter().map(|_| BTreeMap::new()).collect());
+        Ok(Scrapes {
+            jobs,
+            running,
+            started: std::sync::OnceLock::new(),
+        })
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.targets.is_empty()
+        self.jobs.is_empty()
     }
 
-    /// Starts one loop per target; they stop when the handles are aborted.
-    pub(crate) fn spawn(&self, ingest: Arc<IngestService>) -> Vec<tokio::task::JoinHandle<()>> {
+    /// Starts the static targets' loops and the discoveries; the returned tasks (the
+    /// discoveries) and [`Scrapes::stop`] end them.
+    pub(crate) fn spawn(
+        self: &Arc<Self>,
+        ingest: Arc<IngestService>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("hearth-scraper/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds");
-        self.targets
-            .iter()
-            .enumerate()
-            .map(|(i, target)| {
-                let (target, ingest, client) =
-                    (Arc::clone(target), Arc::clone(&ingest), client.clone());
-                // Spread the first scrapes over the interval.
-                let offset = target
-                    .interval
-                    .mul_f64(i as f64 / self.targets.len() as f64);
-                tokio::spawn(async move {
-                    tokio::time::sleep(offset).await;
-                    scrape_loop(&target, &client, &ingest).await;
-                })
-            })
-            .collect()
+        if self.started.set((ingest, client)).is_err() {
+            return Vec::new();
+        }
+        let mut tasks = Vec::new();
+        for (i, job) in self.jobs.iter().enumerate() {
+            if !job.statics.is_empty() {
+                self.update(i, job.statics.clone());
+            }
+            for sd in &job.kubernetes {
+                let (scrapes, sd) = (Arc::clone(self), sd.clone());
+                tasks.push(tokio::spawn(async move {
+                    let update = |sets| scrapes.update(i, sets);
+                    kubernetes::discover(sd, update).await;
+                }));
+            }
+        }
+        tasks
+    }
+
+    /// Stops every target's loop.
+    pub(crate) fn stop(&self) {
+        for job in self.running.lock().iter_mut() {
+            for (_, running) in std::mem::take(job) {
+                running.abort.abort();
+            }
+        }
+    }
+
+    /// Job `i`'s targets are now those of `sets` (discovered label sets): loops of targets
+    /// that went away stop, new ones start, unchanged ones keep their state.
+    fn update(&self, i: usize, sets: Vec<LabelSet>) {
+        let Some((ingest, client)) = self.started.get() else {
+            return;
+        };
+        let job = &self.jobs[i];
+        let targets: Vec<Target> = sets
+            .into_iter()
+            .filter_map(|set| relabel::relabel(set, &job.rules))
+            .flat_map(|set| job.targets(&set))
+            .collect();
+        let mut running = self.running.lock();
+        let current = &mut running[i];
+        let wanted: BTreeMap<_, _> = targets.into_iter().map(|t| (t.key(), t)).collect();
+        current.retain(|key, run| {
+            let keep = wanted
+                .get(key)
+                .is_some_and(|t| t.labels == run.target.labels);
+            if !keep {
+                run.abort.abort();
+            }
+            keep
+        });
+        let count = wanted.len().max(1);
+        for (n, (key, target)) in wanted.into_iter().enumerate() {
+            if current.contains_key(&key) {
+                continue;
+            }
+            let target = Arc::new(target);
+            let (looped, ingest, client) =
+                (Arc::clone(&target), Arc::clone(ingest), client.clone());
+            // Spread the first scrapes over the interval.
+            let offset = target.interval.mul_f64(n as f64 / count as f64);
+            let handle = tokio::spawn(async move {
+                tokio::time::sleep(offset).await;
+                scrape_loop(&looped, &client, &ingest).await;
+            });
+            current.insert(
+                key,
+                Running {
+                    target,
+                    abort: handle.abort_handle(),
+                },
+            );
+        }
     }
 
     /// `GET /targets`: every target as Prometheus lists its active targets.
     pub(crate) fn report(&self) -> serde_json::Value {
-        let targets: Vec<_> = self
-            .targets
+        let running = self.running.lock();
+        let targets: Vec<_> = running
             .iter()
-            .map(|t| {
+            .flat_map(|job| job.values())
+            .map(|run| {
+                let t = &run.target;
                 let health = t.health.lock().clone();
                 let labels: BTreeMap<_, _> = t.labels.iter().cloned().collect();
                 serde_json::json!({
@@ -328,7 +459,105 @@ impl Scrapes {
     }
 }
 
+/// The pod annotation label `profiles.grafana.com/<key>` becomes.
+fn annotation(key: &str) -> String {
+    format!("__meta_kubernetes_pod_annotation_profiles_grafana_com_{key}")
+}
+
+const PHLARE_SCRAPE: &str = "__meta_kubernetes_pod_annotation_phlare_grafana_com_scrape";
+const PHLARE_PORT: &str = "__meta_kubernetes_pod_annotation_phlare_grafana_com_port";
+
+impl Job {
+    /// The targets of one relabelled label set: one per profile type to scrape.
+    fn targets(&self, set: &LabelSet) -> Vec<Target> {
+        let Some(address) = set.get("__address__").filter(|a| !a.is_empty()) else {
+            return Vec::new();
+        };
+        let pod = set.contains_key("__meta_kubernetes_pod_name");
+        let mut labels: Vec<(String, String)> = set
+            .iter()
+            .filter(|(name, _)| !name.starts_with("__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut default = |name: &str, value: Option<String>| {
+            if let Some(value) = value.filter(|v| !v.is_empty())
+                && !labels.iter().any(|(k, _)| k == name)
+            {
+                labels.push((name.to_string(), value));
+            }
+        };
+        let meta = |name: &str| set.get(&format!("__meta_kubernetes_{name}")).cloned();
+        if pod {
+            default("namespace", meta("namespace"));
+            default("pod", meta("pod_name"));
+            default("node", meta("pod_node_name"));
+            default("container", meta("pod_container_name"));
+            let service = match (meta("namespace"), meta("pod_container_name")) {
+                (Some(ns), Some(container)) => Some(format!("{ns}/{container}")),
+                _ => None,
+            };
+            default("service_name", service);
+        }
+        default("job", Some(self.name.clone()));
+        default("service_name", Some(self.name.clone()));
+        let host = address
+            .rsplit_once(':')
+            .map_or(address.as_str(), |(h, _)| h);
+        let mut out = Vec::new();
+        for (profile, enabled, path, delta) in &self.endpoints {
+            // (address, path, scheme) of this profile type, when it is scraped.
+            let chosen = match (pod, profile.annotation) {
+                (false, _) => enabled.then(|| (address.clone(), path.clone(), self.scheme.clone())),
+                (true, Some(key)) => {
+                    let get = |what: &str| set.get(&annotation(&format!("{key}_{what}")));
+                    let own = get("scrape").is_some_and(|v| v == "true");
+                    let phlare = *enabled && set.get(PHLARE_SCRAPE).is_some_and(|v| v == "true");
+                    let port = get("port").or(set.get(PHLARE_PORT));
+                    match (own || phlare, port) {
+                        (true, Some(port)) => Some((
+                            format!("{host}:{port}"),
+                            get("path").cloned().unwrap_or_else(|| path.clone()),
+                            get("scheme")
+                                .cloned()
+                                .unwrap_or_else(|| self.scheme.clone()),
+                        )),
+                        _ => None,
+                    }
+                }
+                (true, None) => None,
+            };
+            let Some((instance, path, scheme)) = chosen else {
+                continue;
+            };
+            let mut labels = labels.clone();
+            labels.push(("__name__".into(), profile.name.into()));
+            labels.push(("instance".into(), instance.clone()));
+            labels.sort();
+            labels.dedup_by(|a, b| a.0 == b.0);
+            out.push(Target {
+                job: self.name.clone(),
+                instance: instance.clone(),
+                profile: profile.key,
+                url: format!("{scheme}://{instance}{path}"),
+                cpu_seconds: (profile.key == "process_cpu")
+                    .then(|| self.interval.as_secs().saturating_sub(1).max(1)),
+                delta: *delta,
+                labels,
+                tenant: self.tenant.clone(),
+                interval: self.interval,
+                timeout: self.timeout,
+                health: Mutex::default(),
+            });
+        }
+        out
+    }
+}
+
 impl Target {
+    fn key(&self) -> TargetKey {
+        (self.instance.clone(), self.profile, self.url.clone())
+    }
+
     fn scrape_url(&self) -> String {
         match self.cpu_seconds {
             Some(seconds) => format!("{}?seconds={seconds}", self.url),

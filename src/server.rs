@@ -168,6 +168,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     for task in tasks {
         task.abort();
     }
+    state.scrapes.stop();
     if let Some(flight) = flight
         && let Ok(Ok(Err(e))) = tokio::time::timeout(config.server.shutdown_grace, flight).await
     {

@@ -321,6 +321,14 @@ fn bad_scrape_configs_are_refused_at_start_up_with_the_reason() {
             "scrape_interval 1s is under 2s",
         ),
         (
+            "scrape_configs:\n  - job_name: a\n    kubernetes_sd_configs: [{role: node}]\n",
+            "kubernetes_sd_configs role \"node\" is not supported (pod is)",
+        ),
+        (
+            "scrape_configs:\n  - job_name: a\n    relabel_configs: [{regex: '(', target_label: x}]\n",
+            "relabel regex \"(\" does not compile",
+        ),
+        (
             "target: ingester\nscrape_configs:\n  - job_name: a\n    static_configs: [{targets: ['x:1']}]\n",
             "scrape_configs are scraped by --target all or distributor",
         ),
@@ -339,4 +347,249 @@ fn bad_scrape_configs_are_refused_at_start_up_with_the_reason() {
         assert!(!out.status.success(), "{config}: started");
         assert!(stderr.contains(reason), "{config}: {stderr}");
     }
+}
+
+/// A pod object as the Kubernetes API returns it.
+fn pod(namespace: &str, name: &str, version: u32, labels: Value, annotations: Value) -> Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": format!("uid-{name}"),
+            "resourceVersion": version.to_string(),
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": {
+            "nodeName": "node-a",
+            "containers": [{
+                "name": "app",
+                "image": "example/app:1",
+                "ports": [{"name": "pprof", "containerPort": 0, "protocol": "TCP"}],
+            }],
+        },
+        "status": {
+            "phase": "Running",
+            "podIP": "127.0.0.1",
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    })
+}
+
+/// A loopback stand-in for the Kubernetes API: answers the pod list with `list`, and each
+/// watch with the events sent on the returned channel (one JSON line each). Records the paths
+/// asked for.
+struct FakeApi {
+    port: u16,
+    events: std::sync::mpsc::Sender<Value>,
+    paths: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn fake_api(list: Value) -> FakeApi {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (events, received) = std::sync::mpsc::channel::<Value>();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(received));
+    let paths = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&paths);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let (list, received, seen) = (
+                list.clone(),
+                std::sync::Arc::clone(&received),
+                std::sync::Arc::clone(&seen),
+            );
+            std::thread::spawn(move || {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request);
+                let path = text
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
+                seen.lock().unwrap().push(path.clone());
+                if path.contains("watch=true") {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+                    );
+                    let received = received.lock().unwrap();
+                    while let Ok(event) = received.recv() {
+                        if stream.write_all(format!("{event}\n").as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                } else {
+                    let body = list.to_string();
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            });
+        }
+    });
+    FakeApi {
+        port,
+        events,
+        paths,
+    }
+}
+
+fn jobs_targets(all: &[Value], pod: &str) -> Vec<String> {
+    let mut profiles: Vec<String> = all
+        .iter()
+        .filter(|t| t["labels"]["pod"] == pod)
+        .map(|t| t["profile"].as_str().unwrap().to_string())
+        .collect();
+    profiles.sort();
+    profiles
+}
+
+#[test]
+fn kubernetes_pods_are_discovered_by_watch_and_scraped_by_their_annotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = build_program(dir.path());
+    let port = free_port();
+    let _program = Program(
+        Command::new(&binary)
+            .arg(format!("127.0.0.1:{port}"))
+            .spawn()
+            .unwrap(),
+    );
+    // Every pod's IP is the loopback, where the real Go program serves its profiles.
+    let mut checkout = pod(
+        "shop",
+        "checkout-1",
+        90,
+        serde_json::json!({"app": "checkout", "team": "payments"}),
+        serde_json::json!({
+            "profiles.grafana.com/cpu.scrape": "true",
+            "profiles.grafana.com/cpu.port": port.to_string(),
+            "profiles.grafana.com/goroutine.scrape": "true",
+            "profiles.grafana.com/goroutine.port_name": "pprof",
+        }),
+    );
+    checkout["spec"]["containers"][0]["ports"][0]["containerPort"] = port.into();
+    let idle = pod(
+        "shop",
+        "idle-1",
+        91,
+        serde_json::json!({"app": "idle"}),
+        serde_json::json!({}),
+    );
+    let system = pod(
+        "kube-system",
+        "dns-1",
+        92,
+        serde_json::json!({"app": "dns"}),
+        serde_json::json!({"phlare.grafana.com/scrape": "true", "phlare.grafana.com/port": port.to_string()}),
+    );
+    let api = fake_api(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "PodList",
+        "metadata": {"resourceVersion": "100"},
+        "items": [checkout, idle.clone(), system],
+    }));
+    let config = format!(
+        "scrape_configs:
+  - job_name: pods
+    scrape_interval: 2s
+    kubernetes_sd_configs:
+      - api_server: http://127.0.0.1:{}
+    relabel_configs:
+      - {{source_labels: [__meta_kubernetes_namespace], regex: kube-system, action: drop}}
+      - {{source_labels: [__meta_kubernetes_pod_label_app], target_label: app}}
+      - {{regex: '__meta_kubernetes_pod_label_(team)', action: labelmap}}
+",
+        api.port
+    );
+    let hearth = Hearth::start_with_config(&config);
+
+    // From the list: checkout-1's two annotated types; idle-1 has no annotation, dns-1 is
+    // dropped by the relabelling.
+    let all = wait_targets(&hearth, "checkout-1's targets to be up", |all| {
+        jobs_targets(all, "checkout-1") == ["goroutine", "process_cpu"]
+            && all.iter().all(|t| t["health"] == "up")
+    });
+    assert!(jobs_targets(&all, "idle-1").is_empty() && jobs_targets(&all, "dns-1").is_empty());
+    let cpu = target(&all, "pods", "process_cpu");
+    assert_eq!(
+        cpu["scrapeUrl"],
+        format!("http://127.0.0.1:{port}/debug/pprof/profile?seconds=1")
+    );
+    for (name, value) in [
+        ("app", "checkout"),
+        ("team", "payments"),
+        ("namespace", "shop"),
+        ("pod", "checkout-1"),
+        ("node", "node-a"),
+        ("container", "app"),
+        ("service_name", "shop/app"),
+        ("job", "pods"),
+    ] {
+        assert_eq!(cpu["labels"][name], value, "{name}: {cpu}");
+    }
+    assert!(cpu["labels"].get("__meta_kubernetes_pod_name").is_none());
+    let types = profile_types(&hearth, "shop/app");
+    assert!(
+        types.contains(&"process_cpu:cpu:nanoseconds:cpu:nanoseconds".to_string()),
+        "{types:?}"
+    );
+
+    // The watch starts from the list's version.
+    assert!(
+        api.paths
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.starts_with("/api/v1/pods?watch=true") && p.contains("resourceVersion=100")),
+        "{:?}",
+        api.paths.lock().unwrap()
+    );
+
+    // An annotation change: idle-1 asks to be scraped the seeds' way (every default type).
+    let mut annotated = idle;
+    annotated["metadata"]["resourceVersion"] = "101".into();
+    annotated["metadata"]["annotations"] = serde_json::json!({
+        "phlare.grafana.com/scrape": "true",
+        "phlare.grafana.com/port": port.to_string(),
+    });
+    api.events
+        .send(serde_json::json!({"type": "MODIFIED", "object": annotated}))
+        .unwrap();
+    wait_targets(&hearth, "idle-1's targets", |all| {
+        jobs_targets(all, "idle-1") == ["block", "goroutine", "memory", "mutex", "process_cpu"]
+    });
+
+    // A deletion: checkout-1's targets go.
+    let mut gone = checkout_pod_for_delete(port);
+    gone["metadata"]["resourceVersion"] = "102".into();
+    api.events
+        .send(serde_json::json!({"type": "DELETED", "object": gone}))
+        .unwrap();
+    let all = wait_targets(&hearth, "checkout-1's targets to go", |all| {
+        jobs_targets(all, "checkout-1").is_empty()
+    });
+    assert_eq!(jobs_targets(&all, "idle-1").len(), 5);
+}
+
+/// checkout-1 as a deletion event carries it (only its identity matters).
+fn checkout_pod_for_delete(port: u16) -> Value {
+    pod(
+        "shop",
+        "checkout-1",
+        102,
+        serde_json::json!({"app": "checkout"}),
+        serde_json::json!({"profiles.grafana.com/cpu.port": port.to_string()}),
+    )
 }
