@@ -9,6 +9,11 @@
 //! taken over the interval less a second (`?seconds=`). `GET /targets` shows every target's
 //! health, last scrape and last error.
 //!
+//! In a cluster, distributors configured with the same `scrape_configs` share the targets:
+//! each target is scraped by the live distributor whose hash with it is highest (rendezvous
+//! hashing over gossip), so adding a distributor adds scrape capacity and one that goes hands
+//! its targets to the others.
+//!
 //! A pod is scraped for the profile types its annotations ask for, as Pyroscope's Helm chart
 //! and Alloy read them: `profiles.grafana.com/<type>.scrape: "true"` with `.port` (or
 //! `.port_name`), `.path` and `.scheme` (`<type>`: cpu, memory, goroutine, mutex, block), or the
@@ -29,6 +34,7 @@ use hearth_ingest::IngestService;
 use hearth_ingest::delta::Deltas;
 use hearth_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
 use hearth_proto::types::v1::LabelPair;
+use hearth_ring::{Membership, Role};
 use kubernetes::KubernetesSdConfig;
 use parking_lot::Mutex;
 use prost::Message;
@@ -230,7 +236,12 @@ pub(crate) struct Scrapes {
     jobs: Vec<Job>,
     /// By job, then by (instance, profile type, URL).
     running: Mutex<Vec<BTreeMap<TargetKey, Running>>>,
+    /// By job, the label sets last discovered (kept to share them again when the
+    /// scrapers change).
+    discovered: Mutex<Vec<Vec<LabelSet>>>,
     started: std::sync::OnceLock<(Arc<IngestService>, reqwest::Client)>,
+    /// In a cluster, the gossip that says which distributors share the targets.
+    sharing: std::sync::OnceLock<Arc<Membership>>,
 }
 
 impl std::fmt::Debug for Scrapes {
@@ -328,10 +339,13 @@ impl Scrapes {
             });
         }
         let running = Mutex::new(jobs.iter().map(|_| BTreeMap::new()).collect());
+        let discovered = Mutex::new(jobs.iter().map(|_| Vec::new()).collect());
         Ok(Scrapes {
             jobs,
             running,
+            discovered,
             started: std::sync::OnceLock::new(),
+            sharing: std::sync::OnceLock::new(),
         })
     }
 
@@ -340,19 +354,36 @@ impl Scrapes {
     }
 
     /// Starts the static targets' loops and the discoveries; the returned tasks (the
-    /// discoveries) and [`Scrapes::stop`] end them.
+    /// discoveries, and the watch of the cluster's distributors) and [`Scrapes::stop`] end
+    /// them. With `membership` (a distributor), each target is scraped by one of the live
+    /// distributors: the one whose hash with the target is highest (rendezvous hashing), so
+    /// targets move only when a distributor comes or goes.
     pub(crate) fn spawn(
         self: &Arc<Self>,
         ingest: Arc<IngestService>,
+        membership: Option<Arc<Membership>>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("hearth-scraper/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds");
-        if self.started.set((ingest, client)).is_err() {
+        if self.is_empty() || self.started.set((ingest, client)).is_err() {
             return Vec::new();
         }
         let mut tasks = Vec::new();
+        if let Some(membership) = membership {
+            let mut changes = membership.changes();
+            let _ = self.sharing.set(membership);
+            let scrapes = Arc::clone(self);
+            tasks.push(tokio::spawn(async move {
+                while changes.changed().await.is_ok() {
+                    for i in 0..scrapes.jobs.len() {
+                        let sets = scrapes.discovered.lock()[i].clone();
+                        scrapes.update(i, sets);
+                    }
+                }
+            }));
+        }
         for (i, job) in self.jobs.iter().enumerate() {
             if !job.statics.is_empty() {
                 self.update(i, job.statics.clone());
@@ -366,6 +397,23 @@ impl Scrapes {
             }
         }
         tasks
+    }
+
+    /// Whether this process scrapes `key`: always alone; in a cluster when its hash with the
+    /// target beats every other live distributor's.
+    fn owns(&self, key: &TargetKey) -> bool {
+        let Some(membership) = self.sharing.get() else {
+            return true;
+        };
+        let me = membership.node_id();
+        let score = |node: &str| fnv1a(&[node, &key.0, key.1, &key.2]);
+        let best = membership
+            .active(Role::Distributor)
+            .into_iter()
+            .map(|n| n.id)
+            .chain(std::iter::once(me.to_string()))
+            .max_by_key(|node| (score(node), node.clone()));
+        best.as_deref() == Some(me)
     }
 
     /// Stops every target's loop.
@@ -384,10 +432,12 @@ impl Scrapes {
             return;
         };
         let job = &self.jobs[i];
+        self.discovered.lock()[i] = sets.clone();
         let targets: Vec<Target> = sets
             .into_iter()
             .filter_map(|set| relabel::relabel(set, &job.rules))
             .flat_map(|set| job.targets(&set))
+            .filter(|target| self.owns(&target.key()))
             .collect();
         let mut running = self.running.lock();
         let current = &mut running[i];
@@ -457,6 +507,18 @@ impl Scrapes {
             .collect();
         serde_json::json!({ "activeTargets": targets })
     }
+}
+
+/// FNV-1a over `parts` (with a separator): the same in every process and release.
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for part in parts {
+        for byte in part.bytes().chain(std::iter::once(0xff)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
 }
 
 /// The pod annotation label `profiles.grafana.com/<key>` becomes.

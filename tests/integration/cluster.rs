@@ -51,6 +51,11 @@ impl Cluster {
     }
 
     pub(crate) fn start(&self, target: &str, id: &str) -> Hearth {
+        self.start_with(target, id, "")
+    }
+
+    /// [`Cluster::start`] with `extra` appended to this node's config.
+    pub(crate) fn start_with(&self, target: &str, id: &str, extra: &str) -> Hearth {
         let gossip = match self.seeded.replace(true) {
             false => self.seed,
             true => udp_port(),
@@ -74,7 +79,7 @@ impl Cluster {
             "query-frontend" => Some("query scheduler flight listening"),
             _ => None,
         };
-        Hearth::start_node(&self.config, args, flight)
+        Hearth::start_node(&format!("{}{extra}", self.config), args, flight)
     }
 }
 

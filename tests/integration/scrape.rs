@@ -593,3 +593,90 @@ fn checkout_pod_for_delete(port: u16) -> Value {
         serde_json::json!({"profiles.grafana.com/cpu.port": port.to_string()}),
     )
 }
+
+/// The (instance, profile) pairs a process scrapes.
+fn scraped(hearth: &Hearth) -> std::collections::BTreeSet<(String, String)> {
+    targets(hearth)
+        .iter()
+        .map(|t| {
+            (
+                t["instance"].as_str().unwrap().to_string(),
+                t["profile"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn distributors_share_the_targets_and_one_takes_over_when_the_other_goes() {
+    use super::cluster::{Cluster, active, wait_ring};
+    use super::support::S3Server;
+
+    let dir = tempfile::tempdir().unwrap();
+    let binary = build_program(dir.path());
+    let ports = [free_port(), free_port()];
+    let _programs: Vec<Program> = ports
+        .iter()
+        .map(|port| {
+            Program(
+                Command::new(&binary)
+                    .arg(format!("127.0.0.1:{port}"))
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    // Four instances (two names for each program), five profile types each: 20 targets.
+    let instances: Vec<String> = ports
+        .iter()
+        .flat_map(|p| [format!("127.0.0.1:{p}"), format!("localhost:{p}")])
+        .collect();
+    let list = instances
+        .iter()
+        .map(|i| format!("'{i}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let scrape = format!(
+        "scrape_configs:\n  - job_name: shared\n    scrape_interval: 3s\n    static_configs: [{{targets: [{list}]}}]\n"
+    );
+    let s3 = S3Server::start();
+    s3.create_bucket("scraped");
+    let cluster = Cluster::new(&s3, "scraped", "");
+    let _ingesters: Vec<Hearth> = (0..3)
+        .map(|i| cluster.start("ingester", &format!("ingester-{i}")))
+        .collect();
+    let first = cluster.start_with("distributor", "distributor-1", &scrape);
+    let mut second = cluster.start_with("distributor", "distributor-2", &scrape);
+    for node in [&first, &second] {
+        wait_ring(node, "both distributors and three ingesters", |n| {
+            active(n, "distributor").len() == 2 && active(n, "ingester").len() == 3
+        });
+    }
+    // Each target is scraped by exactly one of them, and both have some.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (a, b) = (scraped(&first), scraped(&second));
+        if a.len() + b.len() == 20 && a.is_disjoint(&b) && !a.is_empty() && !b.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "targets not shared: {a:?} / {b:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Their scrapes go through the ring to the ingesters.
+    for node in [&first, &second] {
+        wait_targets(node, "a scrape stored through the ring", |all| {
+            all.iter().any(|t| t["health"] == "up")
+        });
+    }
+    // When one goes, the other scrapes everything.
+    second.stop();
+    let all = wait_targets(
+        &first,
+        "the first distributor to take every target",
+        |all| all.len() == 20,
+    );
+    assert_eq!(scraped(&first).len(), 20, "{all:?}");
+}
