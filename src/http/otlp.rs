@@ -137,11 +137,13 @@ pub(super) async fn export_any(
     state: State<Arc<AppState>>,
     request: axum::extract::Request,
 ) -> Response {
-    let grpc = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/grpc"));
+    // gRPC needs HTTP/2 (its status travels in trailers); anything else is OTLP/HTTP.
+    let grpc = request.version() == axum::http::Version::HTTP_2
+        && request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/grpc"));
     if !grpc {
         let (parts, body) = request.into_parts();
         return export_http(state, parts.headers, body).await;

@@ -171,7 +171,15 @@ fn the_ui_shows_what_the_profiles_hold() {
     }
     let busier = busier.encode_to_vec();
 
-    let hearth = Hearth::start();
+    // A scrape target nothing answers: the Targets view shows it down with the reason.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hearth = Hearth::start_with_config(&format!(
+        "scrape_configs:\n  - job_name: ui-dead\n    scrape_interval: 2s\n    static_configs: [{{targets: ['127.0.0.1:{dead}']}}]\n    profiling_config: {{pprof_config: {{process_cpu: {{enabled: false}}, memory: {{enabled: false}}, mutex: {{enabled: false}}, block: {{enabled: false}}}}}}\n"
+    ));
     let labels = [("__name__", "process_cpu"), ("service_name", "ui-app")];
     let base = now_nanos() / (60 * SECOND) * (60 * SECOND) - 3 * 3600 * SECOND;
     let points = 5;
@@ -208,6 +216,7 @@ fn the_ui_shows_what_the_profiles_hold() {
         "diff": {"left": [explore.0, explore.1], "right": [right.0, right.1], "changed": changed},
         "emptyRange": [explore.0 - 7_200_000, explore.0 - 3_600_000],
         "wide": {"service": "ui-wide", "nodes": wide_nodes},
+        "targets": {"job": "ui-dead", "url": format!("http://127.0.0.1:{dead}/debug/pprof/goroutine")},
     });
     let output = Command::new("node")
         .arg("tests/e2e.mjs")

@@ -40,6 +40,20 @@ export interface Selection {
   end: number;
 }
 
+/** One target of pull mode, as `GET /targets` lists it. */
+export interface ScrapeTarget {
+  job: string;
+  instance: string;
+  profile: string;
+  scrapeUrl: string;
+  labels: Record<string, string>;
+  health: "up" | "down" | "unknown";
+  lastScrape: string | null;
+  lastScrapeDurationSeconds: number;
+  lastError: string;
+  scrapes: number;
+}
+
 /** Talks to one Hearth server as one tenant (`X-Scope-OrgID` when set). */
 export class Api {
   constructor(
@@ -133,6 +147,14 @@ export class Api {
       "max-nodes": String(maxNodes),
     });
     return `${this.base}pyroscope/render?${params}`;
+  }
+
+  /** The scrape targets (`GET /targets`). */
+  async targets(signal?: AbortSignal): Promise<ScrapeTarget[]> {
+    const response = await fetch(`${this.base}targets`, { signal });
+    if (!response.ok) throw new ApiError(String(response.status), await response.text());
+    const body = (await response.json()) as { activeTargets?: ScrapeTarget[] };
+    return body.activeTargets ?? [];
   }
 
   /** Fetches `url` with the tenant header and hands it to the browser as a download. */

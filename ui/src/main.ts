@@ -1,5 +1,6 @@
-// Hearth's web UI: Explore (series chart, flame graph, top table, sandwich) and Diff (two
-// selections, a diff flame graph, a table of deltas). Every view's state lives in the URL.
+// Hearth's web UI: Explore (series chart, flame graph, top table, sandwich), Diff (two
+// selections, a diff flame graph, a table of deltas) and Targets (pull mode's scrape targets
+// and their health). Every view's state lives in the URL.
 
 import { Api, ApiError, type ProfileType, type Selection } from "./api";
 import { h, notice, select, setOptions, show } from "./dom";
@@ -8,6 +9,7 @@ import { FlamePanel } from "./flameview";
 import { SelectorEditor } from "./selector";
 import { SeriesChart } from "./series";
 import { formatState, parseState, resolveRange, type ViewState } from "./state";
+import { renderTargets } from "./targets";
 import { Tree } from "./tree";
 
 const PRESETS: [string, string][] = [
@@ -105,6 +107,8 @@ class App {
   private readonly panel: FlamePanel;
   private readonly explore: HTMLElement;
   private readonly diffControls: HTMLElement;
+  private readonly toolbar: HTMLElement;
+  private readonly targetsView = h("div", { class: "targets", "data-testid": "targets" });
   private controller: AbortController | undefined;
   /** The service and label names last loaded, and for what (tenant, type, range). */
   private pickers: { key: string; services: string[]; names: string[] } = { key: "", services: [], names: [] };
@@ -166,11 +170,11 @@ class App {
         "header",
         {},
         h("span", { class: "brand" }, "Hearth"),
-        h("nav", {}, tab("explore", "Explore"), tab("diff", "Diff")),
+        h("nav", {}, tab("explore", "Explore"), tab("diff", "Diff"), tab("targets", "Targets")),
         this.tenant,
         exportMenu(this.api, () => this.selection(this.state.selector, this.state.from, this.state.until), () => this.state.maxNodes, (e) => this.fail(e)),
       ),
-      h(
+      (this.toolbar = h(
         "div",
         { class: "toolbar" },
         h("label", {}, "Profile type ", this.typeSelect),
@@ -178,13 +182,14 @@ class App {
         selectorHost,
         this.range.element,
         apply,
-      ),
+      )),
       this.diffControls,
       this.banner,
       this.explore,
       this.loading,
       this.empty,
       this.panel.element,
+      this.targetsView,
     );
     window.addEventListener("popstate", () => {
       this.state = Object.assign(this.state, parseState(location.search));
@@ -273,9 +278,12 @@ class App {
     this.controller = controller;
     const signal = controller.signal;
     const diff = this.state.view === "diff";
+    const targets = this.state.view === "targets";
     this.root.dataset.view = this.state.view;
     this.diffControls.hidden = !diff;
-    this.explore.hidden = diff;
+    this.explore.hidden = diff || targets;
+    this.toolbar.hidden = targets;
+    this.targetsView.hidden = !targets;
     for (const a of this.root.querySelectorAll<HTMLElement>("nav .tab")) a.classList.toggle("active", a.dataset.testid === `tab-${this.state.view}`);
     this.selector.value = this.state.selector;
     this.leftSelector.value = this.state.leftSelector;
@@ -285,6 +293,16 @@ class App {
     this.leftSelector.setError(undefined);
     show(this.banner, undefined);
     show(this.empty, undefined);
+    if (targets) {
+      this.panel.element.hidden = true;
+      show(this.loading, undefined);
+      try {
+        renderTargets(this.targetsView, await this.api.targets(signal));
+      } catch (e) {
+        if (!signal.aborted) this.fail(e);
+      }
+      return;
+    }
     if (!this.state.profileType) {
       show(this.empty, "No profiles yet: push one (see the README) and reload.");
       this.panel.element.hidden = true;

@@ -2,7 +2,7 @@
 // Times stay as the user wrote them (`now-1h`, or Unix milliseconds) and are resolved when a
 // query runs, so a link to "the last hour" stays the last hour.
 
-export type View = "explore" | "diff";
+export type View = "explore" | "diff" | "targets";
 
 export interface ViewState {
   view: View;
@@ -49,7 +49,8 @@ export function parseState(search: string): ViewState {
   const params = new URLSearchParams(search);
   const state: ViewState = { ...DEFAULT_STATE };
   const text = (key: keyof ViewState) => params.get(key) ?? undefined;
-  state.view = text("view") === "diff" ? "diff" : "explore";
+  const view = text("view");
+  state.view = view === "diff" || view === "targets" ? view : "explore";
   state.orientation = text("orientation") === "flame" ? "flame" : "icicle";
   for (const key of ["tenant", "profileType", "selector", "from", "until", "groupBy", "search", "fn", "zoom", "leftSelector", "leftFrom", "leftUntil"] as const) {
     const value = text(key);

@@ -240,6 +240,28 @@ await step("a 65k-node flame graph stays interactive and max-nodes folds it", as
   console.log(`info max-nodes 1024: ${names.length} nodes`);
 });
 
+await step("the Targets view shows a scrape target down with its error", async () => {
+  await page.goto(viewUrl(explore));
+  await page.click('[data-testid="tab-targets"]');
+  const row = `[data-testid="job-${input.targets.job}"] [data-testid="target-row"]`;
+  // The first scrape may not have happened yet: reload until it has.
+  for (let i = 0; i < 40; i++) {
+    await page.waitForSelector(row, { timeout: 10_000 });
+    if ((await page.getAttribute(row, "data-health")) === "down") break;
+    await page.waitForTimeout(500);
+    await page.reload();
+  }
+  check(new URL(page.url()).searchParams.get("view") === "targets", `the URL keeps the view: ${page.url()}`);
+  const cells = await page.$$eval(`${row} td`, (tds) => tds.map((td) => td.textContent));
+  check(cells[0] === input.targets.url, `the endpoint: ${cells}`);
+  check(cells[1] === "goroutine" && cells[2] === "down", `profile and health: ${cells}`);
+  check(/refused|connect/i.test(cells[5]), `the error names the failure: ${cells[5]}`);
+  const heading = await page.textContent(`[data-testid="job-${input.targets.job}"] h3`);
+  check(heading === `${input.targets.job} (0/1 up)`, `the job's heading: ${heading}`);
+  check(await page.isHidden('[data-testid="apply"]'), "the query toolbar is hidden");
+  await page.screenshot({ path: `${shots}/targets.png`, fullPage: true });
+});
+
 await browser.close();
 if (failures.length) {
   console.log(`${failures.length} failed: ${failures.join("; ")}`);
