@@ -237,11 +237,15 @@ impl Config {
             bail!("head.flush_check_interval must be positive");
         }
         let scrapes = Scrapes::new(&self.scrape_configs)?;
-        if !scrapes.is_empty() && !matches!(self.target, Role::All | Role::Distributor) {
+        let scrapes_here = matches!(self.target, Role::All | Role::Distributor | Role::Scraper);
+        if !scrapes.is_empty() && !scrapes_here {
             bail!(
-                "scrape_configs are scraped by --target all or distributor, not {}",
+                "scrape_configs are scraped by --target all, distributor or scraper, not {}",
                 self.target
             );
+        }
+        if scrapes.is_empty() && self.target == Role::Scraper {
+            bail!("--target scraper needs scrape_configs");
         }
         Ok(())
     }

@@ -51,7 +51,7 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// The components to run: all, distributor, ingester, querier, query-frontend,
-    /// query-scheduler or compactor.
+    /// query-scheduler, compactor or scraper.
     #[arg(long, value_name = "TARGET")]
     target: Option<Role>,
     /// The HTTP listen address (default 0.0.0.0:4040).

@@ -5,7 +5,8 @@
 //! - [`all`]: the engine takes pushes and answers queries (replication 1, no gossip).
 //! - [`ingester`]: the engine, gossiping `joining` while its WAL replays; its Flight port takes
 //!   replicated pushes and serves scans and partial aggregates of its heads.
-//! - [`distributor`]: pushes replicated to the ring's ingesters at quorum.
+//! - [`distributor`]: pushes replicated to the ring's ingesters at quorum; a scraper
+//!   (`--target scraper`) is built the same way and writes what it scrapes through it.
 //! - [`querier`]: queries over the bucket's blocks and the live ingesters' heads, and Flight SQL.
 //! - [`compactor`]: merges blocks, applies retention and writes the bucket index, for the
 //!   tenants it owns (`all` runs one over its own engine's blocks).
@@ -80,7 +81,7 @@ pub(crate) struct Services {
 
 /// Whether a role serves Flight (and so needs its listener).
 pub(crate) fn serves_flight(role: Role) -> bool {
-    !matches!(role, Role::Distributor | Role::Compactor)
+    !matches!(role, Role::Distributor | Role::Compactor | Role::Scraper)
 }
 
 /// The services of `config.target`.
@@ -95,7 +96,9 @@ pub(crate) async fn build(
     match config.target {
         Role::All => all::build(config, store, limits, metrics).await,
         Role::Ingester => ingester::build(config, store, addresses, limits, metrics).await,
-        Role::Distributor => distributor::build(config, store, addresses, limits, metrics).await,
+        Role::Distributor | Role::Scraper => {
+            distributor::build(config, store, addresses, limits, metrics).await
+        }
         Role::Querier => querier::build(config, store, addresses, limits, metrics).await,
         Role::Compactor => compactor::build(config, store, addresses, limits, metrics).await,
         Role::QueryFrontend | Role::QueryScheduler => {

@@ -9,10 +9,12 @@
 //! taken over the interval less a second (`?seconds=`). `GET /targets` shows every target's
 //! health, last scrape and last error.
 //!
-//! In a cluster, distributors configured with the same `scrape_configs` share the targets:
-//! each target is scraped by the live distributor whose hash with it is highest (rendezvous
-//! hashing over gossip), so adding a distributor adds scrape capacity and one that goes hands
-//! its targets to the others.
+//! In a cluster, scraping runs in distributors or in scrapers (`--target scraper`, the same
+//! process as a distributor, fed by its scrape loops). The members of one role configured
+//! with the same `scrape_configs` share the targets: each target is scraped by the live member
+//! whose hash with it is highest (rendezvous hashing over gossip), so adding one adds scrape
+//! capacity and one that goes hands its targets to the others. Run scraping on one of the two
+//! roles, not both: each role shares the targets among its own members.
 //!
 //! A pod is scraped for the profile types its annotations ask for, as Pyroscope's Helm chart
 //! and Alloy read them: `profiles.grafana.com/<type>.scrape: "true"` with `.port` (or
@@ -240,8 +242,9 @@ pub(crate) struct Scrapes {
     /// scrapers change).
     discovered: Mutex<Vec<Vec<LabelSet>>>,
     started: std::sync::OnceLock<(Arc<IngestService>, reqwest::Client)>,
-    /// In a cluster, the gossip that says which distributors share the targets.
-    sharing: std::sync::OnceLock<Arc<Membership>>,
+    /// In a cluster, the gossip that says which processes share the targets: the live ones
+    /// of this process's role.
+    sharing: std::sync::OnceLock<(Arc<Membership>, Role)>,
 }
 
 impl std::fmt::Debug for Scrapes {
@@ -354,14 +357,15 @@ impl Scrapes {
     }
 
     /// Starts the static targets' loops and the discoveries; the returned tasks (the
-    /// discoveries, and the watch of the cluster's distributors) and [`Scrapes::stop`] end
-    /// them. With `membership` (a distributor), each target is scraped by one of the live
-    /// distributors: the one whose hash with the target is highest (rendezvous hashing), so
-    /// targets move only when a distributor comes or goes.
+    /// discoveries, and the watch of the cluster's members) and [`Scrapes::stop`] end them.
+    /// With `membership` (a distributor or a scraper, of `role`), each target is scraped by one
+    /// of the live members of that role: the one whose hash with the target is highest
+    /// (rendezvous hashing), so targets move only when a member comes or goes.
     pub(crate) fn spawn(
         self: &Arc<Self>,
         ingest: Arc<IngestService>,
         membership: Option<Arc<Membership>>,
+        role: Role,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("hearth-scraper/", env!("CARGO_PKG_VERSION")))
@@ -373,7 +377,7 @@ impl Scrapes {
         let mut tasks = Vec::new();
         if let Some(membership) = membership {
             let mut changes = membership.changes();
-            let _ = self.sharing.set(membership);
+            let _ = self.sharing.set((membership, role));
             let scrapes = Arc::clone(self);
             tasks.push(tokio::spawn(async move {
                 while changes.changed().await.is_ok() {
@@ -399,21 +403,21 @@ impl Scrapes {
         tasks
     }
 
-    /// Whether this process scrapes `key`: always alone; in a cluster when its hash with the
-    /// target beats every other live distributor's.
+    /// Whether this process scrapes `key`: always alone; in a cluster when it is the
+    /// rendezvous owner of the target among the live members of its role.
     fn owns(&self, key: &TargetKey) -> bool {
-        let Some(membership) = self.sharing.get() else {
+        let Some((membership, role)) = self.sharing.get() else {
             return true;
         };
         let me = membership.node_id();
-        let score = |node: &str| fnv1a(&[node, &key.0, key.1, &key.2]);
-        let best = membership
-            .active(Role::Distributor)
+        let members: Vec<String> = membership
+            .active(*role)
             .into_iter()
             .map(|n| n.id)
             .chain(std::iter::once(me.to_string()))
-            .max_by_key(|node| (score(node), node.clone()));
-        best.as_deref() == Some(me)
+            .collect();
+        let target = format!("{}\u{ff}{}\u{ff}{}", key.0, key.1, key.2);
+        hearth_ring::rendezvous_owner(&target, members.iter().map(String::as_str)) == Some(me)
     }
 
     /// Stops every target's loop.
@@ -507,18 +511,6 @@ impl Scrapes {
             .collect();
         serde_json::json!({ "activeTargets": targets })
     }
-}
-
-/// FNV-1a over `parts` (with a separator): the same in every process and release.
-fn fnv1a(parts: &[&str]) -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    for part in parts {
-        for byte in part.bytes().chain(std::iter::once(0xff)) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    hash
 }
 
 /// The pod annotation label `profiles.grafana.com/<key>` becomes.

@@ -83,7 +83,11 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let membership = services.membership.clone();
     let scrapes = Arc::new(crate::scrape::Scrapes::new(&config.scrape_configs)?);
     let mut tasks = services.tasks;
-    tasks.extend(scrapes.spawn(Arc::clone(&services.ingest), membership.clone()));
+    tasks.extend(scrapes.spawn(
+        Arc::clone(&services.ingest),
+        membership.clone(),
+        config.target,
+    ));
     let ring_member = membership.clone().filter(|_| services.ring_member);
     metrics.add_services(
         services.ingest.metrics(),

@@ -18,10 +18,13 @@ pub enum Role {
     QueryFrontend,
     QueryScheduler,
     Compactor,
+    /// Pull mode on its own: scrapes the targets of `scrape_configs` (shared with the other
+    /// scrapers) and writes what it gets as a distributor does.
+    Scraper,
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::All,
         Role::Distributor,
         Role::Ingester,
@@ -29,6 +32,7 @@ impl Role {
         Role::QueryFrontend,
         Role::QueryScheduler,
         Role::Compactor,
+        Role::Scraper,
     ];
 
     /// The name in config files, on the command line and in gossip.
@@ -41,6 +45,7 @@ impl Role {
             Role::QueryFrontend => "query-frontend",
             Role::QueryScheduler => "query-scheduler",
             Role::Compactor => "compactor",
+            Role::Scraper => "scraper",
         }
     }
 }
@@ -54,7 +59,7 @@ impl fmt::Display for Role {
 /// A name that is no role.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown target {name:?}: expected one of all, distributor, ingester, querier, query-frontend, query-scheduler, compactor"
+    "unknown target {name:?}: expected one of all, distributor, ingester, querier, query-frontend, query-scheduler, compactor, scraper"
 )]
 pub struct UnknownRole {
     pub name: String,

@@ -1,5 +1,7 @@
 //! `--target distributor`: validates and normalises pushes, and writes each to its
 //! replication set of ingesters, acknowledging at quorum. No local data, no Flight port.
+//! `--target scraper` is the same process whose pushes come from its scrape loops
+//! (`crate::scrape`), its targets shared with the other scrapers.
 
 use std::sync::Arc;
 

@@ -330,7 +330,7 @@ fn bad_scrape_configs_are_refused_at_start_up_with_the_reason() {
         ),
         (
             "target: ingester\nscrape_configs:\n  - job_name: a\n    static_configs: [{targets: ['x:1']}]\n",
-            "scrape_configs are scraped by --target all or distributor",
+            "scrape_configs are scraped by --target all, distributor or scraper",
         ),
     ] {
         let dir = tempfile::tempdir().unwrap();
@@ -608,7 +608,7 @@ fn scraped(hearth: &Hearth) -> std::collections::BTreeSet<(String, String)> {
 }
 
 #[test]
-fn distributors_share_the_targets_and_one_takes_over_when_the_other_goes() {
+fn scrapers_share_the_targets_and_one_takes_over_when_the_other_goes() {
     use super::cluster::{Cluster, active, wait_ring};
     use super::support::S3Server;
 
@@ -645,11 +645,11 @@ fn distributors_share_the_targets_and_one_takes_over_when_the_other_goes() {
     let _ingesters: Vec<Hearth> = (0..3)
         .map(|i| cluster.start("ingester", &format!("ingester-{i}")))
         .collect();
-    let first = cluster.start_with("distributor", "distributor-1", &scrape);
-    let mut second = cluster.start_with("distributor", "distributor-2", &scrape);
+    let first = cluster.start_with("scraper", "scraper-1", &scrape);
+    let mut second = cluster.start_with("scraper", "scraper-2", &scrape);
     for node in [&first, &second] {
-        wait_ring(node, "both distributors and three ingesters", |n| {
-            active(n, "distributor").len() == 2 && active(n, "ingester").len() == 3
+        wait_ring(node, "both scrapers and three ingesters", |n| {
+            active(n, "scraper").len() == 2 && active(n, "ingester").len() == 3
         });
     }
     // Each target is scraped by exactly one of them, and both have some.
