@@ -19,8 +19,9 @@ use hearth_engine::time::now_nanos;
 use bytes::Bytes;
 use hearth_engine::model::{Labels, ProfileType, label};
 use hearth_engine::pprof::{self, PprofIndex};
-use hearth_engine::{ProfileBatch, SeriesProfile};
+use hearth_engine::{ErrorKind, ProfileBatch, SeriesProfile};
 use hearth_proto::pprof::Profile;
+use prost::Message;
 
 use crate::error::{Error, Result, reason};
 use crate::labels::validate_labels;
@@ -305,6 +306,54 @@ pub fn normalize(args: NormalizeArgs<'_>) -> Result<ProfileBatch> {
         index: Arc::new(index),
         profiles,
     })
+}
+
+/// Validates and normalises a pprof built here from another format (stack formats, JFR, OTLP),
+/// with its series labels.
+pub(crate) fn built(
+    pprof: Profile,
+    pairs: Vec<(String, String)>,
+    default_time_nanos: i64,
+    limits: &Limits,
+) -> Result<ProfileBatch> {
+    let labels = validate_labels(pairs, limits)?;
+    let raw = Bytes::from(pprof.encode_to_vec());
+    let (pprof, index) = ProfileBatch::index_pprof(pprof, raw.len(), limits.max_profile_bytes)
+        .map_err(|e| profile_error(e, &labels, ErrorKind::PayloadTooLarge))?;
+    normalize(NormalizeArgs {
+        labels,
+        raw,
+        pprof,
+        index,
+        profile_id: String::new(),
+        default_time_nanos,
+        limits,
+    })
+}
+
+/// A decode failure with the series it was for; an over-size profile gets `too_large`.
+pub(crate) fn profile_error(
+    error: hearth_engine::Error,
+    labels: &Labels,
+    too_large: ErrorKind,
+) -> Error {
+    let series = if labels.is_empty() {
+        String::new()
+    } else {
+        format!(" with labels '{labels}'")
+    };
+    match error.kind() {
+        ErrorKind::PayloadTooLarge => Error::rejected(
+            too_large,
+            reason::PROFILE_SIZE_LIMIT,
+            format!("the profile{series} exceeds the size limit: {error}"),
+        ),
+        kind => Error::rejected(
+            kind,
+            reason::MALFORMED_PROFILE,
+            format!("the profile{series} is invalid: {error}"),
+        ),
+    }
 }
 
 #[cfg(test)]

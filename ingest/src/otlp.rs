@@ -22,7 +22,6 @@
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
 use hearth_engine::ProfileBatch;
 use hearth_engine::limits::Limits;
 use hearth_engine::model::label;
@@ -30,11 +29,9 @@ use hearth_proto::opentelemetry::proto::common::v1::{AnyValue, KeyValue, any_val
 use hearth_proto::otlp::{self, ProfilesDictionary};
 use hearth_proto::otlp_collector::ExportProfilesServiceRequest;
 use hearth_proto::pprof;
-use prost::Message;
 
 use crate::error::{Error, Result, reason};
-use crate::labels::validate_labels;
-use crate::normalize::{NormalizeArgs, normalize};
+use crate::normalize::built;
 
 /// The attribute naming the service.
 const SERVICE_NAME: &str = "service.name";
@@ -200,26 +197,7 @@ pub fn prepare_otlp(
                     |e: String| malformed(format!("resource {r}, scope {s}, profile {p}: {e}"));
                 let pieces = convert(&tables, profile, &attributes, now_nanos).map_err(at)?;
                 for (labels, pprof) in pieces {
-                    let labels = validate_labels(labels, limits)?;
-                    let raw = Bytes::from(pprof.encode_to_vec());
-                    let (pprof, index) =
-                        ProfileBatch::index_pprof(pprof, raw.len(), limits.max_profile_bytes)
-                            .map_err(|e| {
-                                Error::rejected(
-                                    e.kind(),
-                                    reason::PROFILE_SIZE_LIMIT,
-                                    format!("the profile with labels '{labels}': {e}"),
-                                )
-                            })?;
-                    batches.push(normalize(NormalizeArgs {
-                        labels,
-                        raw,
-                        pprof,
-                        index,
-                        profile_id: String::new(),
-                        default_time_nanos: now_nanos,
-                        limits,
-                    })?);
+                    batches.push(built(pprof, labels, now_nanos, limits)?);
                 }
             }
         }

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use hearth_engine::model::{Labels, TenantId, label};
 use hearth_engine::{ErrorKind, ProfileBatch};
 use hearth_proto::otlp_collector::ExportProfilesServiceRequest;
-use hearth_proto::pprof::Profile;
 use hearth_proto::push::v1::PushRequest;
 use prost::Message;
 
@@ -18,7 +17,7 @@ use crate::jfr;
 use crate::labels::validate_labels;
 use crate::legacy::{Format, IngestParams, display_names};
 use crate::metrics::{EndpointLabel, IngestMetrics, ReasonLabel};
-use crate::normalize::{NormalizeArgs, metric_name, normalize};
+use crate::normalize::{NormalizeArgs, built, metric_name, normalize, profile_error};
 use crate::otlp;
 use crate::rate::{RateLimiter, RateShare};
 use crate::sink::{ProfileSink, PushOutcome};
@@ -376,28 +375,6 @@ fn prepare_legacy(
     Ok(batches)
 }
 
-/// Validates and normalises a pprof built here from another format, with its series labels.
-fn built(
-    pprof: Profile,
-    pairs: Vec<(String, String)>,
-    default_time_nanos: i64,
-    limits: &Limits,
-) -> Result<ProfileBatch> {
-    let labels = validate_labels(pairs, limits)?;
-    let raw = Bytes::from(pprof.encode_to_vec());
-    let (pprof, index) = ProfileBatch::index_pprof(pprof, raw.len(), limits.max_profile_bytes)
-        .map_err(|e| profile_error(e, &labels, ErrorKind::PayloadTooLarge))?;
-    normalize(NormalizeArgs {
-        labels,
-        raw,
-        pprof,
-        index,
-        profile_id: String::new(),
-        default_time_nanos,
-        limits,
-    })
-}
-
 /// Reads a JFR recording (and the Java agent's dynamic labels) into pprofs named as Pyroscope
 /// names them, with the upload's labels, and normalises each.
 fn prepare_jfr(
@@ -468,27 +445,6 @@ fn prepare_jfr(
             built(profile.pprof, pairs, params.from_nanos, limits)
         })
         .collect()
-}
-
-/// A decode failure with the series it was for; an over-size profile gets `too_large`.
-fn profile_error(error: hearth_engine::Error, labels: &Labels, too_large: ErrorKind) -> Error {
-    let series = if labels.is_empty() {
-        String::new()
-    } else {
-        format!(" with labels '{labels}'")
-    };
-    match error.kind() {
-        ErrorKind::PayloadTooLarge => Error::rejected(
-            too_large,
-            reason::PROFILE_SIZE_LIMIT,
-            format!("the profile{series} exceeds the size limit: {error}"),
-        ),
-        kind => Error::rejected(
-            kind,
-            reason::MALFORMED_PROFILE,
-            format!("the profile{series} is invalid: {error}"),
-        ),
-    }
 }
 
 /// Reads the pprof form of a multipart `/ingest` body: `profile`, optional `sample_type_config`.

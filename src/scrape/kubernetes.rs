@@ -18,6 +18,8 @@ use serde_json::Value;
 use super::relabel::LabelSet;
 
 const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// How long one watch request lasts before it is made again from a fresh list.
+const WATCH_SECONDS: u64 = 300;
 
 /// `kubernetes_sd_configs` entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -311,10 +313,13 @@ async fn list_and_watch(
         .unwrap_or_default()
         .to_string();
     emit(&pods);
+    // The server ends the watch after WATCH_SECONDS; a connection that died silently ends on
+    // the client's timeout a little later. Either way the loop lists again.
     let mut response = api
         .get(&format!(
-            "{scope}?watch=true&allowWatchBookmarks=true&resourceVersion={version}"
+            "{scope}?watch=true&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}&resourceVersion={version}"
         ))
+        .timeout(Duration::from_secs(WATCH_SECONDS + 30))
         .send()
         .await
         .context("watching pods")?;
