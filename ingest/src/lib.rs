@@ -23,6 +23,7 @@ pub mod legacy;
 pub mod metrics;
 pub mod normalize;
 pub mod otlp;
+mod pprof_strings;
 pub mod rate;
 pub mod service;
 pub mod sink;

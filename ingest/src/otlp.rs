@@ -32,6 +32,7 @@ use hearth_proto::pprof;
 
 use crate::error::{Error, Result, reason};
 use crate::normalize::built;
+use crate::pprof_strings::StringTable;
 
 /// The attribute naming the service.
 const SERVICE_NAME: &str = "service.name";
@@ -363,13 +364,13 @@ fn convert(
             ([], timestamps) => timestamps.len() as i64,
             (values, _) => values.iter().fold(0i64, |sum, v| sum.wrapping_add(*v)),
         };
-        let service = sample_service.map_or_else(|| service.clone(), str::to_string);
-        let piece = match pieces.iter().position(|(s, _)| *s == service) {
+        let service = sample_service.unwrap_or(&service);
+        let piece = match pieces.iter().position(|(s, _)| s == service) {
             Some(i) => i,
             None => {
                 let mut builder = PprofBuilder::new(tables);
                 builder.start(sample_type, period_type, profile.period);
-                pieces.push((service, builder));
+                pieces.push((service.to_string(), builder));
                 pieces.len() - 1
             }
         };
@@ -406,7 +407,7 @@ fn convert(
 struct PprofBuilder<'a> {
     tables: &'a Tables<'a>,
     profile: pprof::Profile,
-    strings: HashMap<String, i64>,
+    strings: StringTable,
     /// Dictionary index to pprof id.
     locations: HashMap<i32, u64>,
     functions: HashMap<i32, u64>,
@@ -416,16 +417,14 @@ struct PprofBuilder<'a> {
 
 impl<'a> PprofBuilder<'a> {
     fn new(tables: &'a Tables<'a>) -> Self {
-        let mut builder = PprofBuilder {
+        PprofBuilder {
             tables,
             profile: pprof::Profile::default(),
-            strings: HashMap::new(),
+            strings: StringTable::default(),
             locations: HashMap::new(),
             functions: HashMap::new(),
             mappings: HashMap::new(),
-        };
-        builder.intern("");
-        builder
+        }
     }
 
     fn start(&mut self, sample: (&str, &str), period: (&str, &str), every: i64) {
@@ -434,25 +433,31 @@ impl<'a> PprofBuilder<'a> {
         self.profile.period = every;
     }
 
-    /// The pprof, with each mapping's symbol flags set from the locations in it.
+    /// The pprof, with each mapping's symbol flags set from the locations in it (one pass
+    /// over the locations).
     fn finish(mut self) -> pprof::Profile {
         let profile = &mut self.profile;
-        for mapping in &mut profile.mapping {
-            let (mut functions, mut filenames, mut lines, mut inline) = (true, true, true, false);
-            for location in profile
-                .location
-                .iter()
-                .filter(|l| l.mapping_id == mapping.id)
-            {
-                functions &= !location.line.is_empty();
-                inline |= location.line.len() > 1;
-                for line in &location.line {
-                    let function = &profile.function[line.function_id as usize - 1];
-                    functions &= function.name != 0;
-                    filenames &= function.filename != 0;
-                    lines &= line.line != 0;
-                }
+        // Per mapping (by id): functions, filenames, line numbers, inline frames.
+        let mut flags = vec![(true, true, true, false); profile.mapping.len()];
+        for location in &profile.location {
+            let Some(f) = (location.mapping_id as usize)
+                .checked_sub(1)
+                .and_then(|i| flags.get_mut(i))
+            else {
+                continue;
+            };
+            f.0 &= !location.line.is_empty();
+            f.3 |= location.line.len() > 1;
+            for line in &location.line {
+                let function = &profile.function[line.function_id as usize - 1];
+                f.0 &= function.name != 0;
+                f.1 &= function.filename != 0;
+                f.2 &= line.line != 0;
             }
+        }
+        for (mapping, (functions, filenames, lines, inline)) in
+            profile.mapping.iter_mut().zip(flags)
+        {
             mapping.has_functions = functions;
             mapping.has_filenames = functions && filenames;
             mapping.has_line_numbers = functions && lines;
@@ -469,13 +474,7 @@ impl<'a> PprofBuilder<'a> {
     }
 
     fn intern(&mut self, text: &str) -> i64 {
-        if let Some(&id) = self.strings.get(text) {
-            return id;
-        }
-        let id = self.profile.string_table.len() as i64;
-        self.profile.string_table.push(text.to_string());
-        self.strings.insert(text.to_string(), id);
-        id
+        self.strings.id(&mut self.profile, text)
     }
 
     fn string(&mut self, index: i32) -> std::result::Result<i64, String> {

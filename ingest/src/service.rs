@@ -111,9 +111,7 @@ impl IngestService {
     ) -> Result<PushOutcome> {
         let limits = self.limits(tenant);
         self.admit(tenant, &limits, body_bytes)?;
-        let batches = tokio::task::spawn_blocking(move || prepare_push(request, &limits))
-            .await
-            .map_err(|e| Error::rejected(ErrorKind::Internal, reason::INTERNAL, e.to_string()))??;
+        let batches = on_blocking_pool(move || prepare_push(request, &limits)).await?;
         self.store(tenant, batches).await
     }
 
@@ -138,11 +136,7 @@ impl IngestService {
         let limits = self.limits(tenant);
         self.admit(tenant, &limits, body_bytes)?;
         let batches =
-            tokio::task::spawn_blocking(move || otlp::prepare_otlp(request, &limits, now_nanos()))
-                .await
-                .map_err(|e| {
-                    Error::rejected(ErrorKind::Internal, reason::INTERNAL, e.to_string())
-                })??;
+            on_blocking_pool(move || otlp::prepare_otlp(request, &limits, now_nanos())).await?;
         if batches.is_empty() {
             return Ok(PushOutcome::default());
         }
@@ -180,31 +174,23 @@ impl IngestService {
             Format::PprofMultipart => pprof_form(content_type.unwrap_or_default(), body).await?,
             Format::Jfr => {
                 let (jfr, labels) = jfr_form(content_type.unwrap_or_default(), body).await?;
-                let batches = tokio::task::spawn_blocking(move || {
+                let batches = on_blocking_pool(move || {
                     prepare_jfr(&params, &jfr, labels.as_deref(), &limits)
                 })
-                .await
-                .map_err(|e| {
-                    Error::rejected(ErrorKind::Internal, reason::INTERNAL, e.to_string())
-                })??;
+                .await?;
                 return self.store(tenant, batches).await;
             }
             stacks => {
-                let batches = tokio::task::spawn_blocking(move || {
-                    prepare_legacy(&params, stacks, &body, &limits)
-                })
-                .await
-                .map_err(|e| {
-                    Error::rejected(ErrorKind::Internal, reason::INTERNAL, e.to_string())
-                })??;
+                let batches =
+                    on_blocking_pool(move || prepare_legacy(&params, stacks, &body, &limits))
+                        .await?;
                 return self.store(tenant, batches).await;
             }
         };
-        let batch = tokio::task::spawn_blocking(move || {
+        let batch = on_blocking_pool(move || {
             prepare_ingest(&params, profile, sample_type_config.as_deref(), &limits)
         })
-        .await
-        .map_err(|e| Error::rejected(ErrorKind::Internal, reason::INTERNAL, e.to_string()))??;
+        .await?;
         self.store(tenant, vec![batch]).await
     }
 
@@ -227,6 +213,15 @@ impl IngestService {
             Err(e) => self.record_error(e),
         }
     }
+}
+
+/// Runs `prepare` (decoding and normalising: CPU work) on the blocking pool.
+async fn on_blocking_pool<T: Send + 'static>(
+    prepare: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(prepare)
+        .await
+        .map_err(|e| Error::rejected(ErrorKind::Internal, reason::INTERNAL, e.to_string()))?
 }
 
 /// Decodes and normalises every profile of a push; the first error refuses the whole request.

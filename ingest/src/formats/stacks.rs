@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use hearth_proto::pprof::{Function, Line, Location, Mapping, Profile, Sample, ValueType};
 
+use crate::pprof_strings::StringTable;
+
 /// Stack (frames root first, separated by `;`) → value; equal stacks add up. The distinct
 /// stacks' bytes stay within a budget, so a small body cannot decode into a huge one (a trie
 /// whose every node extends a long key, a speedscope sample repeating a long frame).
@@ -162,22 +164,13 @@ impl Stacks {
 /// Interns strings and frame names while a profile is built.
 #[derive(Default)]
 struct Builder {
-    strings: HashMap<String, i64>,
+    strings: StringTable,
     locations: HashMap<String, u64>,
 }
 
 impl Builder {
     fn string(&mut self, profile: &mut Profile, value: &str) -> i64 {
-        if value.is_empty() {
-            return 0;
-        }
-        if let Some(&id) = self.strings.get(value) {
-            return id;
-        }
-        let id = profile.string_table.len() as i64;
-        profile.string_table.push(value.to_string());
-        self.strings.insert(value.to_string(), id);
-        id
+        self.strings.id(profile, value)
     }
 
     /// The location of frame `name` (one function and one location per distinct name).

@@ -27,6 +27,8 @@ use hearth_proto::pprof::{Function, Label, Line, Location, Mapping, Profile, Sam
 
 use reader::{Chunk, Value};
 
+use crate::pprof_strings::StringTable;
+
 /// Dynamic labels the Java agent sends beside a recording (the `labels` form field).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct LabelsSnapshot {
@@ -156,16 +158,10 @@ pub fn decode(
     for (n, chunk) in reader::chunks(body)?.iter().enumerate() {
         let at = |e: String| format!("chunk {n}: {e}");
         let names = EventClasses::of(chunk);
-        let mut events = Vec::new();
-        chunk
-            .each_event(|_, kind, pos| {
-                if let Some(event) = names.kind(kind) {
-                    events.push((event, kind as u64, pos));
-                }
-                Ok(())
-            })
-            .map_err(at)?;
-        for (event, class, pos) in events {
+        for &(class, pos) in chunk.events() {
+            let Some(event) = names.kind(class) else {
+                continue;
+            };
             let value = chunk.read_event(class, pos).map_err(at)?;
             if event == "jdk.ActiveSetting" {
                 if chunk.get(&value, "name").and_then(|v| chunk.text(v)) == Some("event") {
@@ -279,8 +275,8 @@ impl EventClasses {
         )
     }
 
-    fn kind(&self, type_id: i64) -> Option<&'static str> {
-        self.0.get(&(type_id as u64)).copied()
+    fn kind(&self, type_id: u64) -> Option<&'static str> {
+        self.0.get(&type_id).copied()
     }
 }
 
@@ -295,7 +291,7 @@ struct Correlation {
 /// One kind's pprof, with samples merged by stack and correlation.
 struct Builder {
     profile: Profile,
-    strings: HashMap<String, i64>,
+    strings: StringTable,
     /// (chunk, method key) to function id; (function id, line) to location id.
     functions: HashMap<(usize, i64), u64>,
     locations: HashMap<(u64, i64), u64>,
@@ -307,12 +303,11 @@ impl Builder {
     fn new(kind: Kind) -> Self {
         let mut builder = Builder {
             profile: Profile::default(),
-            strings: HashMap::new(),
+            strings: StringTable::default(),
             functions: HashMap::new(),
             locations: HashMap::new(),
             samples: HashMap::new(),
         };
-        builder.intern("");
         let (_, sample_types, period_type) = kind.describe();
         let mut value_type = |(t, unit): (&str, &str)| ValueType {
             r#type: builder.intern(t),
@@ -331,13 +326,7 @@ impl Builder {
     }
 
     fn intern(&mut self, text: &str) -> i64 {
-        if let Some(&id) = self.strings.get(text) {
-            return id;
-        }
-        let id = self.profile.string_table.len() as i64;
-        self.profile.string_table.push(text.to_string());
-        self.strings.insert(text.to_string(), id);
-        id
+        self.strings.id(&mut self.profile, text)
     }
 
     fn add(
@@ -388,12 +377,12 @@ impl Builder {
             Value::Ref(_, key) => match self.functions.get(&(chunk_index, *key)) {
                 Some(&id) => id,
                 None => {
-                    let id = self.function(chunk, method_ref)?;
+                    let id = self.function(chunk, method_ref);
                     self.functions.insert((chunk_index, *key), id);
                     id
                 }
             },
-            inline => self.function(chunk, inline)?,
+            inline => self.function(chunk, inline),
         };
         if let Some(&id) = self.locations.get(&(function, line)) {
             return Some(id);
@@ -414,7 +403,7 @@ impl Builder {
     }
 
     /// A new function named `<class>.<method>`.
-    fn function(&mut self, chunk: &Chunk<'_>, method: &Value) -> Option<u64> {
+    fn function(&mut self, chunk: &Chunk<'_>, method: &Value) -> u64 {
         let symbol = |value: Option<&Value>| -> Option<String> {
             let symbol = value?;
             let text = chunk.get(symbol, "string").and_then(|s| chunk.text(s));
@@ -430,7 +419,7 @@ impl Builder {
             name,
             ..Default::default()
         });
-        Some(id)
+        id
     }
 
     fn labels(
@@ -441,37 +430,36 @@ impl Builder {
         let Some(snapshot) = snapshot else {
             return Vec::new();
         };
-        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut label = Vec::new();
+        let mut add = |builder: &mut Self, key: &str, value: &str| {
+            label.push(Label {
+                key: builder.intern(key),
+                str: builder.intern(value),
+                ..Default::default()
+            });
+        };
         if let Some(context) = snapshot.contexts.get(&correlation.context) {
             let mut ids: Vec<_> = context.labels.iter().collect();
             ids.sort();
             for (k, v) in ids {
                 if let (Some(k), Some(v)) = (snapshot.strings.get(k), snapshot.strings.get(v)) {
-                    pairs.push((k.clone(), v.clone()));
+                    add(self, k, v);
                 }
             }
         }
         if correlation.span != 0 {
-            pairs.push((
-                "profile_id".into(),
-                format!("{:016x}", correlation.span as u64),
-            ));
+            add(
+                self,
+                "profile_id",
+                &format!("{:016x}", correlation.span as u64),
+            );
         }
-        if let Some(name) = snapshot
-            .strings
-            .get(&correlation.span_name)
-            .filter(|_| correlation.span_name != 0)
+        if correlation.span_name != 0
+            && let Some(name) = snapshot.strings.get(&correlation.span_name)
         {
-            pairs.push(("span_name".into(), name.clone()));
+            add(self, "span_name", name);
         }
-        pairs
-            .into_iter()
-            .map(|(k, v)| Label {
-                key: self.intern(&k),
-                str: self.intern(&v),
-                ..Default::default()
-            })
-            .collect()
+        label
     }
 }
 

@@ -93,6 +93,8 @@ pub(super) struct Chunk<'a> {
     /// The classes whose constants are kept (see [`KEPT_POOLS`]).
     kept: Vec<u64>,
     string_class: Option<u64>,
+    /// See [`Chunk::events`].
+    events: Vec<(u64, usize)>,
 }
 
 /// Splits a recording into its chunks and parses each one's metadata and constants.
@@ -162,21 +164,23 @@ impl<'a> Chunk<'a> {
             pools: HashMap::new(),
             kept: Vec::new(),
             string_class: None,
+            events: Vec::new(),
         };
         chunk.read_metadata(metadata)?;
         chunk.kept = KEPT_POOLS
             .iter()
             .filter_map(|name| chunk.class_named(name))
             .collect();
-        // Every checkpoint (not only the chain from the header's): recorders that flush write
-        // several.
+        // One pass over the events: every checkpoint (not only the chain from the header's:
+        // recorders that flush write several) is read now, the others kept for the caller.
         let mut checkpoints = Vec::new();
-        chunk.each_event(|_, kind, at| {
-            if kind == CHECKPOINT {
-                checkpoints.push(at);
+        for (kind, at) in chunk.scan()? {
+            match kind {
+                CHECKPOINT => checkpoints.push(at),
+                METADATA => {}
+                _ => chunk.events.push((kind as u64, at)),
             }
-            Ok(())
-        })?;
+        }
         for at in checkpoints {
             chunk.read_checkpoint(at)?;
         }
@@ -189,11 +193,9 @@ impl<'a> Chunk<'a> {
         cursor
     }
 
-    /// Calls `f(size, type id, position after the type id)` for every event of the chunk.
-    pub(super) fn each_event(
-        &self,
-        mut f: impl FnMut(usize, i64, usize) -> Result<()>,
-    ) -> Result<()> {
+    /// Every event of the chunk: its type id and where its fields start.
+    fn scan(&self) -> Result<Vec<(i64, usize)>> {
+        let mut out = Vec::new();
         let mut pos = HEADER_BYTES;
         while pos < self.data.len() {
             let mut cursor = self.cursor(pos);
@@ -202,11 +204,16 @@ impl<'a> Chunk<'a> {
                 .ok()
                 .filter(|s| *s > 0 && pos + s <= self.data.len())
                 .ok_or_else(|| format!("the event at byte {pos} has size {size}"))?;
-            let kind = cursor.long()?;
-            f(size, kind, cursor.pos)?;
+            out.push((cursor.long()?, cursor.pos));
             pos += size;
         }
-        Ok(())
+        Ok(out)
+    }
+
+    /// The chunk's events other than metadata and checkpoints: type id and where the fields
+    /// start, in file order.
+    pub(super) fn events(&self) -> &[(u64, usize)] {
+        &self.events
     }
 
     fn read_metadata(&mut self, at: usize) -> Result<()> {
