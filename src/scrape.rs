@@ -218,10 +218,17 @@ struct Job {
     interval: Duration,
     timeout: Duration,
     rules: Vec<relabel::Rule>,
-    /// Per profile type: enabled, path, delta.
-    endpoints: Vec<(&'static Profile, bool, String, bool)>,
+    endpoints: Vec<Endpoint>,
     statics: Vec<LabelSet>,
     kubernetes: Vec<KubernetesSdConfig>,
+}
+
+/// One profile type of a job, with the job's changes to its defaults applied.
+struct Endpoint {
+    profile: &'static Profile,
+    enabled: bool,
+    path: String,
+    delta: bool,
 }
 
 /// A target's identity: instance, profile type and URL.
@@ -321,12 +328,12 @@ impl Scrapes {
                 .map(|profile| {
                     let set = config.profiling_config.pprof_config.get(profile.key);
                     let set = set.cloned().unwrap_or_default();
-                    (
+                    Endpoint {
                         profile,
-                        set.enabled.unwrap_or(profile.enabled),
-                        set.path.unwrap_or_else(|| profile.path.to_string()),
-                        set.delta.unwrap_or(profile.delta),
-                    )
+                        enabled: set.enabled.unwrap_or(profile.enabled),
+                        path: set.path.unwrap_or_else(|| profile.path.to_string()),
+                        delta: set.delta.unwrap_or(profile.delta),
+                    }
                 })
                 .collect();
             jobs.push(Job {
@@ -367,13 +374,14 @@ impl Scrapes {
         membership: Option<Arc<Membership>>,
         role: Role,
     ) -> Vec<tokio::task::JoinHandle<()>> {
+        if self.is_empty() || self.started.get().is_some() {
+            return Vec::new();
+        }
         let client = reqwest::Client::builder()
             .user_agent(concat!("hearth-scraper/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds");
-        if self.is_empty() || self.started.set((ingest, client)).is_err() {
-            return Vec::new();
-        }
+        let _ = self.started.set((ingest, client));
         let mut tasks = Vec::new();
         if let Some(membership) = membership {
             let mut changes = membership.changes();
@@ -403,21 +411,22 @@ impl Scrapes {
         tasks
     }
 
-    /// Whether this process scrapes `key`: always alone; in a cluster when it is the
-    /// rendezvous owner of the target among the live members of its role.
-    fn owns(&self, key: &TargetKey) -> bool {
-        let Some((membership, role)) = self.sharing.get() else {
-            return true;
-        };
-        let me = membership.node_id();
-        let members: Vec<String> = membership
-            .active(*role)
-            .into_iter()
-            .map(|n| n.id)
-            .chain(std::iter::once(me.to_string()))
-            .collect();
-        let target = format!("{}\u{ff}{}\u{ff}{}", key.0, key.1, key.2);
-        hearth_ring::rendezvous_owner(&target, members.iter().map(String::as_str)) == Some(me)
+    /// Which targets this process scrapes: all of them alone; in a cluster those whose
+    /// rendezvous owner among the live members of its role (read once here) is this process.
+    fn ownership(&self) -> impl Fn(&TargetKey) -> bool + '_ {
+        let members = self.sharing.get().map(|(membership, role)| {
+            let me = membership.node_id();
+            let mut ids: Vec<String> = membership.active(*role).into_iter().map(|n| n.id).collect();
+            ids.push(me.to_string());
+            (me, ids)
+        });
+        move |key: &TargetKey| {
+            let Some((me, ids)) = &members else {
+                return true;
+            };
+            let target = format!("{}\u{ff}{}\u{ff}{}", key.0, key.1, key.2);
+            hearth_ring::rendezvous_owner(&target, ids.iter().map(String::as_str)) == Some(*me)
+        }
     }
 
     /// Stops every target's loop.
@@ -437,11 +446,12 @@ impl Scrapes {
         };
         let job = &self.jobs[i];
         self.discovered.lock()[i] = sets.clone();
+        let owns = self.ownership();
         let targets: Vec<Target> = sets
             .into_iter()
             .filter_map(|set| relabel::relabel(set, &job.rules))
             .flat_map(|set| job.targets(&set))
-            .filter(|target| self.owns(&target.key()))
+            .filter(|target| owns(&target.key()))
             .collect();
         let mut running = self.running.lock();
         let current = &mut running[i];
@@ -558,7 +568,13 @@ impl Job {
             .rsplit_once(':')
             .map_or(address.as_str(), |(h, _)| h);
         let mut out = Vec::new();
-        for (profile, enabled, path, delta) in &self.endpoints {
+        for Endpoint {
+            profile,
+            enabled,
+            path,
+            delta,
+        } in &self.endpoints
+        {
             // (address, path, scheme) of this profile type, when it is scraped.
             let chosen = match (pod, profile.annotation) {
                 (false, _) => enabled.then(|| (address.clone(), path.clone(), self.scheme.clone())),
@@ -583,11 +599,16 @@ impl Job {
             let Some((instance, path, scheme)) = chosen else {
                 continue;
             };
-            let mut labels = labels.clone();
+            // The scraped address is the target's `instance`, whatever the labels said (they
+            // hold no `__` names, so no `__name__` either).
+            let mut labels: Vec<(String, String)> = labels
+                .iter()
+                .filter(|(name, _)| name != "instance")
+                .cloned()
+                .collect();
             labels.push(("__name__".into(), profile.name.into()));
             labels.push(("instance".into(), instance.clone()));
             labels.sort();
-            labels.dedup_by(|a, b| a.0 == b.0);
             out.push(Target {
                 job: self.name.clone(),
                 instance: instance.clone(),

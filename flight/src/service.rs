@@ -494,23 +494,15 @@ impl FlightSqlService for HearthFlightSql {
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
 }
 
-/// The password of HTTP Basic credentials (`user:password`, base64).
+/// The password of HTTP Basic credentials (`user:password`, base64, padded or not).
 fn decode_basic_password(encoded: &str) -> Option<String> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for byte in encoded.bytes().filter(|&b| b != b'=') {
-        let value = ALPHABET.iter().position(|&c| c == byte)? as u32;
-        bits = (bits << 6) | value;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-            bits &= (1 << count) - 1;
-        }
-    }
-    let text = String::from_utf8(out).ok()?;
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const BASE64: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let text = String::from_utf8(BASE64.decode(encoded).ok()?).ok()?;
     text.split_once(':')
         .map(|(_, password)| password.to_string())
 }

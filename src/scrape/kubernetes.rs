@@ -214,25 +214,9 @@ fn kubeconfig(path: &PathBuf) -> anyhow::Result<Credentials> {
 }
 
 fn base64_decode(text: &str) -> anyhow::Result<Vec<u8>> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    let (mut buffer, mut bits) = (0u32, 0);
-    for byte in text
-        .bytes()
-        .filter(|b| !b.is_ascii_whitespace() && *b != b'=')
-    {
-        let value = ALPHABET
-            .iter()
-            .position(|a| *a == byte)
-            .context("not base64")? as u32;
-        buffer = (buffer << 6) | value;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-        }
-    }
-    Ok(out)
+    use base64::Engine as _;
+    let compact: String = text.split_whitespace().collect();
+    Ok(base64::engine::general_purpose::STANDARD.decode(compact)?)
 }
 
 /// Lists and watches the pods, calling `update` with the label sets of all running pods
@@ -252,7 +236,8 @@ pub(crate) async fn discover(config: KubernetesSdConfig, update: impl Fn(Vec<Lab
             .map(|ns| format!("/api/v1/namespaces/{ns}/pods"))
             .collect(),
     };
-    let mut pods: Vec<BTreeMap<String, Value>> = vec![BTreeMap::new(); scopes.len()];
+    // Per scope, the label sets of its scrapeable pods by namespace/name.
+    let mut pods: Vec<BTreeMap<String, LabelSet>> = vec![BTreeMap::new(); scopes.len()];
     let (sender, mut changes) = tokio::sync::mpsc::unbounded_channel();
     // Every watch and the merge of their states run in this task, so aborting it stops all.
     let api = &api;
@@ -260,7 +245,7 @@ pub(crate) async fn discover(config: KubernetesSdConfig, update: impl Fn(Vec<Lab
         let sender = sender.clone();
         async move {
             loop {
-                let emit = |state: &BTreeMap<String, Value>| {
+                let emit = |state: &BTreeMap<String, LabelSet>| {
                     let _ = sender.send((i, state.clone()));
                 };
                 if let Err(e) = list_and_watch(api, &scope, emit).await {
@@ -277,7 +262,7 @@ pub(crate) async fn discover(config: KubernetesSdConfig, update: impl Fn(Vec<Lab
             let sets: Vec<LabelSet> = pods
                 .iter()
                 .flat_map(|scope| scope.values())
-                .filter_map(pod_labels)
+                .cloned()
                 .collect();
             if last.as_ref() != Some(&sets) {
                 update(sets.clone());
@@ -289,11 +274,12 @@ pub(crate) async fn discover(config: KubernetesSdConfig, update: impl Fn(Vec<Lab
 }
 
 /// One list, then one watch from its version until the stream ends or fails; `emit` gets the
-/// pods (by namespace/name) after the list and after each event.
+/// label sets of the scrapeable pods (by namespace/name) after the list and after each event
+/// that changes them. Each pod's labels are made once, when it is listed or changes.
 async fn list_and_watch(
     api: &ApiServer,
     scope: &str,
-    emit: impl Fn(&BTreeMap<String, Value>),
+    emit: impl Fn(&BTreeMap<String, LabelSet>),
 ) -> anyhow::Result<()> {
     let response = api.get(scope).send().await.context("listing pods")?;
     let status = response.status();
@@ -302,11 +288,11 @@ async fn list_and_watch(
     if !status.is_success() {
         bail!("listing pods: HTTP {status}: {}", list["message"]);
     }
-    let mut pods: BTreeMap<String, Value> = list["items"]
+    let mut pods: BTreeMap<String, LabelSet> = list["items"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|pod| (pod_key(pod), pod.clone()))
+        .filter_map(|pod| Some((pod_key(pod), pod_labels(pod)?)))
         .collect();
     let mut version = list["metadata"]["resourceVersion"]
         .as_str()
@@ -337,25 +323,27 @@ async fn list_and_watch(
             let event: Value =
                 serde_json::from_slice(&line).context("a watch event is not JSON")?;
             let object = &event["object"];
-            match event["type"].as_str().unwrap_or_default() {
-                "ADDED" | "MODIFIED" => {
-                    pods.insert(pod_key(object), object.clone());
-                }
-                "DELETED" => {
-                    pods.remove(&pod_key(object));
-                }
-                "BOOKMARK" => {}
+            let changed = match event["type"].as_str().unwrap_or_default() {
+                "ADDED" | "MODIFIED" => match pod_labels(object) {
+                    Some(labels) => pods.insert(pod_key(object), labels.clone()) != Some(labels),
+                    // Finished, or not given an IP yet: nothing to scrape.
+                    None => pods.remove(&pod_key(object)).is_some(),
+                },
+                "DELETED" => pods.remove(&pod_key(object)).is_some(),
+                "BOOKMARK" => false,
                 "ERROR" => bail!(
                     "the watch ended with {} {} (version {version})",
                     object["code"],
                     object["message"]
                 ),
                 other => bail!("unknown watch event type {other:?}"),
-            }
+            };
             if let Some(v) = object["metadata"]["resourceVersion"].as_str() {
                 version = v.to_string();
             }
-            emit(&pods);
+            if changed {
+                emit(&pods);
+            }
         }
     }
     Ok(())
