@@ -15,7 +15,7 @@ use serde_json::json;
 
 use hearth_ingest::formats::encode_nodes as nodes;
 
-use super::support::{Hearth, urlencode, venv_bin};
+use super::support::{Hearth, run_ok, urlencode, venv_bin};
 
 /// A Python program whose time goes to `hot_loop`, with a little in `cold`.
 const PROGRAM: &str = "
@@ -38,27 +38,23 @@ fn py_spy(dir: &Path, format: &str) -> Vec<u8> {
     let program = dir.join("hot.py");
     std::fs::write(&program, PROGRAM).unwrap();
     let out = dir.join(format!("profile.{format}"));
-    let status = Command::new(venv_bin("py-spy"))
-        .args([
-            "record",
-            "--rate",
-            "100",
-            "--duration",
-            "2",
-            "--format",
-            format,
-        ])
-        .arg("--output")
-        .arg(&out)
-        .arg("--")
-        .arg(venv_bin("python"))
-        .arg(&program)
-        .output()
-        .expect("py-spy runs (scripts/python-env.sh installs it)");
-    assert!(
-        status.status.success(),
-        "py-spy: {}",
-        String::from_utf8_lossy(&status.stderr)
+    run_ok(
+        Command::new(venv_bin("py-spy"))
+            .args([
+                "record",
+                "--rate",
+                "100",
+                "--duration",
+                "2",
+                "--format",
+                format,
+            ])
+            .arg("--output")
+            .arg(&out)
+            .arg("--")
+            .arg(venv_bin("python"))
+            .arg(&program),
+        "py-spy (scripts/python-env.sh installs it)",
     );
     std::fs::read(out).unwrap()
 }

@@ -13,7 +13,7 @@ use hearth_ingest::jfr::{Context, LabelsSnapshot};
 use prost::Message;
 
 use super::ingest_formats::{collapsed, profile_types};
-use super::support::{Hearth, gzip, now_nanos};
+use super::support::{Hearth, gzip, now_nanos, run_ok};
 
 /// A program whose CPU goes to `Hot.hotLoop`, which allocates in `Hot.allocate` and contends
 /// for a lock in `Hot.contend`.
@@ -65,31 +65,22 @@ public class Hot {
 /// allocation events on; returns the recording's path.
 fn record(dir: &Path) -> PathBuf {
     std::fs::write(dir.join("Hot.java"), PROGRAM).unwrap();
-    let javac = Command::new("javac")
-        .arg(dir.join("Hot.java"))
-        .output()
-        .expect("javac runs (a JDK is installed)");
-    assert!(
-        javac.status.success(),
-        "{}",
-        String::from_utf8_lossy(&javac.stderr)
+    run_ok(
+        Command::new("javac").arg(dir.join("Hot.java")),
+        "javac (a JDK; .ci/run installs one)",
     );
     let recording = dir.join("hot.jfr");
-    let java = Command::new("java")
-        .arg(format!(
-            "-XX:StartFlightRecording=filename={},settings=profile,dumponexit=true,\
+    run_ok(
+        Command::new("java")
+            .arg(format!(
+                "-XX:StartFlightRecording=filename={},settings=profile,dumponexit=true,\
              +jdk.ObjectAllocationInNewTLAB#enabled=true",
-            recording.display()
-        ))
-        .arg("-cp")
-        .arg(dir)
-        .args(["Hot", "3000"])
-        .output()
-        .expect("java runs");
-    assert!(
-        java.status.success(),
-        "{}",
-        String::from_utf8_lossy(&java.stderr)
+                recording.display()
+            ))
+            .arg("-cp")
+            .arg(dir)
+            .args(["Hot", "3000"]),
+        "java",
     );
     recording
 }
@@ -97,17 +88,13 @@ fn record(dir: &Path) -> PathBuf {
 /// The JDK's own reading of `event` in the recording: the values of each event with a stack
 /// (a sample without frames has nowhere to go in a flame graph, so none is stored).
 fn jdk_events(recording: &Path, event: &str) -> Vec<serde_json::Value> {
-    let out = Command::new("jfr")
-        .args(["print", "--json", "--events", event])
-        .arg(recording)
-        .output()
-        .expect("the JDK's jfr tool runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new("jfr")
+            .args(["print", "--json", "--events", event])
+            .arg(recording),
+        "the JDK's jfr tool",
     );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let events = doc["recording"]["events"]
         .as_array()
         .cloned()

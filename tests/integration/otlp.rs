@@ -14,7 +14,7 @@ use prost::Message;
 use serde_json::{Value, json};
 
 use super::ingest_formats::{collapsed, profile_types};
-use super::support::{Hearth, gzip, now_nanos, venv_bin};
+use super::support::{Hearth, gzip, now_nanos, run_ok, venv_bin};
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 /// 100 Hz.
@@ -29,18 +29,14 @@ fn export(spec: &Value, args: &[&str]) -> Value {
     let path = dir.path().join("spec.json");
     std::fs::write(&path, spec.to_string()).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/otlp_export.py");
-    let output = Command::new(venv_bin("python"))
-        .arg(script)
-        .arg(&path)
-        .args(args)
-        .output()
-        .expect("python runs");
-    assert!(
-        output.status.success(),
-        "otlp_export.py: {}",
-        String::from_utf8_lossy(&output.stderr)
+    let output = run_ok(
+        Command::new(venv_bin("python"))
+            .arg(script)
+            .arg(&path)
+            .args(args),
+        "otlp_export.py",
     );
-    serde_json::from_slice(&output.stdout).unwrap()
+    serde_json::from_slice(&output).unwrap()
 }
 
 /// One resource with one scope and `profiles`.

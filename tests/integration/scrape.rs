@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::ingest_formats::{collapsed, profile_types};
-use super::support::Hearth;
+use super::support::{Hearth, run_ok};
 
 /// A program whose CPU goes to `main.hotLoop`, which allocates in `main.allocate` and
 /// contends for a mutex, serving its profiles on the address in its first argument.
@@ -78,26 +78,34 @@ fn build_program(dir: &Path) -> PathBuf {
     std::fs::write(dir.join("main.go"), PROGRAM).unwrap();
     let binary = dir.join("hot");
     let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/go-build-cache");
-    let out = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg("main.go")
-        .current_dir(dir)
-        .env("GOCACHE", &cache)
-        .env("GOPATH", dir.join("gopath"))
-        .env("GO111MODULE", "off")
-        .output()
-        .expect("go runs (Debian's golang-go; .ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("go")
+            .args(["build", "-o"])
+            .arg(&binary)
+            .arg("main.go")
+            .current_dir(dir)
+            .env("GOCACHE", &cache)
+            .env("GOPATH", dir.join("gopath"))
+            .env("GO111MODULE", "off"),
+        "go build (Debian's golang-go; .ci/run installs it)",
     );
     binary
 }
 
 /// A child process killed when the test ends.
 struct Program(Child);
+
+impl Program {
+    /// The Go program `binary` serving its profiles on loopback `port`.
+    fn serve(binary: &Path, port: u16) -> Self {
+        Program(
+            Command::new(binary)
+                .arg(format!("127.0.0.1:{port}"))
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
 
 impl Drop for Program {
     fn drop(&mut self) {
@@ -181,12 +189,7 @@ fn a_go_program_is_scraped_and_broken_targets_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let binary = build_program(dir.path());
     let port = free_port();
-    let _program = Program(
-        Command::new(&binary)
-            .arg(format!("127.0.0.1:{port}"))
-            .spawn()
-            .unwrap(),
-    );
+    let _program = Program::serve(&binary, port);
     let dead = free_port();
     let (hang, garbage) = (hanging_server(), garbage_server());
     let only_goroutines = "profiling_config:\n      pprof_config:\n        process_cpu: {enabled: false}\n        memory: {enabled: false}\n        mutex: {enabled: false}\n        block: {enabled: false}";
@@ -460,12 +463,7 @@ fn kubernetes_pods_are_discovered_by_watch_and_scraped_by_their_annotations() {
     let dir = tempfile::tempdir().unwrap();
     let binary = build_program(dir.path());
     let port = free_port();
-    let _program = Program(
-        Command::new(&binary)
-            .arg(format!("127.0.0.1:{port}"))
-            .spawn()
-            .unwrap(),
-    );
+    let _program = Program::serve(&binary, port);
     // Every pod's IP is the loopback, where the real Go program serves its profiles.
     let mut checkout = pod(
         "shop",
@@ -617,14 +615,7 @@ fn scrapers_share_the_targets_and_one_takes_over_when_the_other_goes() {
     let ports = [free_port(), free_port()];
     let _programs: Vec<Program> = ports
         .iter()
-        .map(|port| {
-            Program(
-                Command::new(&binary)
-                    .arg(format!("127.0.0.1:{port}"))
-                    .spawn()
-                    .unwrap(),
-            )
-        })
+        .map(|port| Program::serve(&binary, *port))
         .collect();
     // Four instances (two names for each program), five profile types each: 20 targets.
     let instances: Vec<String> = ports

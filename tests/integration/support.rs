@@ -60,6 +60,20 @@ pub(crate) fn now_nanos() -> i64 {
 
 /// A program of the tests' Python venv (clients, moto's S3 server), created by
 /// `scripts/python-env.sh` when missing (`.ci/run` creates it up front).
+/// Runs `command` (`what` names the program and how it gets installed) and returns its
+/// standard output; fails the test with its standard error when it fails.
+pub(crate) fn run_ok(command: &mut Command, what: &str) -> Vec<u8> {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what} does not run: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
 pub(crate) fn venv_bin(name: &str) -> PathBuf {
     // One test at a time: two scripts creating the venv at once break each other.
     static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
